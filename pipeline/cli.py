@@ -1,0 +1,286 @@
+"""The command line: flags → Settings → runner → report and exit code. The only module that
+imports Typer. Dagger is imported only once a build starts, so `--help` and bad flags answer
+at once."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import BuildFailed, PipelineError, UsageError
+from pipeline.outputs import check_destination
+from pipeline.settings import (
+    DEFAULT_GO_IMAGE,
+    DEFAULT_NAME,
+    DEFAULT_RUNTIME_IMAGE,
+    DEFAULT_SOURCE,
+    SCRATCH,
+    Secret,
+    Settings,
+    Variant,
+    check_name,
+    check_package,
+    check_registry_auth,
+    default_output,
+    parse_image_ref,
+    parse_platform,
+)
+from pipeline.source import inspect_source
+
+PASSWORD_ENV = "PIPELINE_REGISTRY_PASSWORD"
+
+app = typer.Typer(
+    help="Containerize the Go program in --source three ways and show what each costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SUMMARIES = {
+    Variant.NAIVE: "One image with the whole Go toolchain, the source and the binary: "
+    "the 'before'.",
+    Variant.BUILDER: "The builder pattern: a builder image compiles, the binary hops through the "
+    "host into a runtime image.",
+    Variant.MULTISTAGE: "The Dagger way: the binary's File goes straight from the golang "
+    "container into a minimal runtime image.",
+}
+
+SourceOpt = Annotated[
+    Path,
+    typer.Option(help="The Go module to build.", envvar="PIPELINE_SOURCE", show_default=True),
+]
+PackageOpt = Annotated[
+    str,
+    typer.Option(
+        help="The main package to build, as `go build` takes it (e.g. ./cmd/server).",
+        envvar="PIPELINE_PACKAGE",
+    ),
+]
+TestOpt = Annotated[
+    bool,
+    typer.Option(
+        "--test/--no-test",
+        help="Run `go vet ./...` and `go test ./...` first.",
+        envvar="PIPELINE_TEST",
+    ),
+]
+GoImageOpt = Annotated[
+    str, typer.Option(help="The Go toolchain image.", envvar="PIPELINE_GO_IMAGE")
+]
+RuntimeImageOpt = Annotated[
+    str,
+    typer.Option(
+        help=f"The base the binary ships on; `{SCRATCH}` for an empty one.",
+        envvar="PIPELINE_RUNTIME_IMAGE",
+    ),
+]
+NameOpt = Annotated[str, typer.Option(help="The image's name.", envvar="PIPELINE_NAME")]
+PlatformOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--platform",
+        help="Target platform, repeatable (e.g. linux/amd64 linux/arm64); default the engine's.",
+        envvar="PIPELINE_PLATFORM",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where to write the OCI tarball [default: build/<name>-<variant>.tar].",
+        envvar="PIPELINE_OUTPUT",
+        show_default=False,
+    ),
+]
+NoOutputOpt = Annotated[
+    bool, typer.Option("--no-output", help="Write no tarball.", envvar="PIPELINE_NO_OUTPUT")
+]
+LoadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--load",
+        help="Load the image into the local Docker, tagged <name>:<variant>.",
+        envvar="PIPELINE_LOAD",
+    ),
+]
+PublishOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Push the image to this reference (REGISTRY/REPO:TAG).",
+        envvar="PIPELINE_PUBLISH",
+        show_default=False,
+    ),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Registry user for --publish; the password comes from ${PASSWORD_ENV} only.",
+        envvar="PIPELINE_REGISTRY_USERNAME",
+        show_default=False,
+    ),
+]
+RunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--run/--no-run", help="Run the image once and show what it printed.", envvar="PIPELINE_RUN"
+    ),
+]
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--json",
+        help="Write the result as JSON to this path.",
+        envvar="PIPELINE_JSON",
+        show_default=False,
+    ),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", help="Show tracebacks (for bug reports).", envvar="PIPELINE_VERBOSE"),
+]
+
+
+def build_settings(
+    variant: Variant,
+    *,
+    source: Path,
+    package: str,
+    test: bool,
+    go_image: str,
+    runtime_image: str,
+    name: str,
+    platform: list[str] | None,
+    output: Path | None,
+    no_output: bool,
+    load: bool,
+    publish: str | None,
+    registry_username: str | None,
+    registry_password: str | None,
+    run: bool,
+    json_path: Path | None,
+) -> Settings:
+    """Check every flag and resolve them into one Settings value (UsageError if wrong)."""
+    parse_image_ref(go_image, option="--go-image")
+    if runtime_image != SCRATCH:
+        parse_image_ref(runtime_image, option="--runtime-image")
+    publish_ref = parse_image_ref(publish, option="--publish") if publish else None
+    password = Secret(registry_password) if registry_password else None
+    check_registry_auth(publish_ref, registry_username, password)
+    platforms = tuple(dict.fromkeys(parse_platform(p) for p in platform or ()))
+    name = check_name(name)
+    if no_output and output is not None:
+        raise UsageError("--output and --no-output contradict each other: give one")
+    return Settings(
+        variant=variant,
+        source=source,
+        package=check_package(package),
+        test=test,
+        go_image=go_image,
+        runtime_image=runtime_image,
+        name=name,
+        platforms=platforms,
+        output=None if no_output else (output or default_output(name, variant)),
+        load=load,
+        publish=publish_ref,
+        registry_username=registry_username,
+        registry_password=password,
+        run=run,
+        json_path=json_path,
+    )
+
+
+def execute(settings: Settings, *, verbose: bool) -> int:
+    """Run the build and print the summary; return the exit code (errors become one line)."""
+    err = Console(stderr=True, highlight=False)
+    try:
+        tree = inspect_source(settings.source, settings.package)
+        for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
+            if path is not None:
+                check_destination(path, option=option)
+        import anyio
+
+        from pipeline import report, runner
+
+        result = anyio.run(runner.run, settings, tree)
+        report.render(result, Console(highlight=False))
+        if settings.json_path is not None:
+            report.write_json(result, settings.json_path)
+    except UsageError as error:
+        err.print(f"error: {error}", markup=False)
+        return 2
+    except BuildFailed as error:
+        if error.detail:
+            err.print(error.detail, markup=False)
+        err.print(f"error: {error}", markup=False)
+        return 1
+    except PipelineError as error:
+        if verbose:
+            traceback.print_exc()
+        err.print(f"error: {error}", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    return 0
+
+
+def _command(variant: Variant) -> None:
+    """Register the command for one variant; all share one signature."""
+
+    def command(
+        source: SourceOpt = DEFAULT_SOURCE,
+        package: PackageOpt = ".",
+        test: TestOpt = True,
+        go_image: GoImageOpt = DEFAULT_GO_IMAGE,
+        runtime_image: RuntimeImageOpt = DEFAULT_RUNTIME_IMAGE,
+        name: NameOpt = DEFAULT_NAME,
+        platform: PlatformOpt = None,
+        output: OutputOpt = None,
+        no_output: NoOutputOpt = False,
+        load: LoadOpt = False,
+        publish: PublishOpt = None,
+        registry_username: UsernameOpt = None,
+        run: RunOpt = True,
+        json_path: JsonOpt = None,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        try:
+            settings = build_settings(
+                variant,
+                source=source,
+                package=package,
+                test=test,
+                go_image=go_image,
+                runtime_image=runtime_image,
+                name=name,
+                platform=platform,
+                output=output,
+                no_output=no_output,
+                load=load,
+                publish=publish,
+                registry_username=registry_username,
+                registry_password=os.environ.get(PASSWORD_ENV) or None,
+                run=run,
+                json_path=json_path,
+            )
+        except UsageError as error:
+            Console(stderr=True, highlight=False).print(f"error: {error}", markup=False)
+            raise typer.Exit(2) from None
+        raise typer.Exit(execute(settings, verbose=verbose))
+
+    command.__doc__ = SUMMARIES[variant]
+    app.command(name=variant.value, help=SUMMARIES[variant])(command)
+
+
+for _variant in Variant:
+    _command(_variant)
+
+
+def main() -> None:
+    """Entry point: `python -m pipeline`."""
+    app(prog_name="pipeline")

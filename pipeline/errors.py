@@ -1,0 +1,41 @@
+"""The errors the pipeline raises on purpose; the CLI turns each into one line and an exit code.
+
+PipelineError          something failed while building, exporting or pushing (exit 1)
+├── BuildFailed        a command in a container failed: the compiler's or go test's output
+├── RegistryError      a registry refused, was unreachable, or lacks an image
+├── EngineUnavailable  no Dagger engine could be reached
+└── OutputError        a result file could not be written
+UsageError             an option's value is wrong, found before any engine work (exit 2)
+├── SettingsError      (pipeline.settings) a flag's value is malformed
+└── SourceError        (pipeline.source) --source/--package is not a Go main package
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A failure the user can act on; str() is the one line to show."""
+
+
+class BuildFailed(PipelineError):
+    """A command in a container exited non-zero; `detail` holds what it printed."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class RegistryError(PipelineError):
+    """A registry refused a pull or a push, or could not be reached."""
+
+
+class EngineUnavailable(PipelineError):
+    """No Dagger engine answered."""
+
+
+class OutputError(PipelineError):
+    """A result file (tarball, JSON) could not be written where asked."""
+
+
+class UsageError(ValueError):
+    """A flag's value is wrong; the message says which and what to do."""

@@ -1,0 +1,56 @@
+"""Result files are written whole or not at all: to a temporary name in the destination's
+directory, renamed into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import OutputError
+
+
+def check_destination(path: Path, *, option: str) -> None:
+    """Fail early (before any build) if `path` cannot receive a file."""
+    if path.is_dir():
+        raise OutputError(
+            f"{option} {path} is a directory: give a file path, e.g. {path}/image.tar"
+        )
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{option} {path}: cannot create {parent} ({err.strerror})") from err
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: cannot write in {parent} (permission denied)")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it to `path`, else delete it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror}") from err
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: {err.strerror}") from err

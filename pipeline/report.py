@@ -1,0 +1,132 @@
+"""What a run made, as data (RunReport), as a rich summary on the terminal, and as JSON.
+
+The JSON document (`--json PATH`) has this shape (schema_version 1):
+
+    {"schema_version": 1, "variant": "multistage", "go_image": "...", "runtime_image": "...",
+     "platforms": ["linux/amd64"], "printed": "Hello World\\n" | null,
+     "images": [{"ref": "helloworld:multistage", "role": "image" | "builder",
+                 "digest": "sha256:...", "media_type": "...", "platforms": [...],
+                 "output": "build/helloworld-multistage.tar" | null,
+                 "published": "REF@sha256:..." | null, "loaded": "sha256:..." | null,
+                 "size": {"uncompressed": N, "compressed": N}, "layers": N}],
+     "steps": [{"name": "build", "seconds": 1.23}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.outputs import write_text
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """One image the run made."""
+
+    ref: str
+    role: str  # "image": the variant's result; "builder": the builder pattern's build image
+    digest: str
+    media_type: str
+    platforms: tuple[str, ...]
+    uncompressed: int
+    compressed: int
+    layers: int
+    output: str | None = None
+    published: str | None = None
+    loaded: str | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    variant: str
+    go_image: str
+    runtime_image: str
+    platforms: tuple[str, ...]
+    images: tuple[ImageReport, ...]
+    printed: str | None
+    steps: tuple[Step, ...] = field(default=())
+
+    def title(self) -> str:
+        """`multistage: golang:1.26 → busybox:1.35 (linux/amd64)`"""
+        platforms = ", ".join(self.platforms)
+        if self.variant == "naive":
+            return f"{self.variant}: {self.go_image} ({platforms})"
+        return f"{self.variant}: {self.go_image} → {self.runtime_image} ({platforms})"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for key, value in asdict(self).items():
+            data[key] = value
+        data["images"] = [
+            {
+                "ref": i.ref,
+                "role": i.role,
+                "digest": i.digest,
+                "media_type": i.media_type,
+                "platforms": list(i.platforms),
+                "output": i.output,
+                "published": i.published,
+                "loaded": i.loaded,
+                "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
+                "layers": i.layers,
+            }
+            for i in self.images
+        ]
+        data["platforms"] = list(self.platforms)
+        data["steps"] = [{"name": s.name, "seconds": round(s.seconds, 3)} for s in self.steps]
+        return data
+
+
+def human_size(size: int) -> str:
+    """Bytes in the units `docker image ls` uses (powers of 1000): 9.14MB, 841MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def render(report: RunReport, console: Console) -> None:
+    """The summary: images with digests, sizes and outputs; what the run printed; step times."""
+    table = Table(title=report.title(), title_justify="left")
+    for column in ("image", "digest", "uncompressed", "compressed", "layers", "where"):
+        table.add_column(
+            column,
+            justify="right" if column in {"uncompressed", "compressed", "layers"} else "left",
+        )
+    for image in report.images:
+        where = [w for w in (image.output, image.published, image.loaded and "docker") if w]
+        table.add_row(
+            image.ref + ("" if image.role == "image" else f" ({image.role})"),
+            image.digest.removeprefix("sha256:")[:12],
+            human_size(image.uncompressed),
+            human_size(image.compressed),
+            str(image.layers),
+            "\n".join(where) or "-",
+        )
+    console.print(table)
+    if report.printed is not None:
+        console.print(f"run printed: {report.printed.rstrip()!r}")
+    console.print(
+        "steps: " + ", ".join(f"{s.name} {s.seconds:.2f}s" for s in report.steps),
+        highlight=False,
+    )
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    write_text(path, json.dumps(report.to_json(), indent=2) + "\n")

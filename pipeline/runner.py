@@ -1,0 +1,202 @@
+"""The only module that opens a Dagger session and awaits: it runs the variant's recipe, then
+exports, loads, publishes and runs what the recipe described, timing each step."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import anyio
+import dagger
+from dagger import dag
+
+from pipeline import docker_cli
+from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, RegistryError
+from pipeline.oci import ImageInfo, OCIError, read_image
+from pipeline.outputs import atomic_path
+from pipeline.report import ImageReport, RunReport, Step
+from pipeline.settings import BUILD_DIR, Settings, parse_platform
+from pipeline.source import SourceTree
+from pipeline.stages import vet_and_test
+from pipeline.variants import VARIANTS, Image, Target
+
+NO_LOADER = "no supported api for loading image"
+
+
+@dataclass
+class Clock:
+    """Wall time of each awaited step, in order."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps.append(Step(name, time.perf_counter() - start))
+
+
+async def _sync_all(containers: Sequence[dagger.Container]) -> None:
+    """Evaluate the containers concurrently (the engine schedules the work)."""
+    async with anyio.create_task_group() as group:
+        for container in containers:
+            group.start_soon(container.sync)
+
+
+async def _export(
+    image: Image, destination: Path | None, scratch: Path
+) -> tuple[ImageInfo, str | None]:
+    """Export the image as an OCI tarball (atomically) and read it back. Without a
+    destination, the tarball goes to `scratch` only to be measured."""
+    first, *rest = image.containers
+    target = destination or scratch / "image.tar"
+    with atomic_path(target) as tmp:
+        await first.export(str(tmp), platform_variants=rest)
+        try:
+            info = read_image(tmp)
+        except OCIError as err:
+            raise PipelineError(f"the exported image is unreadable: {err}") from err
+    return info, (str(destination) if destination else None)
+
+
+async def _load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
+    """Put the image into the local Docker: through the engine's image loader where it has
+    one, else `docker load` of a single-platform tarball."""
+    container = image.containers[index]
+    try:
+        await container.export_image(image.ref)
+    except dagger.QueryError as err:
+        if NO_LOADER not in str(err):
+            raise
+    else:
+        return image.ref
+    if tarball is None or len(image.containers) > 1:
+        tarball = scratch / "load.tar"
+        await container.export(str(tarball))
+    return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
+
+
+async def _publish(image: Image, settings: Settings) -> str:
+    ref = settings.publish
+    assert ref is not None
+    first, *rest = image.containers
+    if settings.registry_username and settings.registry_password:
+        secret = dag.set_secret("pipeline-registry-password", settings.registry_password.value)
+        first = first.with_registry_auth(ref.registry, settings.registry_username, secret)
+    return await first.publish(ref.text, platform_variants=rest)
+
+
+def _image_report(role: str, image: Image, info: ImageInfo, output: str | None) -> ImageReport:
+    return ImageReport(
+        ref=image.ref,
+        role=role,
+        digest=info.digest,
+        media_type=info.media_type,
+        platforms=tuple(m.platform for m in info.manifests),
+        uncompressed=info.uncompressed,
+        compressed=info.compressed,
+        layers=max(len(m.layers) for m in info.manifests),
+        output=output,
+    )
+
+
+async def _run(settings: Settings, tree: SourceTree, clock: Clock, scratch: Path) -> RunReport:
+    native = parse_platform(str(await dag.default_platform()))
+    platforms = settings.platforms or (native,)
+    if settings.test:
+        with clock.step("test"):
+            await vet_and_test(settings, tree).sync()
+
+    host_dir = scratch / "host"
+    host_dir.mkdir()
+    target = Target(settings, tree, platforms, native, host_dir)
+    with clock.step("build"):
+        built = await VARIANTS[settings.variant](target)
+        await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
+
+    runnable = platforms.index(native) if native in platforms else None
+    reports: list[ImageReport] = []
+    for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
+        destination = settings.output
+        if destination is not None and role != "image":
+            destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
+        with clock.step("export" if role == "image" else f"export {role}"):
+            info, output = await _export(image, destination, scratch)
+        report = _image_report(role, image, info, output)
+        if settings.load and runnable is not None:
+            with clock.step("load" if role == "image" else f"load {role}"):
+                loaded = await _load(image, runnable, destination, scratch)
+            report = replace(report, loaded=loaded)
+        reports.append(report)
+
+    if settings.publish is not None:
+        with clock.step("publish"):
+            published = await _publish(built.image, settings)
+        reports[0] = replace(reports[0], published=published)
+
+    printed = None
+    if settings.run and runnable is not None:
+        with clock.step("run"):
+            printed = (
+                await built.image.containers[runnable].with_exec([], use_entrypoint=True).stdout()
+            )
+
+    return RunReport(
+        variant=str(settings.variant),
+        go_image=settings.go_image,
+        runtime_image=settings.runtime_image,
+        platforms=tuple(str(p) for p in platforms),
+        images=tuple(reports),
+        printed=printed,
+        steps=tuple(clock.steps),
+    )
+
+
+def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
+    """One line for an engine error that is not a failed command."""
+    message = str(err)
+    registry = settings.publish.registry if settings.publish else "the registry"
+    if "401 Unauthorized" in message or "unauthorized" in message.lower():
+        return RegistryError(f"authentication failed for {registry}")
+    if "not found" in message and ("manifest" in message or "failed to resolve" in message):
+        return RegistryError(f"image not found: {message.splitlines()[0]}")
+    if "connection refused" in message or "no such host" in message or "i/o timeout" in message:
+        return RegistryError(f"registry unreachable: {message.splitlines()[0]}")
+    return PipelineError(message.splitlines()[0] if message else type(err).__name__)
+
+
+def _scratch_dir() -> Path:
+    """A private directory under build/ for files the run removes again."""
+    BUILD_DIR.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".pipeline-", dir=BUILD_DIR)).resolve()
+
+
+async def run(settings: Settings, tree: SourceTree) -> RunReport:
+    """Build the variant in one Dagger session and return what it made."""
+    clock = Clock()
+    scratch = _scratch_dir()
+    try:
+        async with dagger.connection(dagger.Config(log_output=None)):
+            return await _run(settings, tree, clock, scratch)
+    except dagger.ExecError as err:
+        command = " ".join(err.command)
+        raise BuildFailed(
+            f"`{command}` failed with exit code {err.exit_code}",
+            detail=(err.stderr or err.stdout).strip(),
+        ) from None
+    except dagger.QueryError as err:
+        raise _query_failed(err, settings) from None
+    except (dagger.ClientConnectionError, dagger.ProvisionError) as err:
+        raise EngineUnavailable(
+            "no Dagger engine reachable: run inside `dagger run` with Docker running, "
+            f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"
+        ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

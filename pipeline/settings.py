@@ -1,0 +1,216 @@
+"""What to build, decided once: the Variant enum, a frozen Settings value and the checks of its
+parts (platforms, image references, names). No I/O, no dagger, no typer."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import UsageError
+
+SCRATCH = "scratch"
+DEFAULT_GO_IMAGE = "golang:1.26"
+DEFAULT_RUNTIME_IMAGE = "alpine:3.22"
+DEFAULT_NAME = "helloworld"
+DEFAULT_SOURCE = Path("go-src")
+BUILD_DIR = Path("build")
+
+
+class Variant(enum.StrEnum):
+    """The three ways of containerizing the program, from the write-up we follow."""
+
+    NAIVE = "naive"
+    BUILDER = "builder"
+    MULTISTAGE = "multistage"
+
+
+class SettingsError(UsageError):
+    """An option's value is wrong; the message says which and what to do (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that must never be printed: its repr and str hide it."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A target platform, as OCI writes it (linux/arm/v7), with the Go environment for it."""
+
+    os: str
+    arch: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.arch, self.variant) if p)
+
+    def go_env(self) -> dict[str, str]:
+        """GOOS/GOARCH (and GOARM) that cross-compile for this platform."""
+        env = {"GOOS": self.os, "GOARCH": self.arch}
+        if self.arch == "arm" and self.variant:
+            env["GOARM"] = self.variant.removeprefix("v")
+        return env
+
+
+# Linux targets Go cross-compiles to and container images exist for, with their variants.
+_GO_LINUX_ARCHES: dict[str, tuple[str, ...]] = {
+    "amd64": ("", "v1", "v2", "v3", "v4"),
+    "arm64": ("", "v8"),
+    "arm": ("v6", "v7", "v5"),
+    "386": ("",),
+    "ppc64le": ("",),
+    "s390x": ("",),
+    "riscv64": ("",),
+    "mips64le": ("",),
+    "loong64": ("",),
+}
+
+
+def parse_platform(text: str) -> Platform:
+    """`linux/arm64`, `linux/arm/v7` → Platform; anything else → SettingsError."""
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise SettingsError(
+            f"--platform {text!r} is malformed: write OS/ARCH[/VARIANT], e.g. linux/amd64"
+        )
+    os_, arch = parts[0], parts[1]
+    variant = parts[2] if len(parts) == 3 else ""
+    if os_ != "linux":
+        raise SettingsError(f"--platform {text!r}: images run on linux; use linux/{arch}")
+    if arch not in _GO_LINUX_ARCHES:
+        known = ", ".join(f"linux/{a}" for a in _GO_LINUX_ARCHES)
+        raise SettingsError(
+            f"--platform {text!r}: Go does not cross-compile to {arch!r} here; use one of {known}"
+        )
+    if variant not in _GO_LINUX_ARCHES[arch]:
+        if arch == "arm" and not variant:
+            raise SettingsError(f"--platform {text!r}: say which ARM, e.g. linux/arm/v7")
+        raise SettingsError(f"--platform {text!r}: {arch} has no variant {variant!r}")
+    return Platform(os_, arch, variant)
+
+
+# The grammar of github.com/distribution/reference, without IPv6 hosts.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+_NAME = re.compile(rf"^{_PATH_COMPONENT}$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split as `docker pull` reads it."""
+
+    registry: str  # "docker.io" when the reference names none
+    path: str
+    tag: str
+    digest: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_image_ref(text: str, *, option: str) -> ImageRef:
+    """Check `text` against the reference grammar; SettingsError naming `option` if it fails."""
+    match = _REFERENCE.match(text.strip())
+    if text != text.strip() or match is None or len(text) > 255:
+        raise SettingsError(
+            f"{option} {text!r} is not an image reference: write "
+            "[REGISTRY/]REPOSITORY[:TAG][@DIGEST], e.g. 127.0.0.1:5000/helloworld:latest"
+        )
+    domain, path = match["domain"], match["path"]
+    # As in docker: a first component is a registry only if it looks like a host.
+    if domain and not ("." in domain or ":" in domain or domain == "localhost"):
+        if domain != domain.lower():
+            raise SettingsError(f"{option} {text!r}: repository names must be lowercase")
+        path, domain = f"{domain}/{path}", None
+    return ImageRef(
+        registry=domain or "docker.io",
+        path=path,
+        tag=match["tag"] or "",
+        digest=match["digest"] or "",
+        text=text,
+    )
+
+
+def check_name(name: str) -> str:
+    """The image name (`helloworld`): one lowercase repository component."""
+    if not _NAME.match(name):
+        raise SettingsError(
+            f"--name {name!r} is not a valid image name: use lowercase letters, digits,"
+            " and . _ - between them, e.g. helloworld"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs, resolved from flags and environment, built once."""
+
+    variant: Variant
+    source: Path = DEFAULT_SOURCE
+    package: str = "."
+    test: bool = True
+    go_image: str = DEFAULT_GO_IMAGE
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    name: str = DEFAULT_NAME
+    platforms: tuple[Platform, ...] = ()  # empty: the engine's own platform
+    output: Path | None = None
+    load: bool = False
+    publish: ImageRef | None = None
+    registry_username: str | None = None
+    registry_password: Secret | None = None
+    run: bool = True
+    json_path: Path | None = None
+
+    @property
+    def tag(self) -> str:
+        """`<name>:<variant>`, the image's local name."""
+        return f"{self.name}:{self.variant}"
+
+    @property
+    def scratch(self) -> bool:
+        return self.runtime_image == SCRATCH
+
+
+def default_output(name: str, variant: Variant) -> Path:
+    """build/<name>-<variant>.tar"""
+    return BUILD_DIR / f"{name}-{variant}.tar"
+
+
+def check_package(package: str) -> str:
+    """`.` or `./cmd/server`: a relative package path, as `go build` takes it."""
+    if not (package == "." or package.startswith("./")) or ".." in package.split("/"):
+        raise SettingsError(
+            f"--package {package!r}: give the main package as a path inside --source, "
+            "e.g. . or ./cmd/server"
+        )
+    return package
+
+
+def check_registry_auth(
+    publish: ImageRef | None, username: str | None, password: Secret | None
+) -> None:
+    """Credentials only make sense together and with --publish."""
+    if (username is None) != (password is None):
+        missing = "PIPELINE_REGISTRY_PASSWORD" if password is None else "--registry-username"
+        raise SettingsError(f"registry credentials are incomplete: set {missing} as well")
+    if username is not None and publish is None:
+        raise SettingsError("--registry-username is only used with --publish REF")

@@ -1,0 +1,87 @@
+"""Small lazy builders the variants share. Each describes a container or a file and returns
+it; nothing runs until the runner awaits a leaf."""
+
+from __future__ import annotations
+
+import dagger
+from dagger import dag
+
+from pipeline.settings import Platform, Settings
+from pipeline.source import SourceTree
+
+WORKDIR = "/myapp"  # the write-up's WORKDIR
+SOURCE_DIR = "/src"
+GO_MOD_CACHE = "/go/pkg/mod"
+GO_BUILD_CACHE = "/root/.cache/go-build"
+OUT_DIR = "/out"
+# Static and small: no cgo (the binary must run on a base without libc), no paths of this
+# machine in it (-trimpath), no symbol table or DWARF (-s -w).
+STATIC_FLAGS = ("-trimpath", "-ldflags=-s -w")
+
+
+def source_dir(tree: SourceTree) -> dagger.Directory:
+    """The files of the tree that a Go build reads, uploaded from the host."""
+    return dag.host().directory(str(tree.root), include=list(tree.include))
+
+
+def go_env(container: dagger.Container, tree: SourceTree) -> dagger.Container:
+    """How the go command must treat the tree: offline if vendored, GOPATH mode if no go.mod."""
+    if tree.vendored:
+        container = container.with_env_variable("GOFLAGS", "-mod=vendor").with_env_variable(
+            "GOPROXY", "off"
+        )
+    if not tree.module:
+        # The write-up's `go env -w GO111MODULE=auto`: a lone main.go builds without go.mod.
+        container = container.with_env_variable("GO111MODULE", "auto")
+    return container
+
+
+def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
+    """The golang image with the source at /src and the module and build caches as volumes."""
+    container = (
+        dag.container()
+        .from_(settings.go_image)
+        .with_mounted_cache(GO_MOD_CACHE, dag.cache_volume("pipeline-go-mod"))
+        .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume("pipeline-go-build"))
+        .with_env_variable("GOCACHE", GO_BUILD_CACHE)
+        .with_workdir(SOURCE_DIR)
+        .with_directory(SOURCE_DIR, source_dir(tree))
+    )
+    return go_env(container, tree)
+
+
+def vet_and_test(settings: Settings, tree: SourceTree) -> dagger.Container:
+    """`go vet ./...` then `go test ./...`, in a container of their own: nothing they write
+    reaches an image."""
+    return (
+        toolchain(settings, tree)
+        .with_exec(["go", "vet", "./..."])
+        .with_exec(["go", "test", "./..."])
+    )
+
+
+def go_build(
+    container: dagger.Container, tree: SourceTree, name: str, platform: Platform
+) -> dagger.Container:
+    """`go build` of the main package into OUT_DIR/<name>, static, for `platform`."""
+    container = container.with_env_variable("CGO_ENABLED", "0")
+    for key, value in platform.go_env().items():
+        container = container.with_env_variable(key, value)
+    return container.with_exec(
+        ["go", "build", *STATIC_FLAGS, "-o", f"{OUT_DIR}/{name}", tree.package]
+    )
+
+
+def go_binary(settings: Settings, tree: SourceTree, platform: Platform) -> dagger.File:
+    """The program, compiled in the toolchain image (cross-compiled for `platform`)."""
+    return go_build(toolchain(settings, tree), tree, settings.name, platform).file(
+        f"{OUT_DIR}/{settings.name}"
+    )
+
+
+def runtime_base(settings: Settings, platform: Platform) -> dagger.Container:
+    """The base the binary ships on: an image reference, or nothing at all for `scratch`."""
+    container = dag.container(platform=dagger.Platform(str(platform)))
+    if settings.scratch:
+        return container
+    return container.from_(settings.runtime_image)

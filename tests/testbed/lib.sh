@@ -1,0 +1,83 @@
+# Shared by tests/testbed/{up,down,status,exec}: names, paths and small shell helpers.
+# Sourced, never run. Everything the test bed owns lives under TB_STATE (kept between runs:
+# registry blobs, Docker's and the engine's data, the CA, built base images) and TB_RUN
+# (sockets, pids, overlays: gone after `down`).
+
+TB_NAME=pipeline-testbed
+TB_NETNS=/run/netns/$TB_NAME
+TB_STATE=${TESTBED_STATE:-/var/lib/$TB_NAME}
+TB_RUN=/run/$TB_NAME
+TB_LOG=$TB_STATE/logs
+TB_BRIDGE=tbbr0
+# TEST-NET-1 (RFC 5737): never routed anywhere. The default route exists only so the engine
+# can read an MTU from it; nothing answers behind it.
+TB_BRIDGE_ADDR=192.0.2.1/24
+TB_GATEWAY=192.0.2.254
+TB_REGISTRY=127.0.0.1:5000
+TB_AUTH_REGISTRY=127.0.0.1:5443
+TB_AUTH_USER=pipeline
+TB_DOCKER_SOCK=$TB_RUN/docker.sock
+TB_ENGINE_SOCK=$TB_RUN/engine.sock
+TB_DOCKER=/usr/bin/docker # Debian's client: it has BuildKit; /usr/local/bin/docker may not
+TB_GO_VERSION=1.26.8
+TB_CNI_VERSION=v1.9.0
+TB_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TB_ENV_FILE=$TB_HERE/env
+
+# One line, on stderr, then exit 1: the test bed's only way to fail.
+die() {
+	printf 'testbed: %s\n' "$*" >&2
+	exit 1
+}
+
+# step LABEL CMD...: run CMD with its output in the log; print "LABEL ... 1.2s" or die with
+# the log's last line.
+step() {
+	local label=$1 start end rc log
+	shift
+	log=$TB_LOG/$(printf '%s' "$label" | tr -c 'a-zA-Z0-9' '-').log
+	start=$EPOCHREALTIME
+	printf '%-46s ' "$label" >&2
+	# A subshell with errexit of its own: a failing command inside CMD stops CMD.
+	set +e
+	(
+		set -e
+		"$@"
+	) >"$log" 2>&1
+	rc=$?
+	set -e
+	end=$EPOCHREALTIME
+	if [ "$rc" -ne 0 ]; then
+		printf 'FAILED\n' >&2
+		die "$label failed: $(grep -v '^[[:space:]]*$' "$log" | tail -n 1) (log: $log)"
+	fi
+	printf '%6.1fs  %s\n' "$(awk "BEGIN { print $end - $start }")" "$(tail -n 1 "$log" | grep '^ok:' | cut -c5-)" >&2
+}
+
+# spawn_in_netns CMD... &: become CMD inside the test bed's network namespace and a private
+# mount namespace. Only ever run in the background (it execs), so that $! is CMD's own pid.
+spawn_in_netns() {
+	exec nsenter --net="$TB_NETNS" unshare --mount --propagation private "$@"
+}
+
+pid_alive() {
+	[ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+engine_installed() {
+	command -v dagger-engine >/dev/null 2>&1 && command -v dagger >/dev/null 2>&1
+}
+
+# Fingerprint of what the test bed promises not to touch on the host; `down` compares.
+host_fingerprint() {
+	{
+		find /usr/bin /usr/sbin /usr/local/bin -xdev -printf '%p %y %l %s %m %T@\n' 2>/dev/null | sort
+		iptables-save 2>/dev/null | grep -v '^#' || true
+		ip6tables-save 2>/dev/null | grep -v '^#' || true
+		nft list ruleset 2>/dev/null || true
+		cat /etc/resolv.conf 2>/dev/null || true
+		ip -o link show | awk '{print $2}'
+		ip -o addr show | awk '{print $2, $4}'
+		ss -ltnH 2>/dev/null | awk '{print $4}' | sort
+	} | sha256sum | cut -d' ' -f1
+}
