@@ -196,7 +196,7 @@ def build_settings(
 
 def execute(settings: Settings, *, verbose: bool) -> int:
     """Run the build and print the summary; return the exit code (errors become one line)."""
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         tree = inspect_source(settings.source, settings.package)
         for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
@@ -207,9 +207,9 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         from pipeline import report, runner
 
         result = anyio.run(runner.run, settings, tree)
-        report.render(result, Console(highlight=False))
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
+        report.render(result, Console(highlight=False))
     except UsageError as error:
         err.print(f"error: {error}", markup=False)
         return 2
@@ -269,7 +269,7 @@ def _command(variant: Variant) -> None:
                 json_path=json_path,
             )
         except UsageError as error:
-            Console(stderr=True, highlight=False).print(f"error: {error}", markup=False)
+            Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
             raise typer.Exit(2) from None
         raise typer.Exit(execute(settings, verbose=verbose))
 

@@ -8,7 +8,6 @@ tar streams after decompression.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import tarfile
@@ -165,29 +164,23 @@ def _manifests(archive: _Archive, descriptor: dict[str, Any]) -> list[Manifest]:
     ]
 
 
+def _read_layout(archive: _Archive) -> ImageInfo:
+    index_bytes = archive.read("index.json")
+    descriptors = json.loads(index_bytes).get("manifests") or []
+    if not descriptors:
+        raise OCIError("index.json lists no image")
+    manifests = tuple(m for d in descriptors for m in _manifests(archive, d))
+    if len(descriptors) == 1:
+        return ImageInfo(descriptors[0]["digest"], descriptors[0]["mediaType"], manifests)
+    return ImageInfo(_digest(index_bytes), "application/vnd.oci.image.index.v1+json", manifests)
+
+
 def read_image(path: Path) -> ImageInfo:
     """Read the OCI layout in the tarball at `path`."""
     try:
         with tarfile.open(path) as tar:
-            archive = _Archive(tar)
-            index_bytes = archive.read("index.json")
-            index = json.loads(index_bytes)
-            descriptors = index.get("manifests") or []
-            if not descriptors:
-                raise OCIError(f"{path}: index.json lists no image")
-            manifests = [m for d in descriptors for m in _manifests(archive, d)]
-            if len(descriptors) == 1:
-                top = descriptors[0]
-                return ImageInfo(top["digest"], top["mediaType"], tuple(manifests))
-            return ImageInfo(
-                _digest(index_bytes), "application/vnd.oci.image.index.v1+json", tuple(manifests)
-            )
-    except (
-        tarfile.TarError,
-        OSError,
-        KeyError,
-        json.JSONDecodeError,
-        gzip.BadGzipFile,
-        zlib.error,
-    ) as err:
+            return _read_layout(_Archive(tar))
+    except OCIError as err:
+        raise OCIError(f"{path}: {err}") from err
+    except (tarfile.TarError, OSError, KeyError, json.JSONDecodeError, zlib.error) as err:
         raise OCIError(f"{path}: not a readable OCI image tarball ({err})") from err

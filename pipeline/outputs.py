@@ -39,6 +39,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise OutputError(f"cannot write {path}: {err.strerror}") from err
     os.close(fd)
     tmp = Path(name)
+    # mkstemp makes the file 0600; a result file gets the mode any new file would get.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, path)

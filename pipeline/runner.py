@@ -16,7 +16,13 @@ import dagger
 from dagger import dag
 
 from pipeline import docker_cli
-from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, RegistryError
+from pipeline.errors import (
+    BuildFailed,
+    EngineUnavailable,
+    PipelineError,
+    RegistryError,
+    UsageError,
+)
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport, RunReport, Step
@@ -50,8 +56,19 @@ async def _sync_all(containers: Sequence[dagger.Container]) -> None:
             group.start_soon(container.sync)
 
 
+def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) -> None:
+    """A base image without a requested platform silently yields another one: refuse that."""
+    found = {m.platform for m in info.manifests}
+    missing = [p for p in platforms if p not in found]
+    if len(image.containers) == len(platforms) and missing:
+        raise PipelineError(
+            f"{image.ref}: no {', '.join(missing)} image came out (got {', '.join(sorted(found))});"
+            " the base image probably lacks that platform: use a multi-platform base or scratch"
+        )
+
+
 async def _export(
-    image: Image, destination: Path | None, scratch: Path
+    image: Image, destination: Path | None, scratch: Path, platforms: Sequence[str]
 ) -> tuple[ImageInfo, str | None]:
     """Export the image as an OCI tarball (atomically) and read it back. Without a
     destination, the tarball goes to `scratch` only to be measured."""
@@ -63,6 +80,7 @@ async def _export(
             info = read_image(tmp)
         except OCIError as err:
             raise PipelineError(f"the exported image is unreadable: {err}") from err
+        _check_platforms(image, info, platforms)
     return info, (str(destination) if destination else None)
 
 
@@ -128,7 +146,7 @@ async def _run(settings: Settings, tree: SourceTree, clock: Clock, scratch: Path
         if destination is not None and role != "image":
             destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
         with clock.step("export" if role == "image" else f"export {role}"):
-            info, output = await _export(image, destination, scratch)
+            info, output = await _export(image, destination, scratch, [str(p) for p in platforms])
         report = _image_report(role, image, info, output)
         if settings.load and runnable is not None:
             with clock.step("load" if role == "image" else f"load {role}"):
@@ -182,9 +200,16 @@ async def run(settings: Settings, tree: SourceTree) -> RunReport:
     """Build the variant in one Dagger session and return what it made."""
     clock = Clock()
     scratch = _scratch_dir()
+    own: PipelineError | UsageError | None = None
     try:
         async with dagger.connection(dagger.Config(log_output=None)):
-            return await _run(settings, tree, clock, scratch)
+            try:
+                return await _run(settings, tree, clock, scratch)
+            except (PipelineError, UsageError) as err:
+                # Leave the session first: the SDK's teardown would wrap it in a SessionError.
+                own = err
+        assert own is not None
+        raise own
     except dagger.ExecError as err:
         command = " ".join(err.command)
         raise BuildFailed(

@@ -1,0 +1,165 @@
+"""Fixtures that give tests the test bed (tests/testbed/env) and a real Dagger engine, and the
+closing line `engine tests: N passed, M failed, K skipped (no engine)`.
+
+Engine tests are marked `engine`. They use an engine that is already reachable (under
+`dagger run pytest`, or with _EXPERIMENTAL_DAGGER_RUNNER_HOST set), else the test bed's; with
+none, they skip, and say how to get one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ROOT / "tests" / "testbed" / "env"
+NO_ENGINE = (
+    "no Dagger engine: install dagger-engine and dagger on this machine, then run "
+    "tests/testbed/up (or run the tests under `dagger run`)"
+)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The `export KEY=VALUE` lines of tests/testbed/env."""
+    env: dict[str, str] = {}
+    if not path.is_file():
+        return env
+    for line in path.read_text().splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """The test bed's addresses and credentials, as `up` wrote them."""
+
+    __test__ = False  # not a test class, whatever pytest guesses from the name
+
+    env: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.env[key]
+
+    @property
+    def registry(self) -> str:
+        return self.env["TESTBED_REGISTRY"]
+
+    @property
+    def auth_registry(self) -> str:
+        return self.env["TESTBED_AUTH_REGISTRY"]
+
+    @property
+    def docker(self) -> list[str]:
+        return [self.env.get("TESTBED_DOCKER", "docker")]
+
+    def skopeo(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """skopeo inside the test bed's network namespace (where its registries listen)."""
+        command = ["skopeo", *args]
+        if Path(f"/proc/{os.getpid()}/ns/net").resolve() != Path(self.env["TESTBED_NETNS"]):
+            command = ["nsenter", f"--net={self.env['TESTBED_NETNS']}", *command]
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+def _engine_reachable(env: dict[str, str]) -> bool:
+    if os.environ.get("DAGGER_SESSION_PORT"):
+        return True
+    host = env.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "")
+    return host.startswith("unix://") and Path(host.removeprefix("unix://")).is_socket()
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Testbed:
+    env = read_env_file(ENV_FILE)
+    if not env:
+        pytest.skip("the test bed is down: run tests/testbed/up")
+    return Testbed(env)
+
+
+@pytest.fixture(scope="session")
+def engine_env(testbed: Testbed) -> dict[str, str]:
+    """The environment a pipeline subprocess needs to reach the engine and the test bed."""
+    env = {**os.environ, **testbed.env}
+    for key in ("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "_EXPERIMENTAL_DAGGER_CLI_BIN"):
+        if key in os.environ:
+            env[key] = os.environ[key]  # an engine given from outside wins
+    if not _engine_reachable(env):
+        pytest.skip(NO_ENGINE)
+    env.pop(PASSWORD_ENV, None)
+    return env
+
+
+PASSWORD_ENV = "PIPELINE_REGISTRY_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def pipeline(engine_env: dict[str, str]) -> PipelineRunner:
+    return PipelineRunner(engine_env)
+
+
+class PipelineRunner:
+    """Runs `python -m pipeline ...` as a user would, against the real engine."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 900
+    ) -> Ran:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=ROOT,
+            env={**self.env, "COLUMNS": "200", **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        return Ran(done.returncode, done.stdout, done.stderr)
+
+
+# --- the closing line -------------------------------------------------------------------
+
+_ENGINE_TESTS: set[str] = set()
+_OUTCOMES: Counter[str] = Counter()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("engine"):
+            _ENGINE_TESTS.add(item.nodeid)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid not in _ENGINE_TESTS:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        if report.skipped:
+            reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+            _OUTCOMES["skipped (no engine)" if NO_ENGINE in reason else "skipped"] += 1
+        else:
+            _OUTCOMES[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    parts = [f"{_OUTCOMES[k]} {k}" for k in ("passed", "failed")]
+    parts.append(f"{_OUTCOMES['skipped (no engine)']} skipped (no engine)")
+    if _OUTCOMES["skipped"]:
+        parts.append(f"{_OUTCOMES['skipped']} skipped (other reasons)")
+    terminalreporter.write_line("engine tests: " + ", ".join(parts), bold=True)

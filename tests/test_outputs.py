@@ -1,0 +1,62 @@
+"""pipeline.outputs: a result file appears whole, with a normal mode, or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import OutputError
+from pipeline.outputs import atomic_path, check_destination, write_text
+
+
+def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent
+        assert not target.exists()
+        tmp.write_text("done")
+    assert target.read_text() == "done"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_path_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+
+    def interrupted_write() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        interrupted_write()
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_write_text(tmp_path: Path) -> None:
+    write_text(tmp_path / "a.json", "{}\n")
+    assert (tmp_path / "a.json").read_text() == "{}\n"
+
+
+def test_check_destination(tmp_path: Path) -> None:
+    check_destination(tmp_path / "new" / "image.tar", option="--output")
+    assert (tmp_path / "new").is_dir()
+    with pytest.raises(OutputError, match="is a directory"):
+        check_destination(tmp_path, option="--output")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="--json"):
+        check_destination(tmp_path / "file" / "x.json", option="--json")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_check_destination_unwritable(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OutputError, match="permission denied"):
+        check_destination(locked / "image.tar", option="--output")

@@ -1,0 +1,139 @@
+"""pipeline.settings: platforms, image references, names and packages are checked once."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.settings import (
+    Platform,
+    Secret,
+    SettingsError,
+    Variant,
+    check_name,
+    check_package,
+    check_registry_auth,
+    default_output,
+    parse_image_ref,
+    parse_platform,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "want", "env"),
+    [
+        ("linux/amd64", Platform("linux", "amd64"), {"GOOS": "linux", "GOARCH": "amd64"}),
+        ("linux/arm64", Platform("linux", "arm64"), {"GOOS": "linux", "GOARCH": "arm64"}),
+        (
+            "linux/arm/v7",
+            Platform("linux", "arm", "v7"),
+            {"GOOS": "linux", "GOARCH": "arm", "GOARM": "7"},
+        ),
+    ],
+)
+def test_parse_platform(text: str, want: Platform, env: dict[str, str]) -> None:
+    got = parse_platform(text)
+    assert got == want, f"parse_platform({text!r}) = {got}, want {want}"
+    assert str(got) == text
+    assert got.go_env() == env
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("linux/", "malformed"),
+        ("amd64", "malformed"),
+        ("/amd64", "malformed"),
+        ("linux/amd64/v9/x", "malformed"),
+        ("windows/amd64", "images run on linux"),
+        ("linux/sparc", "does not cross-compile"),
+        ("linux/arm", "say which ARM"),
+        ("linux/arm64/v7", "no variant"),
+    ],
+)
+def test_parse_platform_rejects(text: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        parse_platform(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "path", "tag", "digest"),
+    [
+        ("golang:1.26", "docker.io", "golang", "1.26", ""),
+        ("busybox", "docker.io", "busybox", "", ""),
+        ("library/alpine:3.22", "docker.io", "library/alpine", "3.22", ""),
+        ("127.0.0.1:5000/hello:v1", "127.0.0.1:5000", "hello", "v1", ""),
+        ("localhost/team/app", "localhost", "team/app", "", ""),
+        (
+            "ghcr.example.com/a/b:t@sha256:" + "a" * 64,
+            "ghcr.example.com",
+            "a/b",
+            "t",
+            "sha256:" + "a" * 64,
+        ),
+    ],
+)
+def test_parse_image_ref(text: str, registry: str, path: str, tag: str, digest: str) -> None:
+    ref = parse_image_ref(text, option="--go-image")
+    assert (ref.registry, ref.path, ref.tag, ref.digest) == (registry, path, tag, digest)
+    assert str(ref) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Golang:1.26",
+        "golang:",
+        "golang::1",
+        "a b",
+        "golang@sha256:abc",
+        "-x",
+        " golang",
+        "a//b",
+    ],
+)
+def test_parse_image_ref_rejects(text: str) -> None:
+    with pytest.raises(
+        SettingsError, match=r"--runtime-image .* (not an image reference|lowercase)"
+    ):
+        parse_image_ref(text, option="--runtime-image")
+
+
+def test_check_name() -> None:
+    assert check_name("helloworld") == "helloworld"
+    assert check_name("hello-world_2") == "hello-world_2"
+    for bad in ("Hello", "hello/world", "-x", "", "a:b"):
+        with pytest.raises(SettingsError, match="--name"):
+            check_name(bad)
+
+
+def test_check_package() -> None:
+    assert check_package(".") == "."
+    assert check_package("./cmd/server") == "./cmd/server"
+    for bad in ("cmd/server", "../x", "./a/../../b", "/abs"):
+        with pytest.raises(SettingsError, match="--package"):
+            check_package(bad)
+
+
+def test_registry_auth_needs_both_halves_and_publish() -> None:
+    ref = parse_image_ref("127.0.0.1:5443/x:y", option="--publish")
+    check_registry_auth(ref, "u", Secret("p"))
+    check_registry_auth(None, None, None)
+    with pytest.raises(SettingsError, match="PIPELINE_REGISTRY_PASSWORD"):
+        check_registry_auth(ref, "u", None)
+    with pytest.raises(SettingsError, match="--registry-username"):
+        check_registry_auth(ref, None, Secret("p"))
+    with pytest.raises(SettingsError, match="only used with --publish"):
+        check_registry_auth(None, "u", Secret("p"))
+
+
+def test_secret_never_prints() -> None:
+    secret = Secret("hunter2")
+    assert "hunter2" not in repr(secret)
+    assert "hunter2" not in str(secret)
+    assert "hunter2" not in repr({"password": secret})
+    assert secret.value == "hunter2"
+
+
+def test_default_output() -> None:
+    assert str(default_output("helloworld", Variant.BUILDER)) == "build/helloworld-builder.tar"
