@@ -4,8 +4,14 @@ at once."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import sys
+import tomllib
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +19,7 @@ import typer
 from rich.console import Console
 
 from pipeline.errors import BuildFailed, PipelineError, UsageError
-from pipeline.outputs import check_destination
+from pipeline.outputs import check_destination, write_text
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_NAME,
@@ -23,10 +29,13 @@ from pipeline.settings import (
     Secret,
     Settings,
     Variant,
+    check_chart_path,
     check_name,
     check_package,
     check_registry_auth,
     default_output,
+    image_key,
+    parse_budget,
     parse_image_ref,
     parse_platform,
 )
@@ -195,9 +204,9 @@ def build_settings(
 
 
 def execute(settings: Settings, *, verbose: bool) -> int:
-    """Run the build and print the summary; return the exit code (errors become one line)."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
+    """Run the build and print the summary; return the exit code."""
+
+    def work() -> int:
         tree = inspect_source(settings.source, settings.package)
         for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
             if path is not None:
@@ -210,6 +219,54 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
         report.render(result, Console(highlight=False))
+        return 0
+
+    return guarded(work, verbose=verbose)
+
+
+def execute_compare(
+    jobs: tuple[Settings, ...],
+    outputs: CompareOutputs,
+    budgets: dict[str, int],
+    *,
+    verbose: bool,
+) -> int:
+    """Build every image in one session, print the table, write the outputs, check budgets."""
+
+    def work() -> int:
+        tree = inspect_source(jobs[0].source, jobs[0].package)
+        for path, option in outputs.paths():
+            check_destination(path, option=option)
+        import anyio
+
+        from pipeline import compare, runner
+
+        reports = anyio.run(runner.compare, jobs, tree)
+        comparison = compare.compare(
+            [(j.key, r) for j, r in zip(jobs, reports, strict=True)], budgets
+        )
+        if outputs.json is not None:
+            write_text(outputs.json, json.dumps(comparison.to_json(), indent=2) + "\n")
+        if outputs.markdown is not None:
+            write_text(outputs.markdown, compare.markdown(comparison, outputs.command))
+        if outputs.chart is not None:
+            from pipeline import chart
+
+            chart.draw(comparison, outputs.chart)
+        compare.render(comparison, Console(highlight=False))
+        violations = comparison.violations()
+        for line in violations:
+            Console(stderr=True, soft_wrap=True).print(f"over budget: {line}", markup=False)
+        return 1 if violations else 0
+
+    return guarded(work, verbose=verbose)
+
+
+def guarded(work: Callable[[], int], *, verbose: bool) -> int:
+    """Run `work`; errors become one line and an exit code (2 usage, 1 failure, 130 ^C)."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return work()
     except UsageError as error:
         err.print(f"error: {error}", markup=False)
         return 2
@@ -226,7 +283,6 @@ def execute(settings: Settings, *, verbose: bool) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130
-    return 0
 
 
 def _command(variant: Variant) -> None:
@@ -279,6 +335,135 @@ def _command(variant: Variant) -> None:
 
 for _variant in Variant:
     _command(_variant)
+
+
+@dataclass(frozen=True)
+class CompareOutputs:
+    """Where compare writes its results, and the command line the Markdown quotes."""
+
+    json: Path | None
+    markdown: Path | None
+    chart: Path | None
+    command: str
+
+    def paths(self) -> list[tuple[Path, str]]:
+        pairs = ((self.json, "--json"), (self.markdown, "--markdown"), (self.chart, "--chart"))
+        return [(path, option) for path, option in pairs if path is not None]
+
+
+RuntimeImagesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--runtime-image",
+        help="Runtime base, repeatable: the first for builder and multistage, each further one "
+        f"adds a multistage image on it (e.g. {SCRATCH}) [default: {DEFAULT_RUNTIME_IMAGE}].",
+        envvar="PIPELINE_RUNTIME_IMAGE",
+        show_default=False,
+    ),
+]
+MarkdownOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown",
+        help="Write the table as Markdown to this path.",
+        envvar="PIPELINE_MARKDOWN",
+        show_default=False,
+    ),
+]
+ChartOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--chart",
+        help="Draw the sizes to this .svg or .png.",
+        envvar="PIPELINE_CHART",
+        show_default=False,
+    ),
+]
+MaxSizeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-size",
+        help="Budget IMAGE=SIZE, repeatable (e.g. multistage=10MB); also "
+        "read from [tool.pipeline.budgets] in pyproject.toml.",
+        envvar="PIPELINE_MAX_SIZE",
+        show_default=False,
+    ),
+]
+
+
+def read_budgets(pyproject: Path, flags: list[str] | None) -> dict[str, int]:
+    """Budgets from [tool.pipeline.budgets] of pyproject.toml, then --max-size (which wins)."""
+    budgets: dict[str, int] = {}
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pipeline", {})
+        except tomllib.TOMLDecodeError as error:
+            raise UsageError(f"{pyproject}: not valid TOML ({error})") from None
+        for key, size in table.get("budgets", {}).items():
+            budgets.update([parse_budget(f"{key}={size}")])
+    for flag in flags or ():
+        budgets.update([parse_budget(flag)])
+    return budgets
+
+
+def compare_jobs(
+    *,
+    source: Path,
+    package: str,
+    test: bool,
+    go_image: str,
+    runtime_images: list[str],
+    name: str,
+    run: bool,
+) -> tuple[Settings, ...]:
+    """naive, builder and multistage on the first base, and multistage on each further one."""
+    first, *extra = runtime_images
+    common = {
+        "source": source, "package": package, "test": test, "go_image": go_image,
+        "name": name, "platform": None, "output": None, "no_output": True, "load": False,
+        "publish": None, "registry_username": None, "registry_password": None, "run": run,
+        "json_path": None,
+    }  # fmt: skip
+    jobs = [
+        build_settings(variant, runtime_image=first, **common)  # type: ignore[arg-type]
+        for variant in Variant
+    ]
+    for base in dict.fromkeys(extra):
+        job = build_settings(Variant.MULTISTAGE, runtime_image=base, **common)  # type: ignore[arg-type]
+        jobs.append(replace(job, label=image_key(Variant.MULTISTAGE, base)))
+    return tuple(jobs)
+
+
+@app.command(name="compare")
+def compare_command(
+    source: SourceOpt = DEFAULT_SOURCE,
+    package: PackageOpt = ".",
+    test: TestOpt = True,
+    go_image: GoImageOpt = DEFAULT_GO_IMAGE,
+    runtime_image: RuntimeImagesOpt = None,
+    name: NameOpt = DEFAULT_NAME,
+    run: RunOpt = True,
+    json_path: JsonOpt = None,
+    markdown: MarkdownOpt = None,
+    chart: ChartOpt = None,
+    max_size: MaxSizeOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build every variant in one session and show them side by side, measured."""
+    try:
+        jobs = compare_jobs(
+            source=source, package=package, test=test, go_image=go_image,
+            runtime_images=runtime_image or [DEFAULT_RUNTIME_IMAGE], name=name, run=run,
+        )  # fmt: skip
+        budgets = read_budgets(Path("pyproject.toml"), max_size)
+        if chart is not None:
+            check_chart_path(chart)
+    except UsageError as error:
+        Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
+    command = "python -m pipeline " + shlex.join(sys.argv[1:])
+    outputs = CompareOutputs(json_path, markdown, chart, command)
+    raise typer.Exit(execute_compare(jobs, outputs, budgets, verbose=verbose))
 
 
 def main() -> None:

@@ -8,13 +8,15 @@ tar streams after decompression.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 INDEX_TYPES = frozenset(
     {
@@ -34,6 +36,7 @@ class Layer:
     media_type: str
     compressed: int
     uncompressed: int
+    files: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,31 +92,51 @@ def _blob_name(digest: str) -> str:
     return f"blobs/{algorithm}/{hexdigest}"
 
 
-def _uncompressed_size(stream: IO[bytes], media_type: str) -> int:
-    """Length of the layer's tar stream after decompression (gzip or none)."""
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Counting(io.RawIOBase):
+    """A read-only stream that counts the bytes read through it."""
+
+    def __init__(self, inner: _Readable) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def _scan_layer(stream: IO[bytes], media_type: str) -> tuple[int, dict[str, int]]:
+    """The layer's tar stream length after decompression, and its entries: path → size
+    (0 for directories and links)."""
     if media_type.endswith("zstd"):
         raise OCIError(f"zstd layers are not supported here ({media_type})")
-    head = stream.read(2)
-    if head == b"\x1f\x8b":
-        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        total = len(decompressor.decompress(head))
-        while chunk := stream.read(1 << 20):
-            total += len(decompressor.decompress(chunk))
-            # Concatenated gzip members: start over on the rest.
-            while decompressor.eof and decompressor.unused_data:
-                rest = decompressor.unused_data
-                decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                total += len(decompressor.decompress(rest))
-        return total + len(decompressor.flush())
-    total = len(head)
-    while chunk := stream.read(1 << 20):
-        total += len(chunk)
-    return total
+    plain: _Readable = stream
+    if media_type.endswith("gzip"):
+        plain = gzip.GzipFile(fileobj=stream)
+    counted = _Counting(plain)
+    files: dict[str, int] = {}
+    with tarfile.open(fileobj=counted, mode="r|") as tar:
+        for member in tar:
+            files[member.name.removeprefix("./").rstrip("/")] = (
+                member.size if member.isfile() else 0
+            )
+    while counted.read(1 << 20):
+        pass  # the end-of-archive blocks and padding count too
+    return counted.count, files
 
 
 class _Archive:
-    def __init__(self, tar: tarfile.TarFile) -> None:
+    def __init__(self, tar: tarfile.TarFile, memo: dict[str, Layer]) -> None:
         self._tar = tar
+        self.memo = memo
         self._members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
 
     def read(self, name: str) -> bytes:
@@ -134,12 +157,17 @@ class _Archive:
 
     def layer(self, descriptor: dict[str, Any]) -> Layer:
         digest, media_type = descriptor["digest"], descriptor["mediaType"]
-        return Layer(
+        if digest in self.memo:
+            return self.memo[digest]
+        uncompressed, files = _scan_layer(self._open(_blob_name(digest)), media_type)
+        self.memo[digest] = Layer(
             digest=digest,
             media_type=media_type,
             compressed=int(descriptor["size"]),
-            uncompressed=_uncompressed_size(self._open(_blob_name(digest)), media_type),
+            uncompressed=uncompressed,
+            files=files,
         )
+        return self.memo[digest]
 
 
 def _platform(descriptor: dict[str, Any], config: dict[str, Any]) -> str:
@@ -175,12 +203,13 @@ def _read_layout(archive: _Archive) -> ImageInfo:
     return ImageInfo(_digest(index_bytes), "application/vnd.oci.image.index.v1+json", manifests)
 
 
-def read_image(path: Path) -> ImageInfo:
-    """Read the OCI layout in the tarball at `path`."""
+def read_image(path: Path, memo: dict[str, Layer] | None = None) -> ImageInfo:
+    """Read the OCI layout in the tarball at `path`. Layers already in `memo` (by digest) are
+    not read again; those read are added to it."""
     try:
         with tarfile.open(path) as tar:
-            return _read_layout(_Archive(tar))
+            return _read_layout(_Archive(tar, {} if memo is None else memo))
     except OCIError as err:
         raise OCIError(f"{path}: {err}") from err
-    except (tarfile.TarError, OSError, KeyError, json.JSONDecodeError, zlib.error) as err:
+    except (tarfile.TarError, OSError, KeyError, EOFError, json.JSONDecodeError, zlib.error) as err:
         raise OCIError(f"{path}: not a readable OCI image tarball ({err})") from err

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.anatomy import Anatomy
 from pipeline.outputs import write_text
 
 SCHEMA_VERSION = 1
@@ -48,6 +49,7 @@ class ImageReport:
     output: str | None = None
     published: str | None = None
     loaded: str | None = None
+    anatomy: Anatomy | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class RunReport:
     images: tuple[ImageReport, ...]
     printed: str | None
     steps: tuple[Step, ...] = field(default=())
+    cache: str = "unknown"  # "cold": go build ran now; "warm": it came from the cache
+
+    def seconds(self, step: str) -> float:
+        return sum(s.seconds for s in self.steps if s.name == step)
 
     def title(self) -> str:
         """`multistage: golang:1.26 → busybox:1.35 (linux/amd64)`"""
@@ -83,6 +89,7 @@ class RunReport:
                 "loaded": i.loaded,
                 "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
                 "layers": i.layers,
+                "anatomy": asdict(i.anatomy) if i.anatomy else None,
             }
             for i in self.images
         ]

@@ -7,15 +7,17 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import dagger
 from dagger import dag
 
 from pipeline import docker_cli
+from pipeline.anatomy import dissect
 from pipeline.errors import (
     BuildFailed,
     EngineUnavailable,
@@ -23,12 +25,12 @@ from pipeline.errors import (
     RegistryError,
     UsageError,
 )
-from pipeline.oci import ImageInfo, OCIError, read_image
+from pipeline.oci import ImageInfo, Layer, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport, RunReport, Step
-from pipeline.settings import BUILD_DIR, Settings, parse_platform
+from pipeline.settings import BUILD_DIR, Platform, Settings, parse_platform
 from pipeline.source import SourceTree
-from pipeline.stages import vet_and_test
+from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Image, Target
 
 NO_LOADER = "no supported api for loading image"
@@ -68,7 +70,11 @@ def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) ->
 
 
 async def _export(
-    image: Image, destination: Path | None, scratch: Path, platforms: Sequence[str]
+    image: Image,
+    destination: Path | None,
+    scratch: Path,
+    platforms: Sequence[str],
+    memo: dict[str, Layer],
 ) -> tuple[ImageInfo, str | None]:
     """Export the image as an OCI tarball (atomically) and read it back. Without a
     destination, the tarball goes to `scratch` only to be measured."""
@@ -77,7 +83,7 @@ async def _export(
     with atomic_path(target) as tmp:
         await first.export(str(tmp), platform_variants=rest)
         try:
-            info = read_image(tmp)
+            info = await anyio.to_thread.run_sync(read_image, tmp, memo)
         except OCIError as err:
             raise PipelineError(f"the exported image is unreadable: {err}") from err
         _check_platforms(image, info, platforms)
@@ -125,19 +131,53 @@ def _image_report(role: str, image: Image, info: ImageInfo, output: str | None) 
     )
 
 
-async def _run(settings: Settings, tree: SourceTree, clock: Clock, scratch: Path) -> RunReport:
-    native = parse_platform(str(await dag.default_platform()))
-    platforms = settings.platforms or (native,)
-    if settings.test:
-        with clock.step("test"):
-            await vet_and_test(settings, tree).sync()
+@dataclass
+class Session:
+    """What the variants built in one Dagger session share."""
 
-    host_dir = scratch / "host"
-    host_dir.mkdir()
-    target = Target(settings, tree, platforms, native, host_dir)
+    native: Platform
+    started: float  # wall clock at the start: a build stamped earlier came from the cache
+    scratch: Path
+    bases: dict[str, ImageInfo] = field(default_factory=dict)
+    layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+async def _cache_state(build_stage: dagger.Container, session: Session) -> str:
+    """ "cold" if `go build` ran in this session, "warm" if its result came from the cache:
+    an exec stamped right after it is cached exactly when the build is."""
+    stamp = await build_stage.with_exec(["date", "+%s.%N"]).stdout()
+    return "warm" if float(stamp.strip()) < session.started else "cold"
+
+
+async def _base_info(image: Image, session: Session) -> ImageInfo | None:
+    """The base image, exported and read once per session (None for scratch)."""
+    if image.base is None:
+        return None
+    async with session.lock:
+        if image.base_ref not in session.bases:
+            path = session.scratch / f"base-{len(session.bases)}.tar"
+            await image.base.export(str(path))
+            session.bases[image.base_ref] = await anyio.to_thread.run_sync(
+                read_image, path, session.layers
+            )
+            path.unlink()
+        return session.bases[image.base_ref]
+
+
+async def _build_variant(
+    settings: Settings, tree: SourceTree, session: Session, *, dissect_images: bool
+) -> RunReport:
+    """Build one variant and export, load, publish and run it as the settings say."""
+    clock = Clock()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{settings.variant}-", dir=session.scratch))
+    native = session.native
+    platforms = settings.platforms or (native,)
+    target = Target(settings, tree, platforms, native, scratch)
     with clock.step("build"):
         built = await VARIANTS[settings.variant](target)
         await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
+    cache = await _cache_state(built.build_stage, session)
 
     runnable = platforms.index(native) if native in platforms else None
     reports: list[ImageReport] = []
@@ -146,8 +186,20 @@ async def _run(settings: Settings, tree: SourceTree, clock: Clock, scratch: Path
         if destination is not None and role != "image":
             destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
         with clock.step("export" if role == "image" else f"export {role}"):
-            info, output = await _export(image, destination, scratch, [str(p) for p in platforms])
+            info, output = await _export(
+                image, destination, scratch, [str(p) for p in platforms], session.layers
+            )
         report = _image_report(role, image, info, output)
+        if dissect_images:
+            base = await _base_info(image, session)
+            report = replace(
+                report,
+                anatomy=dissect(
+                    info.manifests[runnable or 0],
+                    base.manifests[0] if base else None,
+                    f"{WORKDIR}/{settings.name}",
+                ),
+            )
         if settings.load and runnable is not None:
             with clock.step("load" if role == "image" else f"load {role}"):
                 loaded = await _load(image, runnable, destination, scratch)
@@ -174,7 +226,15 @@ async def _run(settings: Settings, tree: SourceTree, clock: Clock, scratch: Path
         images=tuple(reports),
         printed=printed,
         steps=tuple(clock.steps),
+        cache=cache,
     )
+
+
+async def _vet_and_test(settings: Settings, tree: SourceTree) -> Step:
+    clock = Clock()
+    with clock.step("test"):
+        await vet_and_test(settings, tree).sync()
+    return clock.steps[0]
 
 
 def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
@@ -196,15 +256,18 @@ def _scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix=".pipeline-", dir=BUILD_DIR)).resolve()
 
 
-async def run(settings: Settings, tree: SourceTree) -> RunReport:
-    """Build the variant in one Dagger session and return what it made."""
-    clock = Clock()
+T = TypeVar("T")
+
+
+async def _in_session(body: Callable[[Session], Awaitable[T]], settings: Settings) -> T:
+    """Open the Dagger session, run `body`, and turn engine errors into ours."""
     scratch = _scratch_dir()
     own: PipelineError | UsageError | None = None
     try:
         async with dagger.connection(dagger.Config(log_output=None)):
             try:
-                return await _run(settings, tree, clock, scratch)
+                native = parse_platform(str(await dag.default_platform()))
+                return await body(Session(native, time.time(), scratch))
             except (PipelineError, UsageError) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = err
@@ -225,3 +288,34 @@ async def run(settings: Settings, tree: SourceTree) -> RunReport:
         ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def run(settings: Settings, tree: SourceTree) -> RunReport:
+    """Build one variant in one Dagger session and return what it made."""
+
+    async def body(session: Session) -> RunReport:
+        tested = (await _vet_and_test(settings, tree),) if settings.test else ()
+        report = await _build_variant(settings, tree, session, dissect_images=False)
+        return replace(report, steps=(*tested, *report.steps))
+
+    return await _in_session(body, settings)
+
+
+async def compare(jobs: Sequence[Settings], tree: SourceTree) -> tuple[RunReport, ...]:
+    """Build every job in one session, concurrently, each image taken apart."""
+
+    async def body(session: Session) -> tuple[RunReport, ...]:
+        tested = (await _vet_and_test(jobs[0], tree),) if jobs[0].test else ()
+        results: dict[int, RunReport] = {}
+
+        async def one(index: int, settings: Settings) -> None:
+            results[index] = await _build_variant(settings, tree, session, dissect_images=True)
+
+        async with anyio.create_task_group() as group:
+            for index, settings in enumerate(jobs):
+                group.start_soon(one, index, settings)
+        return tuple(
+            replace(results[i], steps=(*tested, *results[i].steps)) for i in range(len(jobs))
+        )
+
+    return await _in_session(body, jobs[0])

@@ -179,11 +179,17 @@ class Settings:
     registry_password: Secret | None = None
     run: bool = True
     json_path: Path | None = None
+    label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
+
+    @property
+    def key(self) -> str:
+        """`multistage`, or `multistage-scratch` when labelled: the image's tag and budget key."""
+        return self.label or str(self.variant)
 
     @property
     def tag(self) -> str:
-        """`<name>:<variant>`, the image's local name."""
-        return f"{self.name}:{self.variant}"
+        """`<name>:<key>`, the image's local name."""
+        return f"{self.name}:{self.key}"
 
     @property
     def scratch(self) -> bool:
@@ -214,3 +220,51 @@ def check_registry_auth(
         raise SettingsError(f"registry credentials are incomplete: set {missing} as well")
     if username is not None and publish is None:
         raise SettingsError("--registry-username is only used with --publish REF")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMG]i?B|B)?\s*$")
+_UNITS = {
+    "B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
+    "KiB": 1024, "kiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
+}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """`10MB` (powers of 1000, as docker prints), `9.5MiB`, `500kB` or bytes → bytes."""
+    match = _SIZE.match(text)
+    if match is None or (match[2] or "B") not in _UNITS:
+        raise SettingsError(f"size {text!r} is not a size: write e.g. 10MB, 9.5MiB or 500kB")
+    return int(float(match[1]) * _UNITS[match[2] or "B"])
+
+
+def parse_budget(text: str) -> tuple[str, int]:
+    """`multistage=10MB` → ("multistage", 10_000_000)."""
+    key, sep, size = text.partition("=")
+    if not sep or not _NAME.match(key.strip()):
+        raise SettingsError(
+            f"--max-size {text!r} is malformed: write IMAGE=SIZE, e.g. multistage=10MB"
+        )
+    try:
+        return key.strip(), parse_size(size)
+    except SettingsError:
+        raise SettingsError(
+            f"--max-size {text!r}: {size.strip()!r} is not a size; write e.g. multistage=10MB"
+        ) from None
+
+
+def image_key(variant: Variant, runtime_image: str) -> str:
+    """The key of a multistage image on an extra base: multistage-scratch, multistage-static."""
+    if runtime_image == SCRATCH:
+        return f"{variant}-scratch"
+    last = runtime_image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+    return f"{variant}-{last}"
+
+
+CHART_FORMATS = {".svg": "svg", ".png": "png"}
+
+
+def check_chart_path(path: Path) -> str:
+    """The chart's format, from its suffix (.svg or .png)."""
+    if path.suffix.lower() not in CHART_FORMATS:
+        raise SettingsError(f"--chart {path}: give a .svg or .png path")
+    return CHART_FORMATS[path.suffix.lower()]

@@ -23,9 +23,11 @@ from pipeline.stages import (
     STATIC_FLAGS,
     WORKDIR,
     go_binary,
+    go_build,
     go_env,
     runtime_base,
     source_dir,
+    toolchain,
 )
 
 
@@ -44,17 +46,22 @@ class Target:
 
 @dataclass(frozen=True)
 class Image:
-    """An image a recipe made: its local name and one container per platform."""
+    """An image a recipe made: its local name, one container per platform, and the base it
+    stands on (its reference, and the container of that base; None for scratch)."""
 
     ref: str
     containers: tuple[dagger.Container, ...]
+    base_ref: str
+    base: dagger.Container | None
 
 
 @dataclass(frozen=True)
 class Built:
-    """The variant's image, and any other image the variant makes on the way."""
+    """The variant's image, any other image the variant makes on the way, and the container
+    in which `go build` ran (to tell whether it ran now or came from the cache)."""
 
     image: Image
+    build_stage: dagger.Container
     extras: tuple[Image, ...] = ()
 
 
@@ -93,7 +100,8 @@ async def naive(target: Target) -> Built:
         .with_exec(["go", "build", "-o", name, target.tree.package])
         .with_entrypoint([f"./{name}"])
     )
-    return Built(Image(target.settings.tag, (image,)))
+    golang = dag.container().from_(target.settings.go_image)
+    return Built(Image(target.settings.tag, (image,), target.settings.go_image, golang), image)
 
 
 async def builder(target: Target) -> Built:
@@ -133,9 +141,11 @@ async def builder(target: Target) -> Built:
         for copy in copies:
             with contextlib.suppress(FileNotFoundError):
                 await anyio.Path(copy).unlink()
+    golang = dag.container().from_(settings.go_image)
     return Built(
-        Image(settings.tag, tuple(images)),
-        extras=(Image(f"{name}-build:latest", (build_image,)),),
+        Image(settings.tag, tuple(images), settings.runtime_image, _base(target)),
+        build_image,
+        extras=(Image(f"{name}-build:latest", (build_image,), settings.go_image, golang),),
     )
 
 
@@ -151,7 +161,16 @@ async def multistage(target: Target) -> Built:
         .with_entrypoint([app])
         for platform in target.platforms
     )
-    return Built(Image(settings.tag, images))
+    first = target.platforms[0]
+    build_stage = go_build(toolchain(settings, target.tree), target.tree, name, first)
+    return Built(Image(settings.tag, images, settings.runtime_image, _base(target)), build_stage)
+
+
+def _base(target: Target) -> dagger.Container | None:
+    """The runtime base on the engine's platform, as the image was built on it."""
+    if target.settings.scratch:
+        return None
+    return runtime_base(target.settings, target.native)
 
 
 VARIANTS: dict[Variant, Recipe] = {

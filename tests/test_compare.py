@@ -1,0 +1,171 @@
+"""pipeline.compare: budgets, and `compare` end to end against the real engine: the table,
+the JSON (checked against skopeo), the Markdown, the chart, budgets, and warm caches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.settings import SettingsError, parse_budget, parse_size
+from tests.conftest import PipelineRunner, Testbed
+
+BASES = ("--runtime-image", "busybox:1.35", "--runtime-image", "scratch")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [("10MB", 10_000_000), ("9.5MiB", 9_961_472), ("500kB", 500_000), ("123", 123), ("1GB", 10**9)],
+)
+def test_parse_size(text: str, want: int) -> None:
+    assert parse_size(text) == want
+
+
+@pytest.mark.parametrize("text", ["multistage=ten", "multistage", "=10MB", "Multi=1MB", "x=10XB"])
+def test_parse_budget_rejects(text: str) -> None:
+    with pytest.raises(SettingsError, match="--max-size"):
+        parse_budget(text)
+
+
+def test_parse_budget() -> None:
+    assert parse_budget("multistage-scratch=2MB") == ("multistage-scratch", 2_000_000)
+
+
+@pytest.fixture(scope="module")
+def first(pipeline: PipelineRunner, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("compare")
+    ran = pipeline(
+        "compare",
+        *BASES,
+        "--json",
+        str(out / "c.json"),
+        "--markdown",
+        str(out / "c.md"),
+        "--chart",
+        str(out / "c.svg"),
+    )
+    assert ran.returncode == 0, ran.stderr
+    return {"out": out, "stdout": ran.stdout, "json": json.loads((out / "c.json").read_text())}
+
+
+@pytest.mark.engine
+def test_writes_json_markdown_and_chart(first: dict[str, Any]) -> None:
+    out: Path = first["out"]
+    data = first["json"]
+    assert data["schema_version"] == 1
+    keys = [row["key"] for row in data["rows"]]
+    assert keys == ["naive", "builder", "builder-build", "multistage", "multistage-scratch"]
+    markdown = (out / "c.md").read_text()
+    assert markdown.count("\n| `helloworld") == 5
+    assert "python -m pipeline compare" in markdown
+    svg = (out / "c.svg").read_text()
+    assert svg.lstrip().startswith("<?xml")
+    assert "<svg" in svg
+    assert "smaller than naive" in svg
+
+
+@pytest.mark.engine
+def test_table_and_json_agree(first: dict[str, Any]) -> None:
+    rows = {row["key"]: row for row in first["json"]["rows"]}
+    ratio = rows["multistage"]["times_smaller_than_naive"]
+    assert ratio == round(rows["naive"]["uncompressed"] / rows["multistage"]["uncompressed"], 1)
+    assert f"{ratio:g}x smaller" in first["stdout"]
+    assert first["json"]["conclusion"] in first["stdout"].replace("\n", " ")
+    for row in rows.values():
+        assert row["digest"].removeprefix("sha256:")[:12] not in ("", None)
+    naive, scratch = rows["naive"], rows["multistage-scratch"]
+    assert (naive["toolchain"], naive["source"], naive["shell"]) == (True, True, True)
+    assert (scratch["toolchain"], scratch["source"], scratch["shell"]) == (False, False, False)
+    assert scratch["binary_bytes"] == first["json"]["floor_bytes"]
+    assert scratch["base_bytes"] == 0
+    assert (
+        rows["multistage"]["own_bytes"] + rows["multistage"]["base_bytes"]
+        == rows["multistage"]["uncompressed"]
+    )
+    assert rows["multistage"]["printed"] == "Hello World\n"
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(("variant", "key"), [("naive", "naive"), ("multistage", "multistage")])
+def test_sizes_agree_with_skopeo(
+    first: dict[str, Any],
+    pipeline: PipelineRunner,
+    testbed: Testbed,
+    tmp_path: Path,
+    variant: str,
+    key: str,
+) -> None:
+    """The same image, exported by the variant's own command: same digest, and the compressed
+    size compare reported is skopeo's, to the byte."""
+    row = next(r for r in first["json"]["rows"] if r["key"] == key)
+    tarball = tmp_path / "image.tar"
+    ran = pipeline(
+        variant,
+        "--runtime-image",
+        "busybox:1.35",
+        "--no-test",
+        "--no-run",
+        "--output",
+        str(tarball),
+    )
+    assert ran.returncode == 0, ran.stderr
+    raw = testbed.skopeo("inspect", "--raw", f"oci-archive:{tarball}").stdout
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == row["digest"]
+    assert sum(layer["size"] for layer in json.loads(raw)["layers"]) == row["compressed"]
+
+
+@pytest.mark.engine
+def test_second_run_is_warm(
+    first: dict[str, Any], pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    ran = pipeline("compare", *BASES, "--json", str(tmp_path / "again.json"))
+    assert ran.returncode == 0, ran.stderr
+    rows = json.loads((tmp_path / "again.json").read_text())["rows"]
+    assert {row["cache"] for row in rows} == {"warm"}
+    assert "cold" not in ran.stdout
+
+
+@pytest.mark.engine
+def test_budgets(first: dict[str, Any], pipeline: PipelineRunner, tmp_path: Path) -> None:
+    size = next(r for r in first["json"]["rows"] if r["key"] == "multistage")["uncompressed"]
+    under = pipeline(
+        "compare",
+        *BASES,
+        "--max-size",
+        f"multistage={size - 1000}B",
+        "--json",
+        str(tmp_path / "under.json"),
+    )
+    assert under.returncode == 1
+    (line,) = [x for x in under.stderr.splitlines() if x.startswith("over budget:")]
+    assert re.search(
+        r"helloworld:multistage is [\d.]+MB uncompressed, over its budget of "
+        r"[\d.]+MB; biggest layer: \w{12} \(.+\), [\d.]+[kM]B",
+        line,
+    ), line
+    assert json.loads((tmp_path / "under.json").read_text())["budgets"][0]["ok"] is False
+    over = pipeline("compare", *BASES, "--max-size", f"multistage={size + 1000}B")
+    assert over.returncode == 0, over.stderr
+
+
+def test_budget_parse_error_exits_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "compare", "--max-size", "multistage=ten"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: --max-size 'multistage=ten': 'ten' is not a size; write e.g. multistage=10MB"
+    )
