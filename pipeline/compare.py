@@ -191,6 +191,9 @@ COLUMNS = (
 )  # fmt: skip
 
 
+NUMERIC = frozenset({"uncompressed", "compressed", "layers", "base part", "our part"})
+
+
 def _cells(row: Row) -> tuple[str, ...]:
     return (
         row.ref,
@@ -213,8 +216,7 @@ def _cells(row: Row) -> tuple[str, ...]:
 def render(comparison: Comparison, console: Console) -> None:
     table = Table(title="compare: one program, every way of shipping it", title_justify="left")
     for column in COLUMNS:
-        numeric = column in {"uncompressed", "compressed", "layers", "base part", "our part"}
-        table.add_column(column, justify="right" if numeric else "left")
+        table.add_column(column, justify="right" if column in NUMERIC else "left")
     for row in comparison.rows:
         table.add_row(*_cells(row))
     console.print(table)
@@ -226,11 +228,7 @@ def render(comparison: Comparison, console: Console) -> None:
 def markdown(comparison: Comparison, command: str) -> str:
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
-        "|"
-        + "|".join(
-            "---:" if c in {"uncompressed", "compressed", "layers"} else "---" for c in COLUMNS
-        )
-        + "|",
+        "|" + "|".join("---:" if c in NUMERIC else "---" for c in COLUMNS) + "|",
     ]
     for row in comparison.rows:
         cells = [c.replace("|", "\\|") for c in _cells(row)]
