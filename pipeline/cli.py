@@ -267,19 +267,13 @@ def guarded(work: Callable[[], int], *, verbose: bool) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return work()
-    except UsageError as error:
-        err.print(f"error: {error}", markup=False)
-        return 2
-    except BuildFailed as error:
-        if error.detail:
-            err.print(error.detail, markup=False)
-        err.print(f"error: {error}", markup=False)
-        return 1
-    except PipelineError as error:
+    except (UsageError, PipelineError) as error:
         if verbose:
             traceback.print_exc()
+        if isinstance(error, BuildFailed) and error.detail:
+            err.print(error.detail, markup=False)
         err.print(f"error: {error}", markup=False)
-        return 1
+        return 2 if isinstance(error, UsageError) else 1
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130

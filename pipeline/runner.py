@@ -4,6 +4,7 @@ exports, loads, publishes and runs what the recipe described, timing each step."
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import time
@@ -21,6 +22,7 @@ from pipeline.anatomy import dissect
 from pipeline.errors import (
     BuildFailed,
     EngineUnavailable,
+    OutputError,
     PipelineError,
     RegistryError,
     UsageError,
@@ -34,6 +36,7 @@ from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Image, Target
 
 NO_LOADER = "no supported api for loading image"
+PUBLISH_TIMEOUT = 300.0  # seconds: a push to a registry that never answers ends, and says so
 
 
 @dataclass
@@ -208,7 +211,14 @@ async def _build_variant(
 
     if settings.publish is not None:
         with clock.step("publish"):
-            published = await _publish(built.image, settings)
+            try:
+                with anyio.fail_after(PUBLISH_TIMEOUT):
+                    published = await _publish(built.image, settings)
+            except TimeoutError:
+                raise RegistryError(
+                    f"registry {settings.publish.registry} did not finish the push within "
+                    f"{PUBLISH_TIMEOUT:.0f}s: is it up, is the address right?"
+                ) from None
         reports[0] = replace(reports[0], published=published)
 
     printed = None
@@ -237,17 +247,49 @@ async def _vet_and_test(settings: Settings, tree: SourceTree) -> Step:
     return clock.steps[0]
 
 
+_UNREACHABLE = (
+    "connection refused",
+    "no route to host",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "connection reset",
+    "TLS handshake timeout",
+)
+_RESOLVING = re.compile(r'failed to resolve (?:source metadata for |image )"([^"]+)"')
+_DIALING = re.compile(r"dial tcp ([\w.\-\[\]:]+?):\s")
+
+
 def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
-    """One line for an engine error that is not a failed command."""
+    """One line for an engine error that is not a failed command: what, and what to do."""
     message = str(err)
-    registry = settings.publish.registry if settings.publish else "the registry"
+    first = message.splitlines()[0] if message else type(err).__name__
+    image = _RESOLVING.search(message)
+    dialed = _DIALING.search(message)
+    registry = (
+        dialed.group(1)
+        if dialed
+        else (settings.publish.registry if settings.publish else "the registry")
+    )
+    if "no space left on device" in message:
+        return OutputError(f"no space left on the device of the output: {first}")
     if "401 Unauthorized" in message or "unauthorized" in message.lower():
-        return RegistryError(f"authentication failed for {registry}")
-    if "not found" in message and ("manifest" in message or "failed to resolve" in message):
-        return RegistryError(f"image not found: {message.splitlines()[0]}")
-    if "connection refused" in message or "no such host" in message or "i/o timeout" in message:
-        return RegistryError(f"registry unreachable: {message.splitlines()[0]}")
-    return PipelineError(message.splitlines()[0] if message else type(err).__name__)
+        name = settings.publish.registry if settings.publish and not image else registry
+        return RegistryError(
+            f"authentication failed for {name}: check --registry-username and "
+            "PIPELINE_REGISTRY_PASSWORD"
+        )
+    if any(reason in message for reason in _UNREACHABLE):
+        reason = next(r for r in _UNREACHABLE if r in message)
+        return RegistryError(
+            f"registry {registry} unreachable ({reason}): is it up, is the address right?"
+        )
+    if image and "not found" in message:
+        return RegistryError(
+            f"image {image.group(1)} not found: check its name and tag, and that its registry "
+            "has it"
+        )
+    return PipelineError(first)
 
 
 def _scratch_dir() -> Path:
@@ -259,28 +301,36 @@ def _scratch_dir() -> Path:
 T = TypeVar("T")
 
 
+def _translate(err: BaseException, settings: Settings) -> BaseException:
+    """Our error for an engine error; the first failure of a task group; others unchanged."""
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    if isinstance(err, dagger.ExecError):
+        command = " ".join(err.command)
+        # go test reports failures on stdout, the compiler on stderr: show both.
+        return BuildFailed(
+            f"`{command}` failed with exit code {err.exit_code}",
+            detail="\n".join(part.strip() for part in (err.stdout, err.stderr) if part.strip()),
+        )
+    if isinstance(err, dagger.QueryError):
+        return _query_failed(err, settings)
+    return err
+
+
 async def _in_session(body: Callable[[Session], Awaitable[T]], settings: Settings) -> T:
     """Open the Dagger session, run `body`, and turn engine errors into ours."""
     scratch = _scratch_dir()
-    own: PipelineError | UsageError | None = None
+    own: BaseException | None = None
     try:
         async with dagger.connection(dagger.Config(log_output=None)):
             try:
                 native = parse_platform(str(await dag.default_platform()))
                 return await body(Session(native, time.time(), scratch))
-            except (PipelineError, UsageError) as err:
+            except (PipelineError, UsageError, dagger.QueryError, ExceptionGroup) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
-                own = err
+                own = _translate(err, settings)
         assert own is not None
         raise own
-    except dagger.ExecError as err:
-        command = " ".join(err.command)
-        raise BuildFailed(
-            f"`{command}` failed with exit code {err.exit_code}",
-            detail=(err.stderr or err.stdout).strip(),
-        ) from None
-    except dagger.QueryError as err:
-        raise _query_failed(err, settings) from None
     except (dagger.ClientConnectionError, dagger.ProvisionError) as err:
         raise EngineUnavailable(
             "no Dagger engine reachable: run inside `dagger run` with Docker running, "

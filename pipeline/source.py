@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -106,6 +107,28 @@ def _walk_go_files(root: Path) -> list[Path]:
     return found
 
 
+_INPUT_SUFFIXES = frozenset(p.removeprefix("**/*") for p in _BUILD_INPUTS if p.startswith("**/*"))
+_INPUT_NAMES = frozenset({"go.mod", "go.sum", "go.work", "go.work.sum", "vendor", "testdata"})
+
+
+def _escaping_links(root: Path) -> list[str]:
+    """Build inputs that are symlinks to somewhere outside the tree: the upload copies links
+    as links, so the build would find nothing (or something else) there."""
+    found: list[str] = []
+    inside = root.resolve()
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in {".git", "build", "node_modules"}]
+        for name in [*dirnames, *filenames]:
+            path = Path(directory) / name
+            if not path.is_symlink():
+                continue
+            if name in _INPUT_NAMES or Path(name).suffix in _INPUT_SUFFIXES:
+                target = path.resolve()
+                if not target.is_relative_to(inside):
+                    found.append(f"{path.relative_to(root)} -> {os.readlink(path)}")
+    return found
+
+
 def inspect_source(root: Path, package: str) -> SourceTree:
     """Check that `root` holds a Go main package at `package`; say what to upload.
 
@@ -138,6 +161,12 @@ def inspect_source(root: Path, package: str) -> SourceTree:
         raise SourceError(
             f"--source {root}: package {package} is `package {found}`, not a main package; "
             "point --package at the command to build (e.g. ./cmd/server)"
+        )
+    escaping = _escaping_links(root)
+    if escaping:
+        raise SourceError(
+            f"--source {root}: {escaping[0]} is a symlink out of the tree; the build cannot "
+            "follow it: copy the file in, or move --source up to include its target"
         )
     return SourceTree(
         root=root,

@@ -7,12 +7,10 @@ needs to await on the way (its binary makes a hop through the host), so every re
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import dagger
 from dagger import dag
 
@@ -138,9 +136,9 @@ async def builder(target: Target) -> Built:
             # Read the host file into the engine now: it is deleted below.
             images.append(await image.sync())
     finally:
+        # Plain (blocking) unlinks: under cancellation (^C) an await here would not run.
         for copy in copies:
-            with contextlib.suppress(FileNotFoundError):
-                await anyio.Path(copy).unlink()
+            copy.unlink(missing_ok=True)
     golang = dag.container().from_(settings.go_image)
     return Built(
         Image(settings.tag, tuple(images), settings.runtime_image, _base(target)),

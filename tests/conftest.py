@@ -119,11 +119,18 @@ class PipelineRunner:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pipeline", *args]
+
     def __call__(
-        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 900
+        self,
+        *args: str,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 900,
+        prefix: tuple[str, ...] = (),
     ) -> Ran:
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline", *args],
+            [*prefix, *self.command(*args)],
             cwd=ROOT,
             env={**self.env, "COLUMNS": "200", **(extra_env or {})},
             capture_output=True,
