@@ -180,6 +180,8 @@ def build_settings(
     publish_ref = parse_image_ref(publish, option="--publish") if publish else None
     password = Secret(registry_password) if registry_password else None
     check_registry_auth(publish_ref, registry_username, password)
+    if publish_ref is None:
+        password = None  # not needed, not kept
     platforms = tuple(dict.fromkeys(parse_platform(p) for p in platform or ()))
     name = check_name(name)
     if no_output and output is not None:
@@ -211,6 +213,14 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
             if path is not None:
                 check_destination(path, option=option)
+        if settings.variant is Variant.BUILDER and settings.output is not None:
+            build_tar = settings.output.parent / f"{settings.name}-build.tar"
+            if build_tar.resolve() == settings.output.resolve():
+                raise UsageError(
+                    f"--output {settings.output}: that is where the builder image goes; "
+                    "choose another name"
+                )
+            check_destination(build_tar, option="--output (the builder image)")
         import anyio
 
         from pipeline import report, runner
@@ -393,11 +403,34 @@ def read_budgets(pyproject: Path, flags: list[str] | None) -> dict[str, int]:
             table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pipeline", {})
         except tomllib.TOMLDecodeError as error:
             raise UsageError(f"{pyproject}: not valid TOML ({error})") from None
-        for key, size in table.get("budgets", {}).items():
-            budgets.update([parse_budget(f"{key}={size}")])
+        section = table.get("budgets", {})
+        if not isinstance(section, dict):
+            raise UsageError(
+                f"{pyproject}: [tool.pipeline.budgets] must be a table of IMAGE = SIZE"
+            )
+        for key, size in section.items():
+            try:
+                budgets.update([parse_budget(f"{key}={size}")])
+            except UsageError:
+                raise UsageError(
+                    f"{pyproject}: [tool.pipeline.budgets] {key} = {size!r} is not a budget; "
+                    'write e.g. multistage = "10MB"'
+                ) from None
     for flag in flags or ():
         budgets.update([parse_budget(flag)])
     return budgets
+
+
+def check_budget_keys(budgets: dict[str, int], jobs: tuple[Settings, ...]) -> None:
+    """Every budget names an image compare makes (found before any engine work)."""
+    known = [job.key for job in jobs] + [
+        f"{job.key}-build" for job in jobs if job.variant is Variant.BUILDER
+    ]
+    for key in budgets:
+        if key not in known:
+            raise UsageError(
+                f"budget for {key!r}: compare makes no such image ({', '.join(known)})"
+            )
 
 
 def compare_jobs(
@@ -424,7 +457,14 @@ def compare_jobs(
     ]
     for base in dict.fromkeys(extra):
         job = build_settings(Variant.MULTISTAGE, runtime_image=base, **common)  # type: ignore[arg-type]
-        jobs.append(replace(job, label=image_key(Variant.MULTISTAGE, base)))
+        job = replace(job, label=image_key(Variant.MULTISTAGE, base))
+        taken = next((j for j in jobs if j.key == job.key), None)
+        if taken is not None:
+            raise UsageError(
+                f"--runtime-image {base} and {taken.runtime_image} would both be {job.tag}: "
+                "compare them in two runs"
+            )
+        jobs.append(job)
     return tuple(jobs)
 
 
@@ -450,6 +490,7 @@ def compare_command(
             runtime_images=runtime_image or [DEFAULT_RUNTIME_IMAGE], name=name, run=run,
         )  # fmt: skip
         budgets = read_budgets(Path("pyproject.toml"), max_size)
+        check_budget_keys(budgets, jobs)
         if chart is not None:
             check_chart_path(chart)
     except UsageError as error:

@@ -46,6 +46,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

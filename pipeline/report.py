@@ -62,6 +62,7 @@ class RunReport:
     printed: str | None
     steps: tuple[Step, ...] = field(default=())
     cache: str = "unknown"  # "cold": go build ran now; "warm": it came from the cache
+    notes: tuple[str, ...] = ()  # what the run did not do, and why
 
     def seconds(self, step: str) -> float:
         return sum(s.seconds for s in self.steps if s.name == step)
@@ -127,6 +128,8 @@ def render(report: RunReport, console: Console) -> None:
             "\n".join(where) or "-",
         )
     console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
     if report.printed is not None:
         console.print(f"run printed: {report.printed.rstrip()!r}")
     console.print(

@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -161,9 +162,12 @@ async def _base_info(image: Image, session: Session) -> ImageInfo | None:
         if image.base_ref not in session.bases:
             path = session.scratch / f"base-{len(session.bases)}.tar"
             await image.base.export(str(path))
-            session.bases[image.base_ref] = await anyio.to_thread.run_sync(
-                read_image, path, session.layers
-            )
+            try:
+                session.bases[image.base_ref] = await anyio.to_thread.run_sync(
+                    read_image, path, session.layers
+                )
+            except OCIError as err:
+                raise PipelineError(f"base image {image.base_ref} is unreadable: {err}") from None
             path.unlink()
         return session.bases[image.base_ref]
 
@@ -183,6 +187,12 @@ async def _build_variant(
     cache = await _cache_state(built.build_stage, session)
 
     runnable = platforms.index(native) if native in platforms else None
+    notes: list[str] = []
+    if runnable is None and (settings.load or settings.run):
+        skipped = " and ".join(
+            w for w, on in (("--load", settings.load), ("--run", settings.run)) if on
+        )
+        notes.append(f"{skipped} skipped: no {native} image (the engine's own) among --platform")
     reports: list[ImageReport] = []
     for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
         destination = settings.output
@@ -205,7 +215,8 @@ async def _build_variant(
             )
         if settings.load and runnable is not None:
             with clock.step("load" if role == "image" else f"load {role}"):
-                loaded = await _load(image, runnable, destination, scratch)
+                index = runnable if len(image.containers) > 1 else 0
+                loaded = await _load(image, index, destination, scratch)
             report = replace(report, loaded=loaded)
         reports.append(report)
 
@@ -237,6 +248,7 @@ async def _build_variant(
         printed=printed,
         steps=tuple(clock.steps),
         cache=cache,
+        notes=tuple(notes),
     )
 
 
@@ -294,8 +306,25 @@ def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
 
 def _scratch_dir() -> Path:
     """A private directory under build/ for files the run removes again."""
-    BUILD_DIR.mkdir(exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".pipeline-", dir=BUILD_DIR)).resolve()
+    try:
+        BUILD_DIR.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".pipeline-", dir=BUILD_DIR)).resolve()
+    except OSError as err:
+        raise OutputError(
+            f"cannot make a work directory in {BUILD_DIR.resolve()}: {err.strerror}"
+        ) from None
+
+
+async def _engine_clock(settings: Settings) -> float:
+    """The engine's wall clock now, read in a container: the reference for cold or warm
+    (the host's clock may differ, e.g. when the engine runs in a VM)."""
+    stamp = (
+        dag.container()
+        .from_(settings.go_image)
+        .with_env_variable("PIPELINE_SESSION", uuid.uuid4().hex)  # never cached
+        .with_exec(["date", "+%s.%N"])
+    )
+    return float((await stamp.stdout()).strip())
 
 
 T = TypeVar("T")
@@ -314,6 +343,8 @@ def _translate(err: BaseException, settings: Settings) -> BaseException:
         )
     if isinstance(err, dagger.QueryError):
         return _query_failed(err, settings)
+    if isinstance(err, dagger.DaggerError):
+        return PipelineError(f"the Dagger engine failed: {str(err).splitlines()[0]}")
     return err
 
 
@@ -321,17 +352,22 @@ async def _in_session(body: Callable[[Session], Awaitable[T]], settings: Setting
     """Open the Dagger session, run `body`, and turn engine errors into ours."""
     scratch = _scratch_dir()
     own: BaseException | None = None
+    connected = False
     try:
         async with dagger.connection(dagger.Config(log_output=None)):
+            connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                return await body(Session(native, time.time(), scratch))
-            except (PipelineError, UsageError, dagger.QueryError, ExceptionGroup) as err:
+                started = await _engine_clock(settings)
+                return await body(Session(native, started, scratch))
+            except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = _translate(err, settings)
         assert own is not None
         raise own
     except (dagger.ClientConnectionError, dagger.ProvisionError) as err:
+        if connected:  # the session broke (or its CLI failed) after it had started
+            raise PipelineError(f"the Dagger session failed: {err}") from None
         raise EngineUnavailable(
             "no Dagger engine reachable: run inside `dagger run` with Docker running, "
             f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"

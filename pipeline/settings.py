@@ -214,7 +214,10 @@ def check_package(package: str) -> str:
 def check_registry_auth(
     publish: ImageRef | None, username: str | None, password: Secret | None
 ) -> None:
-    """Credentials only make sense together and with --publish."""
+    """Credentials only make sense together and with --publish. (A password alone in the
+    environment, with neither, is not an error: CI often exports it for every job.)"""
+    if username is None and publish is None:
+        return
     if (username is None) != (password is None):
         missing = "PIPELINE_REGISTRY_PASSWORD" if password is None else "--registry-username"
         raise SettingsError(f"registry credentials are incomplete: set {missing} as well")

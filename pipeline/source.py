@@ -134,6 +134,13 @@ def inspect_source(root: Path, package: str) -> SourceTree:
 
     Raises SourceError with one line naming the problem and what to do.
     """
+    try:
+        return _inspect(root, package)
+    except OSError as err:
+        raise SourceError(f"--source {root}: cannot read {err.filename}: {err.strerror}") from None
+
+
+def _inspect(root: Path, package: str) -> SourceTree:
     if not root.exists():
         raise SourceError(f"--source {root}: no such directory; point it at your Go module")
     if not root.is_dir():

@@ -368,3 +368,13 @@ def test_password_appears_nowhere(
         ):
             assert needle not in path.read_bytes(), f"the password is in {path}"
     report.unlink()
+
+
+def test_verbose_shows_the_traceback(pipeline: PipelineRunner, testbed: Testbed) -> None:
+    missing = f"{testbed.registry}/library/nosuchbase:9"
+    ran = pipeline(
+        "multistage", "--no-test", "--runtime-image", missing, "--no-output", "--verbose"
+    )
+    assert ran.returncode == 1
+    assert "Traceback" in ran.stderr
+    assert f"error: image {missing} not found" in ran.stderr
