@@ -20,6 +20,7 @@ from rich.console import Console
 
 from pipeline.errors import BuildFailed, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
+from pipeline.provenance import read_provenance
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_NAME,
@@ -33,6 +34,7 @@ from pipeline.settings import (
     check_name,
     check_package,
     check_registry_auth,
+    check_user,
     default_output,
     image_key,
     parse_budget,
@@ -148,6 +150,45 @@ JsonOpt = Annotated[
         show_default=False,
     ),
 ]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        help="The image's user, UID[:GID] [default: 65532:65532 on scratch and "
+        "on bases that define it, else the base's].",
+        envvar="PIPELINE_USER",
+        show_default=False,
+    ),
+]
+LockOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--lock",
+        help="Lock file of base image digests: written if missing, else held "
+        "to (a tag that moved fails the run).",
+        envvar="PIPELINE_LOCK",
+        show_default=False,
+    ),
+]
+RegistryCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry-ca",
+        help="CA certificate (PEM) of the --publish registry.",
+        envvar="PIPELINE_REGISTRY_CA",
+        show_default=False,
+    ),
+]
+EpochOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source-date-epoch",
+        help="Timestamp of every file and date in the image "
+        "[default: the last commit's time, else 0].",
+        envvar="SOURCE_DATE_EPOCH",
+        show_default=False,
+    ),
+]
 VerboseOpt = Annotated[
     bool,
     typer.Option("--verbose", help="Show tracebacks (for bug reports).", envvar="PIPELINE_VERBOSE"),
@@ -172,8 +213,13 @@ def build_settings(
     registry_password: str | None,
     run: bool,
     json_path: Path | None,
+    user: str | None = None,
+    lock: Path | None = None,
+    registry_ca: Path | None = None,
+    source_date_epoch: str | None = None,
 ) -> Settings:
-    """Check every flag and resolve them into one Settings value (UsageError if wrong)."""
+    """Check every flag and resolve them into one Settings value (UsageError if wrong).
+    builder and multistage images are reproducible: their epoch and labels come from git."""
     parse_image_ref(go_image, option="--go-image")
     if runtime_image != SCRATCH:
         parse_image_ref(runtime_image, option="--runtime-image")
@@ -202,6 +248,12 @@ def build_settings(
         registry_password=password,
         run=run,
         json_path=json_path,
+        provenance=(
+            None if variant is Variant.NAIVE else read_provenance(source, source_date_epoch)
+        ),
+        user=check_user(user) if user else None,
+        lock=lock,
+        registry_ca=registry_ca,
     )
 
 
@@ -307,6 +359,10 @@ def _command(variant: Variant) -> None:
         registry_username: UsernameOpt = None,
         run: RunOpt = True,
         json_path: JsonOpt = None,
+        user: UserOpt = None,
+        lock: LockOpt = None,
+        registry_ca: RegistryCaOpt = None,
+        source_date_epoch: EpochOpt = None,
         verbose: VerboseOpt = False,
     ) -> None:
         try:
@@ -327,6 +383,10 @@ def _command(variant: Variant) -> None:
                 registry_password=os.environ.get(PASSWORD_ENV) or None,
                 run=run,
                 json_path=json_path,
+                user=user,
+                lock=lock,
+                registry_ca=registry_ca,
+                source_date_epoch=source_date_epoch,
             )
         except UsageError as error:
             Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
@@ -446,11 +506,21 @@ def compare_jobs(
     """naive, builder and multistage on the first base, and multistage on each further one."""
     first, *extra = runtime_images
     common = {
-        "source": source, "package": package, "test": test, "go_image": go_image,
-        "name": name, "platform": None, "output": None, "no_output": True, "load": False,
-        "publish": None, "registry_username": None, "registry_password": None, "run": run,
+        "source": source,
+        "package": package,
+        "test": test,
+        "go_image": go_image,
+        "name": name,
+        "platform": None,
+        "output": None,
+        "no_output": True,
+        "load": False,
+        "publish": None,
+        "registry_username": None,
+        "registry_password": None,
+        "run": run,
         "json_path": None,
-    }  # fmt: skip
+    }
     jobs = [
         build_settings(variant, runtime_image=first, **common)  # type: ignore[arg-type]
         for variant in Variant
@@ -486,9 +556,14 @@ def compare_command(
     """Build every variant in one session and show them side by side, measured."""
     try:
         jobs = compare_jobs(
-            source=source, package=package, test=test, go_image=go_image,
-            runtime_images=runtime_image or [DEFAULT_RUNTIME_IMAGE], name=name, run=run,
-        )  # fmt: skip
+            source=source,
+            package=package,
+            test=test,
+            go_image=go_image,
+            runtime_images=runtime_image or [DEFAULT_RUNTIME_IMAGE],
+            name=name,
+            run=run,
+        )
         budgets = read_budgets(Path("pyproject.toml"), max_size)
         check_budget_keys(budgets, jobs)
         if chart is not None:

@@ -66,6 +66,7 @@ class ImageInfo:
     digest: str
     media_type: str
     manifests: tuple[Manifest, ...]
+    size: int = 0  # bytes of the top manifest or index, for descriptors that point at it
 
     @property
     def compressed(self) -> int:
@@ -199,8 +200,11 @@ def _read_layout(archive: _Archive) -> ImageInfo:
         raise OCIError("index.json lists no image")
     manifests = tuple(m for d in descriptors for m in _manifests(archive, d))
     if len(descriptors) == 1:
-        return ImageInfo(descriptors[0]["digest"], descriptors[0]["mediaType"], manifests)
-    return ImageInfo(_digest(index_bytes), "application/vnd.oci.image.index.v1+json", manifests)
+        top = descriptors[0]
+        return ImageInfo(top["digest"], top["mediaType"], manifests, int(top["size"]))
+    return ImageInfo(
+        _digest(index_bytes), "application/vnd.oci.image.index.v1+json", manifests, len(index_bytes)
+    )
 
 
 def read_image(path: Path, memo: dict[str, Layer] | None = None) -> ImageInfo:

@@ -55,8 +55,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
     with atomic_path(path) as tmp:
-        try:
-            tmp.write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise OutputError(f"cannot write {path}: {err.strerror}") from err
+        tmp.write_bytes(data)

@@ -50,6 +50,8 @@ class ImageReport:
     published: str | None = None
     loaded: str | None = None
     anatomy: Anatomy | None = None
+    sbom: str | None = None  # the SPDX file beside the tarball
+    sbom_tag: str | None = None  # the registry tag the SBOM referrer is listed under
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class RunReport:
     steps: tuple[Step, ...] = field(default=())
     cache: str = "unknown"  # "cold": go build ran now; "warm": it came from the cache
     notes: tuple[str, ...] = ()  # what the run did not do, and why
+    bases: dict[str, str] = field(default_factory=dict)  # requested → pinned (name@digest)
 
     def seconds(self, step: str) -> float:
         return sum(s.seconds for s in self.steps if s.name == step)
@@ -91,6 +94,8 @@ class RunReport:
                 "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
                 "layers": i.layers,
                 "anatomy": asdict(i.anatomy) if i.anatomy else None,
+                "sbom": i.sbom,
+                "sbom_tag": i.sbom_tag,
             }
             for i in self.images
         ]
@@ -128,6 +133,8 @@ def render(report: RunReport, console: Console) -> None:
             "\n".join(where) or "-",
         )
     console.print(table)
+    for requested, pinned in report.bases.items():
+        console.print(f"base {requested}: {pinned.partition('@')[2]}", markup=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
     if report.printed is not None:

@@ -4,6 +4,7 @@ exports, loads, publishes and runs what the recipe described, timing each step."
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from pipeline import docker_cli
+from pipeline import docker_cli, pins, registry, sbom
 from pipeline.anatomy import dissect
 from pipeline.errors import (
     BuildFailed,
@@ -29,12 +30,13 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.oci import ImageInfo, Layer, OCIError, read_image
-from pipeline.outputs import atomic_path
+from pipeline.outputs import atomic_path, write_bytes
 from pipeline.report import ImageReport, RunReport, Step
-from pipeline.settings import BUILD_DIR, Platform, Settings, parse_platform
+from pipeline.reproducible import normalise
+from pipeline.settings import BUILD_DIR, SCRATCH, Platform, Settings, parse_platform
 from pipeline.source import SourceTree
 from pipeline.stages import WORKDIR, vet_and_test
-from pipeline.variants import VARIANTS, Image, Target
+from pipeline.variants import VARIANTS, Built, Image, Target
 
 NO_LOADER = "no supported api for loading image"
 PUBLISH_TIMEOUT = 300.0  # seconds: a push to a registry that never answers ends, and says so
@@ -79,19 +81,81 @@ async def _export(
     scratch: Path,
     platforms: Sequence[str],
     memo: dict[str, Layer],
-) -> tuple[ImageInfo, str | None]:
-    """Export the image as an OCI tarball (atomically) and read it back. Without a
-    destination, the tarball goes to `scratch` only to be measured."""
+    epoch: int | None,
+) -> tuple[ImageInfo, Path]:
+    """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
+    it back. It lands at `destination` (atomically) or, without one, in `scratch`."""
     first, *rest = image.containers
-    target = destination or scratch / "image.tar"
+    target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
     with atomic_path(target) as tmp:
-        await first.export(str(tmp), platform_variants=rest)
+        if epoch is None:
+            await first.export(str(tmp), platform_variants=rest)
+        else:
+            raw = scratch / "engine-export.tar"
+            await first.export(str(raw), platform_variants=rest)
+            await anyio.to_thread.run_sync(
+                functools.partial(normalise, raw, tmp, epoch=epoch, ref_name=image.ref)
+            )
+            raw.unlink()
         try:
             info = await anyio.to_thread.run_sync(read_image, tmp, memo)
         except OCIError as err:
             raise PipelineError(f"the exported image is unreadable: {err}") from err
         _check_platforms(image, info, platforms)
-    return info, (str(destination) if destination else None)
+    return info, target
+
+
+async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
+    """Resolve the go and runtime images to digests (Container.image_ref, read right after
+    from_), hold them to the lock file, and return settings that build from the digests."""
+    lock = pins.read_lock(settings.lock)
+    pinned: dict[str, str] = {}
+    for requested in dict.fromkeys((settings.go_image, settings.runtime_image)):
+        if requested == SCRATCH:
+            continue
+        resolved = await dag.container().from_(requested).image_ref()
+        pinned[requested] = pins.check(requested, resolved, lock, settings.lock)
+    runtime = pinned.get(settings.runtime_image, settings.runtime_image)
+    return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
+
+
+async def _sbom(
+    built: Built, settings: Settings, info: ImageInfo, original: Settings
+) -> bytes | None:
+    """The SPDX SBOM of a reproducible image, from its binary's build info."""
+    if settings.provenance is None:
+        return None
+    buildinfo = await built.build_stage.with_exec(
+        ["go", "version", "-m", "-json", built.binary_path]
+    ).stdout()
+    subject = sbom.Subject(
+        name=original.tag,
+        digest=info.digest,
+        base=None if settings.scratch else settings.runtime_image,
+        epoch=settings.provenance.epoch,
+    )
+    return sbom.build_sbom(sbom.parse_buildinfo(buildinfo), subject)
+
+
+async def _publish_sbom(document: bytes | None, settings: Settings, info: ImageInfo) -> str | None:
+    """The SBOM as a referrer of the published image; its fallback tag."""
+    if document is None or settings.publish is None or settings.provenance is None:
+        return None
+    login = registry.Login(
+        settings.registry_username, settings.registry_password, settings.registry_ca
+    )
+    subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
+    push = functools.partial(
+        registry.push_sbom,
+        document,
+        settings.publish,
+        login,
+        subject=subject,
+        media_type=sbom.MEDIA_TYPE,
+        created=settings.provenance.created,
+    )
+    result: str = await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
+    return result
 
 
 async def _load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
@@ -111,9 +175,19 @@ async def _load(image: Image, index: int, tarball: Path | None, scratch: Path) -
     return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
 
 
-async def _publish(image: Image, settings: Settings) -> str:
+async def _publish(image: Image, settings: Settings, tarball: Path, info: ImageInfo) -> str:
+    """Push the image: the reproducible tarball through oras (digest kept), or, for naive,
+    what the engine builds (Container.publish)."""
     ref = settings.publish
     assert ref is not None
+    if settings.provenance is not None:
+        login = registry.Login(
+            settings.registry_username, settings.registry_password, settings.registry_ca
+        )
+        push = functools.partial(
+            registry.push_image, tarball, ref, login, ref_name=image.ref, digest=info.digest
+        )
+        return await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
     first, *rest = image.containers
     if settings.registry_username and settings.registry_password:
         secret = dag.set_secret("pipeline-registry-password", settings.registry_password.value)
@@ -180,6 +254,8 @@ async def _build_variant(
     scratch = Path(tempfile.mkdtemp(prefix=f"{settings.variant}-", dir=session.scratch))
     native = session.native
     platforms = settings.platforms or (native,)
+    original = settings
+    settings, pinned = await _pin_bases(settings)
     target = Target(settings, tree, platforms, native, scratch)
     with clock.step("build"):
         built = await VARIANTS[settings.variant](target)
@@ -194,15 +270,20 @@ async def _build_variant(
         )
         notes.append(f"{skipped} skipped: no {native} image (the engine's own) among --platform")
     reports: list[ImageReport] = []
+    infos: list[tuple[ImageInfo, Path]] = []
     for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
         destination = settings.output
         if destination is not None and role != "image":
             destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
+        # The variant's own image is made reproducible; the builder pattern's build image,
+        # like the naive one, is what it is.
+        epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
         with clock.step("export" if role == "image" else f"export {role}"):
-            info, output = await _export(
-                image, destination, scratch, [str(p) for p in platforms], session.layers
+            info, tarball = await _export(
+                image, destination, scratch, [str(p) for p in platforms], session.layers, epoch
             )
-        report = _image_report(role, image, info, output)
+        infos.append((info, tarball))
+        report = _image_report(role, image, info, str(destination) if destination else None)
         if dissect_images:
             base = await _base_info(image, session)
             report = replace(
@@ -216,21 +297,32 @@ async def _build_variant(
         if settings.load and runnable is not None:
             with clock.step("load" if role == "image" else f"load {role}"):
                 index = runnable if len(image.containers) > 1 else 0
-                loaded = await _load(image, index, destination, scratch)
+                loaded = await _load(image, index, tarball, scratch)
             report = replace(report, loaded=loaded)
         reports.append(report)
+
+    info, tarball = infos[0]
+    with clock.step("sbom"):
+        document = await _sbom(built, settings, info, original)
+    if document is not None and settings.output is not None:
+        sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
+        write_bytes(sbom_path, document)
+        reports[0] = replace(reports[0], sbom=str(sbom_path))
 
     if settings.publish is not None:
         with clock.step("publish"):
             try:
                 with anyio.fail_after(PUBLISH_TIMEOUT):
-                    published = await _publish(built.image, settings)
+                    published = await _publish(built.image, settings, tarball, info)
+                    referrer = await _publish_sbom(document, settings, info)
             except TimeoutError:
                 raise RegistryError(
                     f"registry {settings.publish.registry} did not finish the push within "
                     f"{PUBLISH_TIMEOUT:.0f}s: is it up, is the address right?"
                 ) from None
-        reports[0] = replace(reports[0], published=published)
+        reports[0] = replace(reports[0], published=published, sbom_tag=referrer)
+    if settings.lock is not None:
+        pins.write_lock(settings.lock, pinned)
 
     printed = None
     if settings.run and runnable is not None:
@@ -241,8 +333,9 @@ async def _build_variant(
 
     return RunReport(
         variant=str(settings.variant),
-        go_image=settings.go_image,
-        runtime_image=settings.runtime_image,
+        go_image=original.go_image,
+        runtime_image=original.runtime_image,
+        bases=pinned,
         platforms=tuple(str(p) for p in platforms),
         images=tuple(reports),
         printed=printed,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.provenance import Provenance
 
 SCRATCH = "scratch"
 DEFAULT_GO_IMAGE = "golang:1.26"
@@ -179,6 +180,13 @@ class Settings:
     registry_password: Secret | None = None
     run: bool = True
     json_path: Path | None = None
+    # Reproducible builds (builder, multistage): the epoch and git labels; None keeps the
+    # engine's timestamps (naive stays naive).
+    provenance: Provenance | None = None
+    user: str | None = None  # None: 65532:65532 on scratch and bases with that user
+    lock: Path | None = None
+    registry_ca: Path | None = None
+    cache_bust: str = ""  # verify: a value that forces every build step to run again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
 
     @property
@@ -271,3 +279,13 @@ def check_chart_path(path: Path) -> str:
     if path.suffix.lower() not in CHART_FORMATS:
         raise SettingsError(f"--chart {path}: give a .svg or .png path")
     return CHART_FORMATS[path.suffix.lower()]
+
+
+_USER = re.compile(r"^(?:\d+|[a-z_][a-z0-9_-]*)(?::(?:\d+|[a-z_][a-z0-9_-]*))?$")
+
+
+def check_user(user: str) -> str:
+    """`65532:65532`, `nonroot` or `1000`: as the OCI config's User takes it."""
+    if not _USER.match(user):
+        raise SettingsError(f"--user {user!r}: write UID[:GID] or a user name, e.g. 65532:65532")
+    return user

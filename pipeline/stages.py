@@ -16,12 +16,24 @@ GO_BUILD_CACHE = "/root/.cache/go-build"
 OUT_DIR = "/out"
 # Static and small: no cgo (the binary must run on a base without libc), no paths of this
 # machine in it (-trimpath), no symbol table or DWARF (-s -w).
-STATIC_FLAGS = ("-trimpath", "-ldflags=-s -w")
+# -buildvcs=false: no git state stamped in; the build depends on the files alone.
+STATIC_FLAGS = ("-trimpath", "-buildvcs=false", "-ldflags=-s -w")
+NONROOT = "65532:65532"  # distroless's nonroot; numeric, as Kubernetes runAsNonRoot requires
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
-def source_dir(tree: SourceTree) -> dagger.Directory:
-    """The files of the tree that a Go build reads, uploaded from the host."""
-    return dag.host().directory(str(tree.root), include=list(tree.include))
+def source_dir(tree: SourceTree, *, reload: bool = False) -> dagger.Directory:
+    """The files of the tree that a Go build reads, uploaded from the host (again, with
+    `reload`: a session reads a host directory once otherwise)."""
+    return dag.host().directory(str(tree.root), include=list(tree.include), no_cache=reload)
+
+
+def golang(settings: Settings) -> dagger.Container:
+    """The Go toolchain image; with a cache bust, every step after it runs again."""
+    container = dag.container().from_(settings.go_image)
+    if settings.cache_bust:
+        container = container.with_env_variable("PIPELINE_CACHE_BUST", settings.cache_bust)
+    return container
 
 
 def go_env(container: dagger.Container, tree: SourceTree) -> dagger.Container:
@@ -39,13 +51,12 @@ def go_env(container: dagger.Container, tree: SourceTree) -> dagger.Container:
 def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
     """The golang image with the source at /src and the module and build caches as volumes."""
     container = (
-        dag.container()
-        .from_(settings.go_image)
+        golang(settings)
         .with_mounted_cache(GO_MOD_CACHE, dag.cache_volume("pipeline-go-mod"))
         .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume("pipeline-go-build"))
         .with_env_variable("GOCACHE", GO_BUILD_CACHE)
         .with_workdir(SOURCE_DIR)
-        .with_directory(SOURCE_DIR, source_dir(tree))
+        .with_directory(SOURCE_DIR, source_dir(tree, reload=bool(settings.cache_bust)))
     )
     return go_env(container, tree)
 
@@ -76,6 +87,23 @@ def go_binary(settings: Settings, tree: SourceTree, platform: Platform) -> dagge
     """The program, compiled in the toolchain image (cross-compiled for `platform`)."""
     return go_build(toolchain(settings, tree), tree, settings.name, platform).file(
         f"{OUT_DIR}/{settings.name}"
+    )
+
+
+def scratch_files(settings: Settings) -> dagger.Directory:
+    """What a program on an empty base still needs: users (root, nonroot 65532), the CA
+    bundle (from the golang image) and a /tmp."""
+    return (
+        dag.directory()
+        .with_new_file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/sbin/nologin\n"
+            "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+        )
+        .with_new_file("etc/group", "root:x:0:\nnonroot:x:65532:\n")
+        .with_file(CA_BUNDLE.lstrip("/"), golang(settings).file(CA_BUNDLE))
+        .with_new_directory("tmp", permissions=0o1777)
+        .with_new_directory("home/nonroot", permissions=0o755)
     )
 
 

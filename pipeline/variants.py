@@ -15,15 +15,20 @@ import dagger
 from dagger import dag
 
 from pipeline.errors import UsageError
+from pipeline.provenance import labels
 from pipeline.settings import Platform, Settings, Variant
 from pipeline.source import SourceTree
 from pipeline.stages import (
+    NONROOT,
+    OUT_DIR,
     STATIC_FLAGS,
     WORKDIR,
     go_binary,
     go_build,
     go_env,
+    golang,
     runtime_base,
+    scratch_files,
     source_dir,
     toolchain,
 )
@@ -60,6 +65,7 @@ class Built:
 
     image: Image
     build_stage: dagger.Container
+    binary_path: str  # where build_stage holds the binary
     extras: tuple[Image, ...] = ()
 
 
@@ -79,10 +85,9 @@ def _golang_with_source(target: Target) -> dagger.Container:
     """FROM golang, WORKDIR /myapp, the source copied in: the write-up's first lines."""
     settings = target.settings
     container = (
-        dag.container()
-        .from_(settings.go_image)
+        golang(settings)
         .with_workdir(WORKDIR)
-        .with_directory(WORKDIR, source_dir(target.tree))
+        .with_directory(WORKDIR, source_dir(target.tree, reload=bool(settings.cache_bust)))
     )
     return go_env(container, target.tree)
 
@@ -99,7 +104,11 @@ async def naive(target: Target) -> Built:
         .with_entrypoint([f"./{name}"])
     )
     golang = dag.container().from_(target.settings.go_image)
-    return Built(Image(target.settings.tag, (image,), target.settings.go_image, golang), image)
+    return Built(
+        Image(target.settings.tag, (image,), target.settings.go_image, golang),
+        image,
+        f"{WORKDIR}/{name}",
+    )
 
 
 async def builder(target: Target) -> Built:
@@ -127,12 +136,8 @@ async def builder(target: Target) -> Built:
             copy = target.host_dir / f"{name}-{str(platform).replace('/', '-')}"
             copies.append(copy)
             await compiled.file(f"{WORKDIR}/{name}").export(str(copy))
-            image = (
-                runtime_base(settings, platform)
-                .with_workdir(WORKDIR)
-                .with_file(f"{WORKDIR}/{name}", dag.host().file(str(copy)), permissions=0o755)
-                .with_entrypoint([f"./{name}"])
-            )
+            binary = dag.host().file(str(copy), no_cache=bool(settings.cache_bust))
+            image = await slim_image(target, platform, binary, entrypoint=f"./{name}")
             # Read the host file into the engine now: it is deleted below.
             images.append(await image.sync())
     finally:
@@ -143,6 +148,7 @@ async def builder(target: Target) -> Built:
     return Built(
         Image(settings.tag, tuple(images), settings.runtime_image, _base(target)),
         build_image,
+        f"{WORKDIR}/{name}",
         extras=(Image(f"{name}-build:latest", (build_image,), settings.go_image, golang),),
     )
 
@@ -153,15 +159,59 @@ async def multistage(target: Target) -> Built:
     settings, name = target.settings, target.settings.name
     app = f"{WORKDIR}/{name}"
     images = tuple(
-        runtime_base(settings, platform)
-        .with_workdir(WORKDIR)
-        .with_file(app, go_binary(settings, target.tree, platform))
-        .with_entrypoint([app])
-        for platform in target.platforms
+        [
+            await slim_image(
+                target, platform, go_binary(settings, target.tree, platform), entrypoint=app
+            )
+            for platform in target.platforms
+        ]
     )
     first = target.platforms[0]
     build_stage = go_build(toolchain(settings, target.tree), target.tree, name, first)
-    return Built(Image(settings.tag, images, settings.runtime_image, _base(target)), build_stage)
+    return Built(
+        Image(settings.tag, images, settings.runtime_image, _base(target)),
+        build_stage,
+        f"{OUT_DIR}/{name}",
+    )
+
+
+async def _has_nonroot(base: dagger.Container) -> bool:
+    """Whether the base defines user 65532 (distroless-style bases do; busybox does not)."""
+    try:
+        passwd = await base.file("/etc/passwd").contents()
+    except dagger.QueryError:
+        return False  # no /etc/passwd at all
+    return any(line.split(":")[2:3] == ["65532"] for line in passwd.splitlines())
+
+
+async def slim_image(
+    target: Target, platform: Platform, binary: dagger.File, *, entrypoint: str
+) -> dagger.Container:
+    """The binary on the runtime base: in one layer with every timestamp at the epoch,
+    non-root where the base allows it, labelled from git, the base named in annotations."""
+    settings, name = target.settings, target.settings.name
+    base = runtime_base(settings, platform)
+    rootfs = dag.directory().with_file(f"{WORKDIR.lstrip('/')}/{name}", binary, permissions=0o755)
+    user = settings.user
+    if settings.scratch:
+        rootfs = rootfs.with_directory(".", scratch_files(settings))
+        user = user or NONROOT
+    elif user is None and await _has_nonroot(base):
+        user = NONROOT
+    provenance = settings.provenance
+    if provenance is not None:
+        rootfs = rootfs.with_timestamps(provenance.epoch)
+    image = base.with_directory("/", rootfs).with_workdir(WORKDIR).with_entrypoint([entrypoint])
+    if user:
+        image = image.with_user(user)
+    if provenance is not None:
+        for key, value in labels(provenance, name).items():
+            image = image.with_label(key, value)
+    if not settings.scratch and "@" in settings.runtime_image:
+        base_name, _, base_digest = settings.runtime_image.partition("@")
+        image = image.with_annotation("org.opencontainers.image.base.name", base_name)
+        image = image.with_annotation("org.opencontainers.image.base.digest", base_digest)
+    return image
 
 
 def _base(target: Target) -> dagger.Container | None:

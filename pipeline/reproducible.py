@@ -1,0 +1,275 @@
+"""Make an exported OCI image tarball reproducible, and tell two apart.
+
+Dagger cannot yet (dagger/dagger#7721): the config's `created` and each history entry's are
+the time the engine stored the layer, and a base layer's compressed blob depends on whether the
+engine still has the registry's blob or compressed it again. So the last step is ours:
+
+- every layer is recompressed canonically (gzip level 6, no name, mtime 0), so its digest
+  depends only on its content;
+- config `created` and every `history[].created` become SOURCE_DATE_EPOCH, and every
+  `history[].created_by` a constant for its layer;
+- config → manifest → index are re-serialised and re-hashed, and index.json names the image
+  (`org.opencontainers.image.ref.name`);
+- the tarball itself is written in a fixed order with fixed metadata.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.oci import INDEX_TYPES, OCIError
+from pipeline.provenance import rfc3339
+
+REF_NAME = "org.opencontainers.image.ref.name"
+GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+LAYER_TYPES = frozenset(
+    {
+        GZIP_LAYER,
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    }
+)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _dump(document: object) -> bytes:
+    """Canonical JSON: the key order as given, no spaces."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class _Layout:
+    """An OCI layout in memory: index.json and blobs by digest."""
+
+    index: dict[str, Any]
+    blobs: dict[str, bytes]
+
+    @classmethod
+    def read(cls, path: Path) -> _Layout:
+        blobs: dict[str, bytes] = {}
+        index: dict[str, Any] | None = None
+        with tarfile.open(path) as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                stream = tar.extractfile(member) if member.isfile() else None
+                if stream is None:
+                    continue
+                if name == "index.json":
+                    index = json.loads(stream.read())
+                elif name.startswith("blobs/sha256/"):
+                    blobs["sha256:" + name.rsplit("/", 1)[1]] = stream.read()
+        if index is None:
+            raise OCIError(f"{path}: no index.json")
+        return cls(index, blobs)
+
+    def json(self, digest: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.blobs[digest])
+        return loaded
+
+
+def _canonical_layer(data: bytes) -> tuple[bytes, str]:
+    """The layer recompressed canonically, and its diff_id (digest of the tar)."""
+    tar = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0, filename="") as out:
+        out.write(tar)
+    return buffer.getvalue(), _digest(tar)
+
+
+class _Normaliser:
+    def __init__(self, layout: _Layout, epoch: int) -> None:
+        self.old = layout
+        self.blobs: dict[str, bytes] = {}
+        self.created = rfc3339(epoch)
+
+    def put(self, data: bytes) -> dict[str, Any]:
+        digest = _digest(data)
+        self.blobs[digest] = data
+        return {"digest": digest, "size": len(data)}
+
+    def descriptor(self, descriptor: dict[str, Any]) -> dict[str, Any]:
+        """Normalise what `descriptor` points at; return the new descriptor."""
+        document = self.old.json(descriptor["digest"])
+        if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+            document["manifests"] = [self.descriptor(d) for d in document["manifests"]]
+        else:
+            self.manifest(document)
+        return {**descriptor, **self.put(_dump(document))}
+
+    def manifest(self, manifest: dict[str, Any]) -> None:
+        layers, diff_ids = [], []
+        for layer in manifest["layers"]:
+            if layer["mediaType"] not in LAYER_TYPES:
+                raise OCIError(f"layer media type {layer['mediaType']} is not supported")
+            data, diff_id = _canonical_layer(self.old.blobs[layer["digest"]])
+            layers.append({**layer, "mediaType": GZIP_LAYER, **self.put(data)})
+            diff_ids.append(diff_id)
+        manifest["layers"] = layers
+        config = self.old.json(manifest["config"]["digest"])
+        if config.get("rootfs", {}).get("diff_ids") != diff_ids:
+            raise OCIError("the layers do not match the config's diff_ids")
+        config["created"] = self.created
+        history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+        if len(history) != len(diff_ids):
+            raise OCIError("the config's history does not match its layers")
+        for entry, diff_id in zip(history, diff_ids, strict=True):
+            entry["created"] = self.created
+            # Engines describe one layer differently from run to run ("import image layer
+            # …", "rehydrated persisted snapshot"): one text per layer, from what it holds.
+            entry["created_by"] = f"layer {diff_id}"
+        manifest["config"] = {**manifest["config"], **self.put(_dump(config))}
+
+
+def normalise(source: Path, destination: Path, *, epoch: int, ref_name: str) -> str:
+    """Write the reproducible form of the image tarball `source` to `destination`; return
+    the digest of the image (its top manifest or index)."""
+    layout = _Layout.read(source)
+    normaliser = _Normaliser(layout, epoch)
+    (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
+    top = normaliser.descriptor(top)
+    top["annotations"] = {**top.get("annotations", {}), REF_NAME: ref_name}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [top],
+    }
+    files = {
+        "oci-layout": _dump({"imageLayoutVersion": "1.0.0"}),
+        "index.json": _dump(index),
+        **{
+            f"blobs/sha256/{d.removeprefix('sha256:')}": b
+            for d, b in sorted(normaliser.blobs.items())
+        },
+    }
+    files.update(_docker_manifest(normaliser, top, ref_name))
+    _write_tar(destination, files, epoch)
+    return str(top["digest"])
+
+
+def _docker_manifest(
+    normaliser: _Normaliser, top: dict[str, Any], ref_name: str
+) -> dict[str, bytes]:
+    """manifest.json, so that `docker load` (which predates OCI layouts) takes the tarball:
+    for a single-platform image only."""
+    if top["mediaType"] in INDEX_TYPES:
+        return {}
+    manifest = json.loads(normaliser.blobs[top["digest"]])
+    path = "blobs/sha256/"
+    entry = {
+        "Config": path + manifest["config"]["digest"].removeprefix("sha256:"),
+        "RepoTags": [ref_name] if ":" in ref_name else [],
+        "Layers": [path + layer["digest"].removeprefix("sha256:") for layer in manifest["layers"]],
+    }
+    return {"manifest.json": _dump([entry])}
+
+
+def _write_tar(destination: Path, files: dict[str, bytes], epoch: int) -> None:
+    """A tarball whose bytes depend only on `files`: fixed order, owner, mode and time."""
+    with tarfile.open(destination, "w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("blobs", "blobs/sha256"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, epoch
+            tar.addfile(info)
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, epoch
+            tar.addfile(info, io.BytesIO(files[name]))
+
+
+def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        flat: dict[str, object] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _layer_entries(data: bytes) -> dict[str, tuple[object, ...]]:
+    """Each entry of a layer: what could differ (type, size, mode, owner, time, link, content)."""
+    entries: dict[str, tuple[object, ...]] = {}
+    tar_bytes = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for member in tar:
+            stream = tar.extractfile(member) if member.isfile() else None
+            content = hashlib.sha256(stream.read()).hexdigest() if stream else ""
+            entries[member.name] = (
+                member.type,
+                member.size,
+                member.mode,
+                member.uid,
+                member.gid,
+                member.mtime,
+                member.linkname,
+                content,
+            )
+    return entries
+
+
+_FIELDS = ("type", "size", "mode", "uid", "gid", "mtime", "link", "content")
+
+
+def _images(layout: _Layout, descriptor: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """platform → image manifest."""
+    document = layout.json(descriptor["digest"])
+    if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+        found: dict[str, dict[str, Any]] = {}
+        for inner in document["manifests"]:
+            found.update(_images(layout, inner))
+        return found
+    config = layout.json(document["config"]["digest"])
+    return {f"{config.get('os')}/{config.get('architecture')}": document}
+
+
+def differences(first: Path, second: Path) -> list[str]:
+    """What differs between two image tarballs: platforms, config fields, layers and, in a
+    layer, which files and how. Empty when the images are the same."""
+    a, b = _Layout.read(first), _Layout.read(second)
+    if a.index == b.index:
+        return []
+    found: list[str] = []
+    images_a, images_b = (_images(x, x.index["manifests"][0]) for x in (a, b))
+    for platform in sorted(set(images_a) | set(images_b)):
+        if platform not in images_a or platform not in images_b:
+            found.append(f"{platform}: only in one of the two builds")
+            continue
+        ma, mb = images_a[platform], images_b[platform]
+        ca, cb = (_flatten(x.json(m["config"]["digest"])) for x, m in ((a, ma), (b, mb)))
+        for key in sorted(set(ca) | set(cb)):
+            if ca.get(key) != cb.get(key):
+                found.append(f"{platform}: config field {key}: {ca.get(key)!r} vs {cb.get(key)!r}")
+        for number, (la, lb) in enumerate(zip(ma["layers"], mb["layers"], strict=False)):
+            if la["digest"] == lb["digest"]:
+                continue
+            ea, eb = _layer_entries(a.blobs[la["digest"]]), _layer_entries(b.blobs[lb["digest"]])
+            changed = []
+            for name in sorted(set(ea) | set(eb)):
+                if ea.get(name) != eb.get(name):
+                    if name not in ea or name not in eb:
+                        changed.append(f"{name} (only in one)")
+                    else:
+                        what = [
+                            f for f, x, y in zip(_FIELDS, ea[name], eb[name], strict=True) if x != y
+                        ]
+                        changed.append(f"{name} ({', '.join(what)})")
+            detail = "; ".join(changed) if changed else "same files, different compression"
+            found.append(
+                f"{platform}: layer {number} ({la['digest'][:19]} vs {lb['digest'][:19]}): {detail}"
+            )
+        if len(ma["layers"]) != len(mb["layers"]):
+            found.append(f"{platform}: {len(ma['layers'])} vs {len(mb['layers'])} layers")
+        for key in sorted(set(ma.get("annotations", {})) | set(mb.get("annotations", {}))):
+            va, vb = ma.get("annotations", {}).get(key), mb.get("annotations", {}).get(key)
+            if va != vb:
+                found.append(f"{platform}: manifest annotation {key}: {va!r} vs {vb!r}")
+    return found or ["the indexes differ, though no image, layer or config field does"]
