@@ -12,6 +12,7 @@ import tomllib
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -579,3 +580,92 @@ def compare_command(
 def main() -> None:
     """Entry point: `python -m pipeline`."""
     app(prog_name="pipeline")
+
+
+class Reproducible(StrEnum):
+    """The variants whose images are made reproducible (naive stays naive)."""
+
+    BUILDER = "builder"
+    MULTISTAGE = "multistage"
+
+
+VariantOpt = Annotated[
+    Reproducible,
+    typer.Option("--variant", help="Which variant to build twice.", envvar="PIPELINE_VARIANT"),
+]
+
+
+@app.command(name="verify")
+def verify_command(
+    variant: VariantOpt = Reproducible.MULTISTAGE,
+    source: SourceOpt = DEFAULT_SOURCE,
+    package: PackageOpt = ".",
+    test: TestOpt = False,
+    go_image: GoImageOpt = DEFAULT_GO_IMAGE,
+    runtime_image: RuntimeImageOpt = DEFAULT_RUNTIME_IMAGE,
+    name: NameOpt = DEFAULT_NAME,
+    platform: PlatformOpt = None,
+    user: UserOpt = None,
+    source_date_epoch: EpochOpt = None,
+    json_path: JsonOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build twice, the second time with every step run again, and compare the digests;
+    name what differs (layer, file, config field). Exit 1 if anything does."""
+    try:
+        settings = build_settings(
+            Variant(variant.value),
+            source=source,
+            package=package,
+            test=test,
+            go_image=go_image,
+            runtime_image=runtime_image,
+            name=name,
+            platform=platform,
+            output=None,
+            no_output=True,
+            load=False,
+            publish=None,
+            registry_username=None,
+            registry_password=None,
+            run=False,
+            json_path=json_path,
+            user=user,
+            source_date_epoch=source_date_epoch,
+        )
+    except UsageError as error:
+        Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
+        raise typer.Exit(2) from None
+
+    def work() -> int:
+        tree = inspect_source(settings.source, settings.package)
+        if settings.json_path is not None:
+            check_destination(settings.json_path, option="--json")
+        import anyio
+
+        from pipeline import runner
+
+        verdict = anyio.run(runner.verify, settings, tree)
+        first, second = verdict.first.images[0].digest, verdict.second.images[0].digest
+        if settings.json_path is not None:
+            document = {
+                "schema_version": 1,
+                "kind": "verify",
+                "reproducible": verdict.reproducible,
+                "digests": [first, second],
+                "differences": list(verdict.differences),
+            }
+            write_text(settings.json_path, json.dumps(document, indent=2) + "\n")
+        console = Console(highlight=False, soft_wrap=True)
+        console.print(f"first build:  {first}", markup=False)
+        console.print(f"second build: {second} (every step run again)", markup=False)
+        if verdict.reproducible:
+            console.print(f"reproducible: {settings.tag} builds to the same digest", markup=False)
+            return 0
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for line in verdict.differences:
+            err.print(f"differs: {line}", markup=False)
+        err.print(f"error: {settings.tag} is not reproducible: the two builds differ", markup=False)
+        return 1
+
+    raise typer.Exit(guarded(work, verbose=verbose))

@@ -187,12 +187,18 @@ def _write_tar(destination: Path, files: dict[str, bytes], epoch: int) -> None:
 
 
 def _flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": [1]}} → {"a.b.0": 1}: so that a difference names its field."""
+    items: list[tuple[str, object]] = []
     if isinstance(value, dict):
-        flat: dict[str, object] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
+        items = [(str(key), inner) for key, inner in value.items()]
+    elif isinstance(value, list):
+        items = [(str(number), inner) for number, inner in enumerate(value)]
+    else:
+        return {prefix: value}
+    flat: dict[str, object] = {}
+    for key, inner in items:
+        flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else key))
+    return flat
 
 
 def _layer_entries(data: bytes) -> dict[str, tuple[object, ...]]:

@@ -32,7 +32,7 @@ from pipeline.errors import (
 from pipeline.oci import ImageInfo, Layer, OCIError, read_image
 from pipeline.outputs import atomic_path, write_bytes
 from pipeline.report import ImageReport, RunReport, Step
-from pipeline.reproducible import normalise
+from pipeline.reproducible import differences, normalise
 from pipeline.settings import BUILD_DIR, SCRATCH, Platform, Settings, parse_platform
 from pipeline.source import SourceTree
 from pipeline.stages import WORKDIR, vet_and_test
@@ -498,3 +498,35 @@ async def compare(jobs: Sequence[Settings], tree: SourceTree) -> tuple[RunReport
         )
 
     return await _in_session(body, jobs[0])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Two builds of the same inputs, the second with every step run again."""
+
+    first: RunReport
+    second: RunReport
+    differences: tuple[str, ...]
+
+    @property
+    def reproducible(self) -> bool:
+        return not self.differences
+
+
+async def verify(settings: Settings, tree: SourceTree) -> Verdict:
+    """Build twice in one session, the second time forcing every build step to run again
+    (new source upload, cache-busted toolchain), and compare the two images."""
+
+    async def body(session: Session) -> Verdict:
+        once = replace(
+            settings, output=session.scratch / "first.tar", load=False, publish=None, run=False
+        )
+        first = await _build_variant(once, tree, session, dissect_images=False)
+        again = replace(once, output=session.scratch / "second.tar", cache_bust=uuid.uuid4().hex)
+        second = await _build_variant(again, tree, session, dissect_images=False)
+        found = await anyio.to_thread.run_sync(
+            differences, session.scratch / "first.tar", session.scratch / "second.tar"
+        )
+        return Verdict(first, second, tuple(found))
+
+    return await _in_session(body, settings)
