@@ -39,3 +39,22 @@ class OutputError(PipelineError):
 
 class UsageError(ValueError):
     """A flag's value is wrong; the message says which and what to do."""
+
+
+_UNREACHABLE = (
+    "connection refused",
+    "no route to host",
+    "no such host",
+    "name or service not known",
+    "i/o timeout",
+    "timed out",
+    "network is unreachable",
+    "connection reset",
+    "tls handshake timeout",
+)
+
+
+def unreachable_reason(message: str) -> str | None:
+    """Why a network peer could not be reached, if `message` (Go's or Python's) says so."""
+    lowered = message.lower()
+    return next((reason for reason in _UNREACHABLE if reason in lowered), None)

@@ -22,7 +22,7 @@ import oras.layout
 import oras.provider
 import requests
 
-from pipeline.errors import RegistryError
+from pipeline.errors import RegistryError, unreachable_reason
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import ImageRef, Secret
 
@@ -64,14 +64,24 @@ def _speaks_tls(host: str) -> bool:
         return False
 
 
+def _auth_scheme(ref: ImageRef, scheme: str, verify: bool | str) -> str:
+    """oras' auth backend for the registry's challenge: "basic" (htpasswd registries such as
+    Debian's docker-registry) or "token" (bearer tokens, as most hosted registries)."""
+    with _errors(ref):
+        challenge = requests.get(f"{scheme}://{ref.registry}/v2/", verify=verify, timeout=30)
+    header = challenge.headers.get("WWW-Authenticate", "")
+    return "token" if header.lower().startswith("bearer") else "basic"
+
+
 def _provider(ref: ImageRef, login: Login) -> oras.provider.Registry:
     # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
     insecure = _is_loopback(ref.registry) and not _speaks_tls(ref.registry)
+    verify: bool | str = str(login.ca) if login.ca else True
     provider = oras.provider.Registry(
         hostname=ref.registry,
         insecure=insecure,
-        tls_verify=str(login.ca) if login.ca else True,
-        auth_backend="basic",
+        tls_verify=verify,
+        auth_backend=_auth_scheme(ref, "http" if insecure else "https", verify),
     )
     if login.username and login.password:
         provider.auth.set_basic_auth(login.username, login.password.value)
@@ -88,14 +98,15 @@ def _errors(ref: ImageRef) -> Iterator[None]:
             f"registry {ref.registry}: TLS verification failed; give its CA with --registry-ca"
             f" ({type(err).__name__})"
         ) from None
-    except requests.exceptions.ConnectionError:
+    except requests.exceptions.ConnectionError as err:
+        reason = unreachable_reason(str(err)) or "no connection"
         raise RegistryError(
-            f"registry {ref.registry} unreachable: is it up, is the address right?"
+            f"registry {ref.registry} unreachable ({reason}): is it up, is the address right?"
         ) from None
     except requests.exceptions.Timeout:
         raise RegistryError(f"registry {ref.registry} did not answer in time") from None
     except ValueError as err:
-        if "401" in str(err) or "nauthorized" in str(err):
+        if "401" in str(err) or "nauthorized" in str(err) or "UNAUTHORIZED" in str(err):
             raise RegistryError(
                 f"authentication failed for {ref.registry}: check --registry-username and "
                 "PIPELINE_REGISTRY_PASSWORD"

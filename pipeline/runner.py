@@ -28,6 +28,7 @@ from pipeline.errors import (
     PipelineError,
     RegistryError,
     UsageError,
+    unreachable_reason,
 )
 from pipeline.oci import ImageInfo, Layer, OCIError, read_image
 from pipeline.outputs import atomic_path, write_bytes
@@ -352,15 +353,6 @@ async def _vet_and_test(settings: Settings, tree: SourceTree) -> Step:
     return clock.steps[0]
 
 
-_UNREACHABLE = (
-    "connection refused",
-    "no route to host",
-    "no such host",
-    "i/o timeout",
-    "network is unreachable",
-    "connection reset",
-    "TLS handshake timeout",
-)
 _RESOLVING = re.compile(r'failed to resolve (?:source metadata for |image )"([^"]+)"')
 _DIALING = re.compile(r"dial tcp ([\w.\-\[\]:]+?):\s")
 
@@ -384,8 +376,8 @@ def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
             f"authentication failed for {name}: check --registry-username and "
             "PIPELINE_REGISTRY_PASSWORD"
         )
-    if any(reason in message for reason in _UNREACHABLE):
-        reason = next(r for r in _UNREACHABLE if r in message)
+    reason = unreachable_reason(message)
+    if reason:
         return RegistryError(
             f"registry {registry} unreachable ({reason}): is it up, is the address right?"
         )

@@ -157,6 +157,8 @@ def test_wrong_credentials(pipeline: PipelineRunner, testbed: Testbed, tmp_path:
         f"{testbed.auth_registry}/team/hello:1",
         "--registry-username",
         "pipeline",
+        "--registry-ca",
+        testbed["TESTBED_CA"],
         extra_env={"PIPELINE_REGISTRY_PASSWORD": wrong},
     )
     assert ran.returncode == 1
@@ -352,6 +354,8 @@ def test_password_appears_nowhere(
         f"{testbed.auth_registry}/team/secret:1",
         "--registry-username",
         testbed["TESTBED_AUTH_USER"],
+        "--registry-ca",
+        testbed["TESTBED_CA"],
         extra_env={"PIPELINE_REGISTRY_PASSWORD": password},
     )
     assert ran.returncode == 0, ran.stderr

@@ -93,6 +93,8 @@ def test_publish_with_credentials_pulls_back_by_digest(
         ref,
         "--registry-username",
         testbed["TESTBED_AUTH_USER"],
+        "--registry-ca",
+        testbed["TESTBED_CA"],
         "--json",
         str(report),
         extra_env={"PIPELINE_REGISTRY_PASSWORD": testbed["TESTBED_AUTH_PASSWORD"]},
