@@ -151,6 +151,15 @@ JsonOpt = Annotated[
         show_default=False,
     ),
 ]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        help="Keep the session open and build again whenever a Go source "
+        "file changes (Ctrl-C stops).",
+        envvar="PIPELINE_WATCH",
+    ),
+]
 UserOpt = Annotated[
     str | None,
     typer.Option(
@@ -287,6 +296,38 @@ def execute(settings: Settings, *, verbose: bool) -> int:
     return guarded(work, verbose=verbose)
 
 
+def execute_watch(settings: Settings, *, verbose: bool) -> int:
+    """Build on every change until interrupted; each result as it comes."""
+
+    def work() -> int:
+        tree = inspect_source(settings.source, settings.package)
+        for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
+            if path is not None:
+                check_destination(path, option=option)
+        import anyio
+
+        from pipeline import report, runner
+
+        out = Console(highlight=False)
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+        def show(result: report.RunReport | PipelineError) -> None:
+            if isinstance(result, PipelineError):
+                if isinstance(result, BuildFailed) and result.detail:
+                    err.print(result.detail, markup=False)
+                err.print(f"error: {result}", markup=False)
+            else:
+                if settings.json_path is not None:
+                    report.write_json(result, settings.json_path)
+                report.render(result, out)
+            err.print(f"watching {tree.root} for changes (Ctrl-C stops)", markup=False)
+
+        anyio.run(runner.watch, settings, tree, show)
+        return 0
+
+    return guarded(work, verbose=verbose)
+
+
 def execute_compare(
     jobs: tuple[Settings, ...],
     outputs: CompareOutputs,
@@ -364,6 +405,7 @@ def _command(variant: Variant) -> None:
         lock: LockOpt = None,
         registry_ca: RegistryCaOpt = None,
         source_date_epoch: EpochOpt = None,
+        watch: WatchOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
         try:
@@ -392,6 +434,8 @@ def _command(variant: Variant) -> None:
         except UsageError as error:
             Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
             raise typer.Exit(2) from None
+        if watch:
+            raise typer.Exit(execute_watch(settings, verbose=verbose))
         raise typer.Exit(execute(settings, verbose=verbose))
 
     command.__doc__ = SUMMARIES[variant]

@@ -87,8 +87,9 @@ def _canonical_layer(data: bytes) -> tuple[bytes, str]:
 
 
 class _Normaliser:
-    def __init__(self, layout: _Layout, epoch: int) -> None:
+    def __init__(self, layout: _Layout, epoch: int, memo: dict[str, tuple[bytes, str]]) -> None:
         self.old = layout
+        self.memo = memo
         self.blobs: dict[str, bytes] = {}
         self.created = rfc3339(epoch)
 
@@ -111,7 +112,9 @@ class _Normaliser:
         for layer in manifest["layers"]:
             if layer["mediaType"] not in LAYER_TYPES:
                 raise OCIError(f"layer media type {layer['mediaType']} is not supported")
-            data, diff_id = _canonical_layer(self.old.blobs[layer["digest"]])
+            if layer["digest"] not in self.memo:
+                self.memo[layer["digest"]] = _canonical_layer(self.old.blobs[layer["digest"]])
+            data, diff_id = self.memo[layer["digest"]]
             layers.append({**layer, "mediaType": GZIP_LAYER, **self.put(data)})
             diff_ids.append(diff_id)
         manifest["layers"] = layers
@@ -130,11 +133,19 @@ class _Normaliser:
         manifest["config"] = {**manifest["config"], **self.put(_dump(config))}
 
 
-def normalise(source: Path, destination: Path, *, epoch: int, ref_name: str) -> str:
+def normalise(
+    source: Path,
+    destination: Path,
+    *,
+    epoch: int,
+    ref_name: str,
+    memo: dict[str, tuple[bytes, str]] | None = None,
+) -> str:
     """Write the reproducible form of the image tarball `source` to `destination`; return
-    the digest of the image (its top manifest or index)."""
+    the digest of the image (its top manifest or index). Layers already recompressed are
+    taken from `memo` (by their digest in `source`)."""
     layout = _Layout.read(source)
-    normaliser = _Normaliser(layout, epoch)
+    normaliser = _Normaliser(layout, epoch, {} if memo is None else memo)
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
     top = normaliser.descriptor(top)
     top["annotations"] = {**top.get("annotations", {}), REF_NAME: ref_name}

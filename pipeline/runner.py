@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import anyio
 import dagger
+import watchfiles
 from dagger import dag
 
 from pipeline import docker_cli, pins, registry, sbom
@@ -35,7 +36,7 @@ from pipeline.outputs import atomic_path, write_bytes
 from pipeline.report import ImageReport, RunReport, Step
 from pipeline.reproducible import differences, normalise
 from pipeline.settings import BUILD_DIR, SCRATCH, Platform, Settings, parse_platform
-from pipeline.source import SourceTree
+from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Built, Image, Target
 
@@ -81,7 +82,7 @@ async def _export(
     destination: Path | None,
     scratch: Path,
     platforms: Sequence[str],
-    memo: dict[str, Layer],
+    session: Session,
     epoch: int | None,
 ) -> tuple[ImageInfo, Path]:
     """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
@@ -95,11 +96,13 @@ async def _export(
             raw = scratch / "engine-export.tar"
             await first.export(str(raw), platform_variants=rest)
             await anyio.to_thread.run_sync(
-                functools.partial(normalise, raw, tmp, epoch=epoch, ref_name=image.ref)
+                functools.partial(
+                    normalise, raw, tmp, epoch=epoch, ref_name=image.ref, memo=session.canonical
+                )
             )
             raw.unlink()
         try:
-            info = await anyio.to_thread.run_sync(read_image, tmp, memo)
+            info = await anyio.to_thread.run_sync(read_image, tmp, session.layers)
         except OCIError as err:
             raise PipelineError(f"the exported image is unreadable: {err}") from err
         _check_platforms(image, info, platforms)
@@ -219,6 +222,7 @@ class Session:
     scratch: Path
     bases: dict[str, ImageInfo] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
+    canonical: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # recompressed once
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
@@ -281,7 +285,7 @@ async def _build_variant(
         epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
         with clock.step("export" if role == "image" else f"export {role}"):
             info, tarball = await _export(
-                image, destination, scratch, [str(p) for p in platforms], session.layers, epoch
+                image, destination, scratch, [str(p) for p in platforms], session, epoch
             )
         infos.append((info, tarball))
         report = _image_report(role, image, info, str(destination) if destination else None)
@@ -303,8 +307,10 @@ async def _build_variant(
         reports.append(report)
 
     info, tarball = infos[0]
-    with clock.step("sbom"):
-        document = await _sbom(built, settings, info, original)
+    document = None
+    if settings.output is not None or settings.publish is not None:  # somewhere to put it
+        with clock.step("sbom"):
+            document = await _sbom(built, settings, info, original)
     if document is not None and settings.output is not None:
         sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
         write_bytes(sbom_path, document)
@@ -522,3 +528,34 @@ async def verify(settings: Settings, tree: SourceTree) -> Verdict:
         return Verdict(first, second, tuple(found))
 
     return await _in_session(body, settings)
+
+
+async def watch(
+    settings: Settings, tree: SourceTree, show: Callable[[RunReport | PipelineError], None]
+) -> None:
+    """Keep one session open; build now, then again after each change to a build input,
+    showing each result (or failure) as it comes. Runs until interrupted."""
+
+    def relevant(change: watchfiles.Change, path: str) -> bool:
+        return is_build_input(Path(path).relative_to(tree.root.resolve()))
+
+    async def body(session: Session) -> None:
+        current = settings
+        while True:
+            try:
+                tested = (await _vet_and_test(current, tree),) if current.test else ()
+                report = await _build_variant(current, tree, session, dissect_images=False)
+                show(replace(report, steps=(*tested, *report.steps)))
+            except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
+                failure = _translate(err, settings)
+                if not isinstance(failure, PipelineError):
+                    raise failure from None
+                show(failure)
+            # Wait for the next change; from now on the source is read from the host anew.
+            async for _ in watchfiles.awatch(
+                tree.root.resolve(), watch_filter=relevant, step=20, debounce=400
+            ):
+                break
+            current = replace(settings, reload_source=True)
+
+    await _in_session(body, settings)

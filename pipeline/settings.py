@@ -187,6 +187,7 @@ class Settings:
     lock: Path | None = None
     registry_ca: Path | None = None
     cache_bust: str = ""  # verify: a value that forces every build step to run again
+    reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
 
     @property

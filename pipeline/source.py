@@ -43,6 +43,19 @@ _BUILD_INPUTS = (
 _SKIPPED_DIRS = frozenset({".git", "build", "vendor", "testdata", "node_modules", ".venv"})
 _PACKAGE_CLAUSE = re.compile(rb"^\s*package\s+(\w+)", re.MULTILINE)
 _EMBED = re.compile(rb"^//go:embed\s+(.+)$", re.MULTILINE)
+_INPUT_SUFFIXES = frozenset(p.removeprefix("**/*") for p in _BUILD_INPUTS if p.startswith("**/*"))
+_INPUT_NAMES = frozenset({"go.mod", "go.sum", "go.work", "go.work.sum", "vendor", "testdata"})
+
+
+def is_build_input(path: Path) -> bool:
+    """Whether a change to `path` can change what `go build` or `go test` makes."""
+    parts = set(path.parts)
+    return (
+        path.suffix in _INPUT_SUFFIXES
+        or path.name in _INPUT_NAMES
+        or "vendor" in parts
+        or "testdata" in parts
+    ) and not parts & {".git", "build"}
 
 
 class SourceError(UsageError):
@@ -105,10 +118,6 @@ def _walk_go_files(root: Path) -> list[Path]:
             elif entry.suffix == ".go":
                 found.append(entry)
     return found
-
-
-_INPUT_SUFFIXES = frozenset(p.removeprefix("**/*") for p in _BUILD_INPUTS if p.startswith("**/*"))
-_INPUT_NAMES = frozenset({"go.mod", "go.sum", "go.work", "go.work.sum", "vendor", "testdata"})
 
 
 def _escaping_links(root: Path) -> list[str]:

@@ -28,6 +28,11 @@ def source_dir(tree: SourceTree, *, reload: bool = False) -> dagger.Directory:
     return dag.host().directory(str(tree.root), include=list(tree.include), no_cache=reload)
 
 
+def reloads(settings: Settings) -> bool:
+    """Whether the source must be read from the host again (a session reads it once)."""
+    return settings.reload_source or bool(settings.cache_bust)
+
+
 def golang(settings: Settings) -> dagger.Container:
     """The Go toolchain image; with a cache bust, every step after it runs again."""
     container = dag.container().from_(settings.go_image)
@@ -56,7 +61,7 @@ def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
         .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume("pipeline-go-build"))
         .with_env_variable("GOCACHE", GO_BUILD_CACHE)
         .with_workdir(SOURCE_DIR)
-        .with_directory(SOURCE_DIR, source_dir(tree, reload=bool(settings.cache_bust)))
+        .with_directory(SOURCE_DIR, source_dir(tree, reload=reloads(settings)))
     )
     return go_env(container, tree)
 

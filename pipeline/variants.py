@@ -27,6 +27,7 @@ from pipeline.stages import (
     go_build,
     go_env,
     golang,
+    reloads,
     runtime_base,
     scratch_files,
     source_dir,
@@ -87,7 +88,7 @@ def _golang_with_source(target: Target) -> dagger.Container:
     container = (
         golang(settings)
         .with_workdir(WORKDIR)
-        .with_directory(WORKDIR, source_dir(target.tree, reload=bool(settings.cache_bust)))
+        .with_directory(WORKDIR, source_dir(target.tree, reload=reloads(settings)))
     )
     return go_env(container, target.tree)
 

@@ -176,3 +176,60 @@ def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path
     assert "no linux/arm64 image came out" in ran.stderr
     assert tarball.read_bytes() == b"previous good tarball"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.tar"]
+
+
+def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import time
+
+    from tests.conftest import ROOT
+
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    process = subprocess.Popen(
+        pipeline.command(
+            "multistage",
+            "--watch",
+            "--no-test",
+            "--runtime-image",
+            "busybox:1.35",
+            "--source",
+            str(source),
+            "--no-output",
+        ),
+        cwd=ROOT,
+        env={**pipeline.env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+
+    def wait_for(text: str, limit: float = 120) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            seen.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} not printed: {''.join(seen)}")
+
+    try:
+        wait_for("run printed: 'Hello World'")
+        wait_for("watching")
+        greeting = source / "greeting.go"
+        greeting.write_text(greeting.read_text().replace('"World"', '"Watcher"'))
+        wait_for("run printed: 'Hello Watcher'")
+        wait_for("watching")
+        (source / "README.txt").write_text("not a build input")  # no rebuild for this
+        greeting.write_text(greeting.read_text().replace('"Watcher"', '"World"'))
+        wait_for("run printed: 'Hello World'")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 130
+    assert sum("run printed:" in line for line in seen) == 3
