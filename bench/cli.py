@@ -1,0 +1,195 @@
+"""The command line of the bench: flags → Options → bench.run → tables, JSON, Markdown, exit
+code. The only module of bench/ that imports Typer; nothing here imports dagger, so `--help`
+and bad flags answer at once.
+
+Run it inside the test bed's network namespace, where the registry, the Docker daemon and the
+engine are:
+
+    . tests/testbed/env && tests/testbed/exec .venv/bin/python -m bench --quick
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench import report
+from bench.programs import PROGRAMS, BenchError
+from bench.run import PEERS, Options, fetch_all, run
+from bench.scenarios import Scenario
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_JSON = HERE / "results" / "bench.json"
+DEFAULT_MARKDOWN = HERE / "results" / "bench.md"
+DEFAULT_WORK = HERE / ".work"
+DEFAULT_SAMPLES = 5
+DEFAULT_COLD_SAMPLES = 2  # a cold sample costs a full compile of the standard library and more
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _choices(value: list[str] | None, allowed: list[str], flag: str) -> tuple[str, ...] | None:
+    """Comma-separated or repeated values, each one of `allowed`, in the order given."""
+    if not value:
+        return None
+    chosen = [v.strip() for item in value for v in item.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"{', '.join(unknown) or '(none)'}: choose from {', '.join(allowed)}",
+            param_hint=flag,
+        )
+    return tuple(dict.fromkeys(chosen))
+
+
+def resolve(
+    *,
+    samples: int | None,
+    cold_samples: int | None,
+    quick: bool,
+    programs: list[str] | None,
+    peers: list[str] | None,
+    scenarios: list[str] | None,
+    work: Path,
+    registry: str,
+    docker: str,
+    go_image: str,
+    runtime_image: str,
+    breakdown: bool,
+) -> Options:
+    """The flags as one Options value (bad combinations raise typer.BadParameter: exit 2)."""
+    chosen_programs = _choices(programs, list(PROGRAMS), "--programs")
+    if quick and (samples is not None or cold_samples is not None):
+        raise typer.BadParameter(
+            "--quick takes 1 sample of each; drop --samples", param_hint="--quick"
+        )
+    if quick and chosen_programs not in (None, ("helloworld",)):
+        raise typer.BadParameter(
+            "--quick builds hello world only; drop --programs", param_hint="--quick"
+        )
+    n = 1 if quick else (samples or DEFAULT_SAMPLES)
+    return Options(
+        samples=n,
+        cold_samples=1 if quick else (cold_samples or min(n, DEFAULT_COLD_SAMPLES)),
+        programs=("helloworld",) if quick else (chosen_programs or tuple(PROGRAMS)),
+        peers=_choices(peers, list(PEERS), "--peers") or PEERS,
+        scenarios=tuple(
+            Scenario(s)
+            for s in (_choices(scenarios, [str(s) for s in Scenario], "--scenarios") or Scenario)
+        ),
+        work=work.resolve(),
+        registry=registry,
+        docker=docker,
+        go_image=go_image,
+        runtime_image=runtime_image,
+        breakdown=breakdown,
+    )
+
+
+@app.command()
+def main(
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Samples of each side in each warm scenario.",
+            show_default=str(DEFAULT_SAMPLES),
+        ),
+    ] = None,
+    cold_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Samples of each side in the cold scenario.",
+            show_default=f"the smaller of --samples and {DEFAULT_COLD_SAMPLES}",
+        ),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(help="1 sample of each, hello world only: a smoke run for CI (< 3 min)."),
+    ] = False,
+    json_path: Annotated[
+        Path, typer.Option("--json", help="Where to write every raw sample, as JSON.")
+    ] = DEFAULT_JSON,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Where to write the tables as Markdown.")
+    ] = DEFAULT_MARKDOWN,
+    programs: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Programs to build, comma-separated: {', '.join(PROGRAMS)}.",
+            show_default="all",
+        ),
+    ] = None,
+    peers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Peers to compare with, comma-separated: {', '.join(PEERS)}.",
+            show_default="both",
+        ),
+    ] = None,
+    scenarios: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Scenarios, comma-separated: {', '.join(Scenario)}.",
+            show_default="all",
+        ),
+    ] = None,
+    breakdown: Annotated[
+        bool, typer.Option("--breakdown/--no-breakdown", help="Time the parts of one of our runs.")
+    ] = True,
+    fetch_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only fetch the programs and ko (needs the Go module proxy, so run it outside "
+            "the test bed's namespace), then exit."
+        ),
+    ] = False,
+    work: Annotated[
+        Path, typer.Option(help="Work directory (git-ignored): sources, ko, tarballs.")
+    ] = DEFAULT_WORK,
+    registry: Annotated[
+        str, typer.Option(help="The registry ours and ko push to.", envvar="TESTBED_REGISTRY")
+    ] = "127.0.0.1:5000",
+    docker: Annotated[
+        str,
+        typer.Option(help="The Docker client (one with BuildKit).", envvar="TESTBED_DOCKER"),
+    ] = "/usr/bin/docker",
+    go_image: Annotated[str, typer.Option(help="The Go toolchain image.")] = "golang:1.26",
+    runtime_image: Annotated[str, typer.Option(help="The runtime base.")] = "busybox:1.35",
+) -> None:
+    """Time our pipeline against `docker build` and ko, side by side: same programs, same
+    bases, same machine. Prints medians and ratios; writes every sample as JSON."""
+    options = resolve(
+        samples=samples,
+        cold_samples=cold_samples,
+        quick=quick,
+        programs=programs,
+        peers=peers,
+        scenarios=scenarios,
+        work=work,
+        registry=registry,
+        docker=docker,
+        go_image=go_image,
+        runtime_image=runtime_image,
+        breakdown=breakdown,
+    )
+    console, log = Console(), Console(stderr=True)
+    try:
+        if fetch_only:
+            for source in fetch_all(options):
+                log.print(f"fetched {source}", highlight=False)
+            return
+        command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+        results = run(options, command, lambda line: log.print(line, highlight=False))
+    except BenchError as err:
+        log.print(f"bench: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    report.render(results, console)
+    report.write(results, json_path, markdown)
+    log.print(f"wrote {json_path}" + (f" and {markdown}" if markdown else ""), highlight=False)

@@ -1,0 +1,104 @@
+"""The bench's own Dagger calls: empty the engine's cache (a cold start for ours), pull the
+base images back in (cold means no build cache, not no base images), and the probe that
+times the fixed costs of a session: connect, upload the source, close.
+
+Run as `python -m bench.engine prune|bases|probe ...` in a fresh interpreter, so that the
+harness itself never imports dagger and the probe's timings start from nothing. Each prints
+one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+PRUNE_TRIES = 5
+
+
+async def prune() -> dict[str, Any]:
+    """Prune every releasable entry of the engine's local cache (build results, cache volumes,
+    pulled layers). An entry that another session is using at that moment is not releasable:
+    try again a few times, and say how many bytes were left."""
+    import dagger
+    from dagger import dag
+
+    start = time.perf_counter()
+    async with dagger.connection(dagger.Config(log_output=None)):
+        cache = dag.engine().local_cache()
+        tries, left = 0, -1
+        while left != 0 and tries < PRUNE_TRIES:
+            if tries:
+                await anyio.sleep(2)
+            tries += 1
+            await cache.prune()
+            left = await cache.entry_set().disk_space_bytes()
+    return {"seconds": time.perf_counter() - start, "bytes_left": left, "tries": tries}
+
+
+async def pull_bases(images: Sequence[str]) -> dict[str, Any]:
+    """Pull and unpack the base images into the engine: an exec in each forces its layers in,
+    and caches nothing that a build could reuse."""
+    import dagger
+    from dagger import dag
+
+    start = time.perf_counter()
+    async with (
+        dagger.connection(dagger.Config(log_output=None)),
+        anyio.create_task_group() as group,
+    ):
+        for image in images:
+            group.start_soon(dag.container().from_(image).with_exec(["true"]).sync)
+    return {"seconds": time.perf_counter() - start}
+
+
+async def probe(source: Path, package: str) -> dict[str, Any]:
+    """Time, in this fresh interpreter: `import dagger`, opening the session (up to the first
+    answer), uploading the files of `source` that our pipeline uploads, and closing."""
+    start = time.perf_counter()
+    import dagger
+    from dagger import dag
+
+    from pipeline.source import inspect_source
+
+    imported = time.perf_counter()
+    include = list(inspect_source(source, package).include)
+    times: dict[str, float] = {"import_dagger": imported - start}
+    async with dagger.connection(dagger.Config(log_output=None)):
+        engine_version = await dag.version()
+        connected = time.perf_counter()
+        times["connect"] = connected - imported
+        # no_cache: read the host files now, as a one-shot run does, even if the engine has
+        # seen this tree before.
+        await dag.host().directory(str(source), include=include, no_cache=True).digest()
+        uploaded = time.perf_counter()
+        times["upload"] = uploaded - connected
+    times["close"] = time.perf_counter() - uploaded
+    return {"seconds": times, "engine_version": engine_version}
+
+
+def main(argv: Sequence[str]) -> int:
+    match list(argv):
+        case ["prune"]:
+            result = anyio.run(prune)
+        case ["bases", *images] if images:
+            result = anyio.run(pull_bases, images)
+        case ["probe", source, package]:
+            result = anyio.run(probe, Path(source), package)
+        case _:
+            print(
+                "usage: python -m bench.engine prune | bases IMAGE... | probe SOURCE PACKAGE",
+                file=sys.stderr,
+            )
+            return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,410 @@
+"""What a bench run measured, as data (Results), as rich tables on the terminal, as JSON (every
+raw sample, the machine) and as Markdown.
+
+The JSON document (schema_version 1):
+
+    {"schema_version": 1, "started": "2026-11-28T04:00:00+00:00", "seconds": 600.1,
+     "command": "python -m bench ...", "options": {...}, "machine": {...},
+     "programs": [{"name": "age", "origin": "filippo.io/age@v1.3.2", "package": "./cmd/age",
+                   "floor": 4640930}],
+     "samples": [{"program": "age", "peer": "docker", "scenario": "one-line change",
+                  "side": "ours (export)", "index": 0, "seconds": 4.2, "detail": {...}}],
+     "summary": [{"program", "peer", "scenario", "ours": {"median", "n"},
+                  "theirs": {"median", "n"}, "ratio"}],
+     "sizes": [{"program", "side", "ref", "uncompressed", "compressed", "layers", "floor"}],
+     "breakdowns": [{"program", "command", "total", "parts": [{"name", "seconds", "how"}]}]}
+
+Ratios are ours / the peer's: below 1 ours is faster (or smaller).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+SCHEMA_VERSION = 1
+OURS_PREFIX = "ours"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed build of one side."""
+
+    program: str
+    peer: str  # the comparison it belongs to: "docker" or "ko"
+    scenario: str
+    side: str  # "ours (export)", "ours (publish)", "docker", "ko"
+    index: int
+    seconds: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> bool:
+        return self.side.startswith(OURS_PREFIX)
+
+
+@dataclass(frozen=True)
+class Stat:
+    median: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Row:
+    """Medians of both sides of one comparison in one scenario, and their ratio."""
+
+    program: str
+    peer: str
+    scenario: str
+    ours: Stat
+    theirs: Stat
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.median / self.theirs.median
+
+
+@dataclass(frozen=True)
+class Size:
+    """One side's image of one program, against the floor (the static binary alone)."""
+
+    program: str
+    side: str
+    ref: str
+    uncompressed: int
+    compressed: int
+    layers: int
+    floor: int
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    seconds: float
+    how: str
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Where the time of one of our one-shot runs goes."""
+
+    program: str
+    command: str
+    total: float
+    parts: tuple[Part, ...]
+    detail: dict[str, Any] = field(default_factory=dict)  # the probe, the steps, --test
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    name: str
+    origin: str
+    package: str
+    floor: int
+
+
+@dataclass(frozen=True)
+class Results:
+    started: str
+    seconds: float
+    command: str
+    options: dict[str, Any]
+    machine: dict[str, Any]
+    programs: tuple[ProgramInfo, ...]
+    samples: tuple[Sample, ...]
+    sizes: tuple[Size, ...] = ()
+    breakdowns: tuple[Breakdown, ...] = ()
+
+    def rows(self) -> list[Row]:
+        """One row per program, comparison and scenario, in the order they were run."""
+        groups: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
+        held: dict[tuple[str, str, str], int] = {}
+        for s in self.samples:
+            key = (s.program, s.peer, s.scenario)
+            mine, theirs = groups.setdefault(key, ([], []))
+            (mine if s.ours else theirs).append(s.seconds)
+            left = int(s.detail.get("cold_start", {}).get("cache_bytes_left", 0))
+            held[key] = max(held.get(key, 0), left)
+        return [
+            Row(
+                *key,
+                Stat(statistics.median(mine), len(mine)),
+                Stat(statistics.median(theirs), len(theirs)),
+                note=(
+                    f"ours not fully cold: another session held {human_size(held[key])} "
+                    "of the engine's cache through the prune"
+                    if held.get(key)
+                    else ""
+                ),
+            )
+            for key, (mine, theirs) in groups.items()
+            if mine and theirs
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "started": self.started,
+            "seconds": round(self.seconds, 1),
+            "command": self.command,
+            "options": self.options,
+            "machine": self.machine,
+            "programs": [asdict(p) for p in self.programs],
+            "samples": [asdict(s) for s in self.samples],
+            "summary": [
+                {
+                    "program": r.program,
+                    "peer": r.peer,
+                    "scenario": r.scenario,
+                    "ours": asdict(r.ours),
+                    "theirs": asdict(r.theirs),
+                    "ratio": round(r.ratio, 3),
+                    "note": r.note,
+                }
+                for r in self.rows()
+            ],
+            "sizes": [asdict(s) for s in self.sizes],
+            "breakdowns": [asdict(b) for b in self.breakdowns],
+        }
+
+
+def from_json(data: dict[str, Any]) -> Results:
+    """Results read back from their JSON (`to_json`)."""
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {data.get('schema_version')}, want {SCHEMA_VERSION}")
+    return Results(
+        started=data["started"],
+        seconds=data["seconds"],
+        command=data["command"],
+        options=data["options"],
+        machine=data["machine"],
+        programs=tuple(ProgramInfo(**p) for p in data["programs"]),
+        samples=tuple(Sample(**s) for s in data["samples"]),
+        sizes=tuple(Size(**s) for s in data["sizes"]),
+        breakdowns=tuple(
+            Breakdown(
+                program=b["program"],
+                command=b["command"],
+                total=b["total"],
+                parts=tuple(Part(**p) for p in b["parts"]),
+                detail=b.get("detail", {}),
+            )
+            for b in data["breakdowns"]
+        ),
+    )
+
+
+def human_size(size: int) -> str:
+    """Bytes in powers of 1000, as `docker image ls` shows them: 3.72MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{value:.3g}GB"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+# Each table as a header and rows of cells: the terminal and Markdown show the same cells.
+
+
+def speed_cells(results: Results) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "program",
+        "scenario",
+        "peer",
+        "ours (median)",
+        "n",
+        "peer (median)",
+        "n",
+        "ours/peer",
+    ]
+    rows = [
+        [
+            r.program,
+            r.scenario + ("*" if r.note else ""),
+            r.peer,
+            _seconds(r.ours.median),
+            str(r.ours.n),
+            _seconds(r.theirs.median),
+            str(r.theirs.n),
+            _ratio(r.ratio),
+        ]
+        for r in results.rows()
+    ]
+    return header, rows
+
+
+def speed_notes(results: Results) -> list[str]:
+    return [f"{r.scenario}* ({r.program} vs {r.peer}): {r.note}" for r in results.rows() if r.note]
+
+
+def size_cells(results: Results) -> tuple[list[str], list[list[str]]]:
+    header = ["program", "side", "uncompressed", "compressed", "layers", "floor", "vs floor"]
+    rows = [
+        [
+            s.program,
+            s.side,
+            human_size(s.uncompressed),
+            human_size(s.compressed),
+            str(s.layers),
+            human_size(s.floor),
+            _ratio(s.uncompressed / s.floor),
+        ]
+        for s in results.sizes
+    ]
+    return header, rows
+
+
+def size_ratios(results: Results) -> list[str]:
+    """`age: ours 5.12MB vs docker 5.12MB (1.000x), vs ko ...` per program."""
+    lines = []
+    for program in dict.fromkeys(s.program for s in results.sizes):
+        sizes = {s.side: s for s in results.sizes if s.program == program}
+        ours = next((s for side, s in sizes.items() if side.startswith(OURS_PREFIX)), None)
+        if ours is None:
+            continue
+        parts = [
+            f"vs {side} {human_size(s.uncompressed)} ({ours.uncompressed / s.uncompressed:.3f}x "
+            f"uncompressed, {ours.compressed / s.compressed:.3f}x compressed)"
+            for side, s in sizes.items()
+            if not side.startswith(OURS_PREFIX)
+        ]
+        lines.append(f"{program}: ours {human_size(ours.uncompressed)} " + ", ".join(parts))
+    return lines
+
+
+def breakdown_cells(breakdown: Breakdown) -> tuple[list[str], list[list[str]]]:
+    header = ["part", "seconds", "share", "how it was measured"]
+    rows = [
+        [p.name, _seconds(p.seconds), f"{p.seconds / breakdown.total:.0%}", p.how]
+        for p in breakdown.parts
+    ]
+    rows.append(["total (wall)", _seconds(breakdown.total), "100%", breakdown.command])
+    return header, rows
+
+
+def breakdown_notes(breakdown: Breakdown) -> list[str]:
+    """What the defaults add, and what answering --help costs."""
+    notes = []
+    tested = breakdown.detail.get("with_test")
+    if tested:
+        notes.append(
+            f"with --test (the default) on the same change: {_seconds(tested['wall'])} wall, "
+            f"of which go vet + go test {_seconds(tested['steps'].get('test', 0.0))}"
+        )
+    if "pipeline_help_wall" in breakdown.detail:
+        notes.append(
+            f"`python -m pipeline --help`: {_seconds(breakdown.detail['pipeline_help_wall'])}"
+        )
+    return notes
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in header:
+        numeric = column not in {"program", "scenario", "peer", "side", "part"} and not (
+            column.startswith("how")
+        )
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render(results: Results, console: Console) -> None:
+    """The tables: speed (medians and ratios), sizes, and where our time goes."""
+    console.print(_table("speed: medians of one-shot builds", *speed_cells(results)))
+    for note in speed_notes(results):
+        console.print(note, highlight=False)
+    if results.sizes:
+        console.print(_table("sizes: the image of each side", *size_cells(results)))
+        for line in size_ratios(results):
+            console.print(line, highlight=False)
+    for breakdown in results.breakdowns:
+        title = f"where our time goes: {breakdown.program}"
+        console.print(_table(title, *breakdown_cells(breakdown)))
+        for note in breakdown_notes(breakdown):
+            console.print(note, highlight=False)
+    console.print(f"bench took {results.seconds:.0f}s", highlight=False)
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(results: Results) -> str:
+    m = results.machine
+    parts = [
+        "# Benchmark: ours against `docker build` and ko",
+        "",
+        f"Made with `{results.command}` on {results.started}, in {results.seconds:.0f}s. "
+        f"Machine: {m.get('cpu_count')} CPUs ({m.get('cpu_model', '?')}), "
+        f"{m.get('memory_bytes', 0) / 2**30:.0f} GiB, Linux {m.get('kernel', '?')}; "
+        f"docker {m.get('docker_server', '?')}, ko {m.get('ko', '?')}, "
+        f"dagger engine {m.get('dagger_engine', '?')} (SDK {m.get('dagger_sdk', '?')}), "
+        f"{m.get('go', '?')}. Load average at start/end: {m.get('loadavg_start', '?')} / "
+        f"{m.get('loadavg_end', '?')}.",
+        "",
+        "Programs: "
+        + "; ".join(
+            f"`{p.name}` ({p.origin}, main package `{p.package}`)" for p in results.programs
+        )
+        + ".",
+        "",
+        "## Speed (median wall time of one-shot builds; ratio = ours / peer)",
+        "",
+        _markdown_table(*speed_cells(results)),
+        "",
+        *[f"- {note}" for note in speed_notes(results)],
+        "",
+    ]
+    if results.sizes:
+        parts += [
+            "## Sizes (read from the registry each side pushed to; floor = the binary alone)",
+            "",
+            _markdown_table(*size_cells(results)),
+            "",
+            *[f"- {line}" for line in size_ratios(results)],
+            "",
+        ]
+    for breakdown in results.breakdowns:
+        parts += [
+            f"## Where our time goes: {breakdown.program}",
+            "",
+            _markdown_table(*breakdown_cells(breakdown)),
+            "",
+            *[f"- {note}" for note in breakdown_notes(breakdown)],
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def write(results: Results, json_path: Path, markdown_path: Path | None) -> None:
+    """The JSON (and the Markdown), each written whole: to a temporary name, then renamed."""
+    _write_text(json_path, json.dumps(results.to_json(), indent=2) + "\n")
+    if markdown_path is not None:
+        _write_text(markdown_path, markdown(results))
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
