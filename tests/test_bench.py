@@ -1,0 +1,275 @@
+"""The bench harness (bench/): its command line, the edits its scenarios make, the floor, the
+reports, and (against the engine and the test bed's Docker) a tiny real run."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import resolve
+from bench.programs import PROGRAMS, edited, floor
+from bench.report import Breakdown, Part, ProgramInfo, Results, Sample, Size, from_json, markdown
+from bench.run import Options
+from bench.scenarios import Scenario
+from bench.sizes import docker_save_uncompressed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def test_help_answers_without_importing_dagger() -> None:
+    done = _bench("--help", env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    for flag in ("--samples", "--quick", "--json", "--programs"):
+        assert flag in done.stdout, f"{flag} missing from --help"
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, bench.cli; print('dagger' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--samples", "0"], "--samples"),
+        (["--programs", "nosuch"], "choose from helloworld, age"),
+        (["--scenarios", "warm"], "choose from cold"),
+        (["--quick", "--samples", "3"], "--quick"),
+        (["--quick", "--programs", "age"], "hello world only"),
+    ],
+)
+def test_bad_flags_exit_2_before_any_work(args: list[str], said: str) -> None:
+    done = _bench(*args, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 2, f"got exit {done.returncode}, want 2: {done.stderr}"
+    assert said in done.stderr
+
+
+def _resolve(**overrides: Any) -> Options:
+    given: dict[str, Any] = {
+        "samples": None,
+        "cold_samples": None,
+        "quick": False,
+        "programs": None,
+        "peers": None,
+        "scenarios": None,
+        "work": Path("bench/.work"),
+        "registry": "127.0.0.1:5000",
+        "docker": "/usr/bin/docker",
+        "go_image": "golang:1.26",
+        "runtime_image": "busybox:1.35",
+        "breakdown": True,
+    }
+    return resolve(**{**given, **overrides})
+
+
+def test_defaults_and_quick_resolve_to_the_documented_work() -> None:
+    full = _resolve()
+    quick = _resolve(quick=True)
+    some = _resolve(samples=3, programs=["age,helloworld"], scenarios=["cold", "no change"])
+    assert (full.samples, full.cold_samples, full.programs) == (5, 2, ("helloworld", "age"))
+    assert full.scenarios == tuple(Scenario)
+    assert full.peers == ("docker", "ko")
+    assert (quick.samples, quick.cold_samples, quick.programs) == (1, 1, ("helloworld",))
+    assert some.programs == ("age", "helloworld")
+    assert some.scenarios == (Scenario.COLD, Scenario.NO_CHANGE)
+
+
+@pytest.fixture
+def hello(tmp_path: Path) -> Path:
+    if shutil.which("go") is None:
+        pytest.skip("no go on PATH")
+    copy = tmp_path / "helloworld"
+    shutil.copytree(ROOT / "go-src", copy)
+    return copy
+
+
+def test_one_line_edit_compiles_and_is_undone_byte_for_byte(hello: Path) -> None:
+    source = hello / PROGRAMS["helloworld"].source_file
+    before = source.read_bytes()
+    with edited(source, "n1"):
+        assert source.read_bytes() != before
+        assert source.read_text().splitlines()[-1] == 'var _ = "bench edit n1"'
+        vet = subprocess.run(
+            ["go", "vet", "."], cwd=hello, capture_output=True, text=True, check=False
+        )
+        assert vet.returncode == 0, vet.stderr
+    assert source.read_bytes() == before
+
+
+def test_edit_is_undone_when_the_build_fails(hello: Path) -> None:
+    source = hello / PROGRAMS["helloworld"].test_file
+    before = source.read_bytes()
+    with pytest.raises(RuntimeError), edited(source, "n2"):
+        raise RuntimeError("the build failed")
+    assert source.read_bytes() == before
+
+
+def test_floor_is_the_static_binary(hello: Path, tmp_path: Path) -> None:
+    out = tmp_path / "floor"
+    size = floor(PROGRAMS["helloworld"], hello, out)
+    assert size == out.stat().st_size
+    assert 1_000_000 < size < 3_000_000, f"got {size} bytes for hello world, want about 1.6 MB"
+    assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_docker_save_uncompressed_counts_the_layer_tars(tmp_path: Path) -> None:
+    tarball = tmp_path / "saved.tar"
+    layers = {"a/layer.tar": b"x" * 3072, "b/layer.tar": b"y" * 1536}
+    with tarfile.open(tarball, "w") as tar:
+        files = {
+            "manifest.json": json.dumps([{"Layers": list(layers)}]).encode(),
+            **layers,
+            "c/layer.tar": b"z" * 512,  # in the tarball, not in the image
+        }
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert docker_save_uncompressed(tarball) == 3072 + 1536
+
+
+def _results() -> Results:
+    samples = (
+        [
+            Sample("helloworld", "docker", "one-line change", "ours (export)", i, s)
+            for i, s in enumerate([1.0, 3.0, 2.0])
+        ]
+        + [
+            Sample("helloworld", "docker", "one-line change", "docker", i, s)
+            for i, s in enumerate([0.5, 0.5, 4.0])
+        ]
+        + [
+            Sample(
+                "helloworld",
+                "docker",
+                "cold",
+                "ours (export)",
+                0,
+                8.0,
+                {"cold_start": {"cache_bytes_left": 2_000_000}},
+            ),
+            Sample("helloworld", "docker", "cold", "docker", 0, 10.0, {"cold_start": {}}),
+        ]
+    )
+    return Results(
+        started="2026-11-28T04:00:00+00:00",
+        seconds=12.5,
+        command="python -m bench --quick",
+        options={"samples": 3},
+        machine={"cpu_count": 2, "memory_bytes": 2**34, "kernel": "6.1"},
+        programs=(ProgramInfo("helloworld", "go-src/", ".", 1_585_314),),
+        samples=tuple(samples),
+        sizes=(
+            Size("helloworld", "ours (export)", "t", 3_721_728, 1_747_066, 2, 1_585_314),
+            Size("helloworld", "docker", "r", 3_722_752, 1_792_000, 2, 1_585_314),
+        ),
+        breakdowns=(
+            Breakdown(
+                "helloworld",
+                "python -m pipeline multistage",
+                4.0,
+                (Part("import dagger", 1.0, "import"), Part("other", 3.0, "rest")),
+                {"pipeline_help_wall": 0.25},
+            ),
+        ),
+    )
+
+
+def test_rows_take_medians_and_ratios_ours_over_peer() -> None:
+    rows = {r.scenario: r for r in _results().rows()}
+    one_line = rows["one-line change"]
+    assert (one_line.ours.median, one_line.ours.n) == (2.0, 3)
+    assert (one_line.theirs.median, one_line.theirs.n) == (0.5, 3)
+    assert one_line.ratio == pytest.approx(4.0)
+    assert one_line.note == ""
+    assert rows["cold"].ratio == pytest.approx(0.8)
+    assert "2MB" in rows["cold"].note, "a cold sample the prune could not empty must say so"
+
+
+def test_json_keeps_every_sample_and_reads_back(tmp_path: Path) -> None:
+    results = _results()
+    data = json.loads(json.dumps(results.to_json()))
+    assert len(data["samples"]) == len(results.samples)
+    assert data["summary"][0]["ratio"] == 4.0
+    assert from_json(data) == results
+
+
+def test_markdown_has_the_tables() -> None:
+    text = markdown(_results())
+    assert "| helloworld | one-line change | docker | 2.00s | 3 | 0.50s | 3 | 4.00x |" in text
+    assert "| helloworld | cold* | docker | 8.00s | 1 | 10.00s | 1 | 0.80x |" in text
+    assert "| helloworld | docker | 3.72MB | 1.79MB | 2 | 1.59MB | 2.35x |" in text
+    assert "| import dagger | 1.00s | 25% | import |" in text
+    assert "`python -m pipeline --help`: 0.25s" in text
+
+
+@pytest.mark.engine
+def test_engine_probe_times_the_fixed_costs(engine_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.engine", "probe", "go-src", "."],
+        cwd=ROOT,
+        env=engine_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert set(probe["seconds"]) == {"import_dagger", "connect", "upload", "close"}
+    assert all(seconds > 0 for seconds in probe["seconds"].values())
+    assert probe["engine_version"].startswith("v")
+
+
+@pytest.mark.engine
+def test_a_tiny_real_run_against_docker(engine_env: dict[str, str], tmp_path: Path) -> None:
+    """One no-change sample of ours and of docker on hello world: the JSON has both samples
+    and both images, of the same size to within 1%."""
+    report = tmp_path / "bench.json"
+    done = _bench(
+        "--programs=helloworld",
+        "--peers=docker",
+        "--scenarios=no change",
+        "--samples=1",
+        "--no-breakdown",
+        f"--json={report}",
+        f"--markdown={tmp_path / 'bench.md'}",
+        f"--work={tmp_path / 'work'}",
+        env={**engine_env, "COLUMNS": "200"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    assert sorted(s["side"] for s in data["samples"]) == ["docker", "ours (export)"]
+    assert all(s["seconds"] > 0 for s in data["samples"])
+    sizes = {s["side"]: s for s in data["sizes"]}
+    assert set(sizes) == {"ours (export)", "docker"}
+    ours, docker = sizes["ours (export)"]["uncompressed"], sizes["docker"]["uncompressed"]
+    assert abs(ours - docker) / docker < 0.01, f"ours {ours} B, docker {docker} B"
+    assert "no change" in (tmp_path / "bench.md").read_text()
