@@ -541,6 +541,10 @@ async def watch(
 
     async def body(session: Session) -> None:
         current = settings
+        # Watching starts before the first build: a change made during a build is not lost.
+        changes = watchfiles.awatch(
+            tree.root.resolve(), watch_filter=relevant, step=20, debounce=400
+        )
         while True:
             try:
                 tested = (await _vet_and_test(current, tree),) if current.test else ()
@@ -552,10 +556,7 @@ async def watch(
                     raise failure from None
                 show(failure)
             # Wait for the next change; from now on the source is read from the host anew.
-            async for _ in watchfiles.awatch(
-                tree.root.resolve(), watch_filter=relevant, step=20, debounce=400
-            ):
-                break
+            await anext(changes)
             current = replace(settings, reload_source=True)
 
     await _in_session(body, settings)

@@ -65,13 +65,14 @@ def test_every_option_has_help_and_an_env_var() -> None:
 def test_defaults(captured: list[Settings]) -> None:
     result = runner.invoke(cli.app, ["multistage"])
     assert result.exit_code == 0, result.output
-    assert captured == [
-        Settings(
-            variant=Variant.MULTISTAGE,
-            source=Path("go-src"),
-            output=Path("build/helloworld-multistage.tar"),
-        )
-    ]
+    (got,) = captured
+    assert got.provenance is not None  # multistage is reproducible: its epoch is read from git
+    assert got == Settings(
+        variant=Variant.MULTISTAGE,
+        source=Path("go-src"),
+        output=Path("build/helloworld-multistage.tar"),
+        provenance=got.provenance,
+    )
     assert captured[0].runtime_image == "alpine:3.22"
     assert captured[0].go_image == "golang:1.26"
 
@@ -187,3 +188,80 @@ def test_help_and_bad_flags_do_not_import_dagger() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Settings, ...], dict[str, int]]]:
+    got: list[tuple[tuple[Settings, ...], dict[str, int]]] = []
+
+    def fake(
+        jobs: tuple[Settings, ...], outputs: object, budgets: dict[str, int], *, verbose: bool
+    ) -> int:
+        got.append((jobs, budgets))
+        return 0
+
+    monkeypatch.setattr(cli, "execute_compare", fake)
+    return got
+
+
+def test_compare_jobs_and_budgets_from_pyproject(
+    compared: list[tuple[tuple[Settings, ...], dict[str, int]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pipeline.budgets]\nmultistage = "10MB"\nnaive = "1GB"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "compare",
+        "--runtime-image",
+        "busybox:1.35",
+        "--runtime-image",
+        "scratch",
+        "--max-size",
+        "multistage=5MB",
+    ]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    ((jobs, budgets),) = compared
+    assert [j.key for j in jobs] == ["naive", "builder", "multistage", "multistage-scratch"]
+    assert budgets == {"multistage": 5_000_000, "naive": 1_000_000_000}  # the flag wins
+
+
+@pytest.mark.parametrize(
+    ("args", "pyproject", "message"),
+    [
+        (["--max-size", "multistage-busybx=1MB"], "", "compare makes no such image"),
+        (["--chart", "x.pdf"], "", ".svg or .png"),
+        ([], '[tool.pipeline.budgets]\nmultistage = "ten"\n', "is not a budget"),
+        ([], "[tool.pipeline]\nbudgets = 3\n", "must be a table"),
+        ([], "[tool.pipeline\n", "not valid TOML"),
+        (
+            ["--runtime-image", "busybox:1.35", "--runtime-image", "busybox:1.36"],
+            "",
+            "would both be helloworld:multistage-busybox",
+        ),
+    ],
+)
+def test_compare_bad_input_exits_2(
+    compared: list[tuple[tuple[Settings, ...], dict[str, int]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    pyproject: str,
+    message: str,
+) -> None:
+    if pyproject:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli.app, ["compare", "--runtime-image", "scratch", *args])
+    assert result.exit_code == 2
+    assert compared == []
+    assert message in result.stderr
+
+
+def test_password_without_publish_is_ignored(captured: list[Settings]) -> None:
+    result = runner.invoke(cli.app, ["naive"], env={"PIPELINE_REGISTRY_PASSWORD": "s3cret"})
+    assert result.exit_code == 0, result.output
+    assert captured[0].registry_password is None

@@ -180,8 +180,10 @@ def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path
 
 def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
     import os
+    import queue
     import shutil
     import signal
+    import threading
     import time
 
     from tests.conftest import ROOT
@@ -207,16 +209,27 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
         start_new_session=True,
     )
     assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []
 
-    def wait_for(text: str, limit: float = 120) -> None:
+    def wait_for(text: str, limit: float = 180) -> None:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            line = process.stdout.readline()  # type: ignore[union-attr]
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
             seen.append(line)
             if text in line:
                 return
-        raise AssertionError(f"{text!r} not printed: {''.join(seen)}")
+        raise AssertionError(f"{text!r} not printed in {limit}s: {''.join(seen)}")
 
     try:
         wait_for("run printed: 'Hello World'")
