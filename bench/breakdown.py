@@ -1,7 +1,8 @@
 """Where the time of one of our one-shot runs goes.
 
 One run of ours, as a user makes it after a one-line change (`multistage` with the image run
-once at the end, the tarball exported; without --test, like the timed samples), split into:
+once at the end where the program runs without arguments, the tarball exported; without
+--test, like the timed samples), split into:
 
 - python start, the CLI's imports and `import dagger`: `python -c pass`,
   `python -m pipeline --help` and `python -c "import dagger"`, each the median of three, in
@@ -51,10 +52,10 @@ def _median_wall(command: list[str]) -> float:
 def _our_run(
     ours: Ours, program: Program, source: Path, nonce: str, *, test: bool
 ) -> tuple[float, dict[str, float], list[str]]:
-    """One run of ours after a one-line change, the image run at the end: wall time, steps,
-    and the command."""
+    """One run of ours after a one-line change, the image run at the end if the program runs
+    without arguments: wall time, steps, and the command."""
     report = ours.workspace.out(f"breakdown-{program.name}.json")
-    command = ours.command(program, source, report, test=test, run=True)
+    command = ours.command(program, source, report, test=test, run=program.runs_bare)
     with edited(source / program.source_file, nonce):
         seconds = _wall(command)
     steps: dict[str, float] = {}

@@ -48,6 +48,7 @@ class Program:
     test_file: str
     module: str | None = None  # "path@version" on the Go module proxy; None: go-src/
     quick_tests: bool = True  # `go test ./...` takes seconds, not minutes
+    runs_bare: bool = True  # run without arguments, it exits 0 (age prints its usage, exit 1)
 
     @property
     def origin(self) -> str:
@@ -68,6 +69,7 @@ PROGRAMS: dict[str, Program] = {
         test_file="cmd/age/age_test.go",
         module="filippo.io/age@v1.3.2",
         quick_tests=False,
+        runs_bare=False,
     ),
 }
 

@@ -91,11 +91,14 @@ def _resolve(**overrides: Any) -> Options:
 def test_defaults_and_quick_resolve_to_the_documented_work() -> None:
     full = _resolve()
     quick = _resolve(quick=True)
-    some = _resolve(samples=3, programs=["age,helloworld"], scenarios=["cold", "no change"])
-    assert (full.samples, full.cold_samples, full.programs) == (5, 2, ("helloworld", "age"))
+    some = _resolve(
+        samples=3, cold_samples=2, programs=["age,helloworld"], scenarios=["cold", "no change"]
+    )
+    assert (full.samples, full.cold_samples, full.programs) == (5, 1, ("helloworld", "age"))
     assert full.scenarios == tuple(Scenario)
     assert full.peers == ("docker", "ko")
     assert (quick.samples, quick.cold_samples, quick.programs) == (1, 1, ("helloworld",))
+    assert (some.samples, some.cold_samples) == (3, 2)
     assert some.programs == ("age", "helloworld")
     assert some.scenarios == (Scenario.COLD, Scenario.NO_CHANGE)
 
