@@ -7,12 +7,13 @@ once at the end where the program runs without arguments, the tarball exported; 
 - python start, the CLI's imports and `import dagger`: `python -c pass`,
   `python -m pipeline --help` and `python -c "import dagger"`, each the median of three, in
   fresh interpreters;
-- session connect, source upload, session close: the probe (`python -m bench.engine probe`),
-  which opens a session, uploads the same files our pipeline uploads, and closes;
+- session connect, source upload, pinning the bases, a bookkeeping exec, session close: the
+  probe (`python -m bench.engine probe`), which opens a session, uploads the same files our
+  pipeline uploads, resolves the two base images, runs one exec no cache can answer, and
+  closes (estimates: the pipeline does not time these itself);
 - go build, export, run and whatever other steps the pipeline reports in its own `--json`
   (its build step holds the upload, so the upload is taken out of it);
-- other: the rest of the wall time (checking the source, the cache-state exec, reading the
-  exported tarball back, writing the JSON).
+- other: the rest of the wall time (checking the source, writing the JSON, teardown).
 
 And, beside it, what the defaults add: `--test` (go vet + go test before every build), for the
 programs whose tests take seconds (age's take minutes: 212 s here with a cold cache).
@@ -70,7 +71,8 @@ def measure(ours: Ours, program: Program, source: Path, nonce: str) -> Breakdown
     start = _median_wall([python, "-c", "pass"])
     imported = _median_wall([python, "-c", "import dagger"]) - start
     cli_help = _median_wall([python, "-m", "pipeline", "--help"])
-    probe = engine_call("probe", str(source), program.package)
+    ws = ours.workspace
+    probe = engine_call("probe", str(source), program.package, ws.go_image, ws.runtime_image)
     session: dict[str, float] = probe["seconds"]
     total, steps, command = _our_run(ours, program, source, f"breakdown {nonce}", test=False)
     upload = session["upload"]
@@ -96,12 +98,24 @@ def measure(ours: Ours, program: Program, source: Path, nonce: str) -> Breakdown
             )
         else:
             parts.append(Part(name, seconds, f"pipeline --json step `{name}`"))
-    parts.append(Part("session close", session["close"], "probe: leaving dagger.connection()"))
+    parts += [
+        Part(
+            "pin bases (est.)",
+            session["resolve_bases"],
+            "probe: go and runtime image resolved to digests, one after the other",
+        ),
+        Part(
+            "2 bookkeeping execs (est.)",
+            2 * session["uncached_exec"],
+            "probe: 2 x one uncached exec (the engine-clock and cache-state `date`)",
+        ),
+        Part("session close", session["close"], "probe: leaving dagger.connection()"),
+    ]
     parts.append(
         Part(
             "other",
             max(total - sum(p.seconds for p in parts), 0.0),
-            "wall - the above: source checks, the cache-state exec, reading the tarball, JSON",
+            "wall - the above: source checks, the base-image export, JSON, teardown",
         )
     )
     detail: dict[str, Any] = {"probe": probe, "steps": steps, "pipeline_help_wall": cli_help}

@@ -1,6 +1,7 @@
 """The bench's own Dagger calls: empty the engine's cache (a cold start for ours), pull the
 base images back in (cold means no build cache, not no base images), and the probe that
-times the fixed costs of a session: connect, upload the source, close.
+times the fixed costs of a session: connect, upload the source, resolve the bases, one
+uncached exec, close.
 
 Run as `python -m bench.engine prune|bases|probe ...` in a fresh interpreter, so that the
 harness itself never imports dagger and the probe's timings start from nothing. Each prints
@@ -57,9 +58,11 @@ async def pull_bases(images: Sequence[str]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start}
 
 
-async def probe(source: Path, package: str) -> dict[str, Any]:
+async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, Any]:
     """Time, in this fresh interpreter: `import dagger`, opening the session (up to the first
-    answer), uploading the files of `source` that our pipeline uploads, and closing."""
+    answer), uploading the files of `source` that our pipeline uploads, resolving the base
+    images to digests one after the other (as the pipeline pins them), one exec that no cache
+    can answer (what each of the pipeline's bookkeeping execs costs), and closing."""
     start = time.perf_counter()
     import dagger
     from dagger import dag
@@ -78,7 +81,20 @@ async def probe(source: Path, package: str) -> dict[str, Any]:
         await dag.host().directory(str(source), include=include, no_cache=True).digest()
         uploaded = time.perf_counter()
         times["upload"] = uploaded - connected
-    times["close"] = time.perf_counter() - uploaded
+        for image in images:
+            await dag.container().from_(image).image_ref()
+        resolved = time.perf_counter()
+        times["resolve_bases"] = resolved - uploaded
+        await (
+            dag.container()
+            .from_(images[0])
+            .with_env_variable("BENCH_NONCE", f"{time.time_ns()}")
+            .with_exec(["date", "+%s.%N"])
+            .stdout()
+        )
+        done = time.perf_counter()
+        times["uncached_exec"] = done - resolved
+    times["close"] = time.perf_counter() - done
     return {"seconds": times, "engine_version": engine_version}
 
 
@@ -88,11 +104,12 @@ def main(argv: Sequence[str]) -> int:
             result = anyio.run(prune)
         case ["bases", *images] if images:
             result = anyio.run(pull_bases, images)
-        case ["probe", source, package]:
-            result = anyio.run(probe, Path(source), package)
+        case ["probe", source, package, *images] if images:
+            result = anyio.run(probe, Path(source), package, images)
         case _:
             print(
-                "usage: python -m bench.engine prune | bases IMAGE... | probe SOURCE PACKAGE",
+                "usage: python -m bench.engine prune | bases IMAGE... "
+                "| probe SOURCE PACKAGE IMAGE...",
                 file=sys.stderr,
             )
             return 2

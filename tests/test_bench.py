@@ -235,7 +235,16 @@ def test_markdown_has_the_tables() -> None:
 @pytest.mark.engine
 def test_engine_probe_times_the_fixed_costs(engine_env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.engine", "probe", "go-src", "."],
+        [
+            sys.executable,
+            "-m",
+            "bench.engine",
+            "probe",
+            "go-src",
+            ".",
+            "golang:1.26",
+            "busybox:1.35",
+        ],
         cwd=ROOT,
         env=engine_env,
         capture_output=True,
@@ -245,7 +254,8 @@ def test_engine_probe_times_the_fixed_costs(engine_env: dict[str, str]) -> None:
     )
     assert done.returncode == 0, done.stderr
     probe = json.loads(done.stdout)
-    assert set(probe["seconds"]) == {"import_dagger", "connect", "upload", "close"}
+    want = {"import_dagger", "connect", "upload", "resolve_bases", "uncached_exec", "close"}
+    assert set(probe["seconds"]) == want
     assert all(seconds > 0 for seconds in probe["seconds"].values())
     assert probe["engine_version"].startswith("v")
 
