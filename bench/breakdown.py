@@ -46,8 +46,8 @@ def _wall(command: list[str]) -> float:
     return seconds
 
 
-def _median_wall(command: list[str]) -> float:
-    return statistics.median(_wall(command) for _ in range(REPEATS))
+def _median_wall(command: list[str], repeats: int) -> float:
+    return statistics.median(_wall(command) for _ in range(repeats))
 
 
 def _our_run(
@@ -65,25 +65,33 @@ def _our_run(
     return seconds, steps, command
 
 
-def measure(ours: Ours, program: Program, source: Path, nonce: str) -> Breakdown:
-    """The breakdown of one run of ours on `program`, with the raw figures behind it."""
+def measure(
+    ours: Ours, program: Program, source: Path, nonce: str, *, thorough: bool = True
+) -> Breakdown:
+    """The breakdown of one run of ours on `program`, with the raw figures behind it. Not
+    `thorough` (--quick): one timing of each fixed cost instead of three, and no --test run."""
     python = sys.executable
-    start = _median_wall([python, "-c", "pass"])
-    imported = _median_wall([python, "-c", "import dagger"]) - start
-    cli_help = _median_wall([python, "-m", "pipeline", "--help"])
+    repeats = REPEATS if thorough else 1
+    start = _median_wall([python, "-c", "pass"], repeats)
+    imported = _median_wall([python, "-c", "import dagger"], repeats) - start
+    cli_help = _median_wall([python, "-m", "pipeline", "--help"], repeats)
     ws = ours.workspace
     probe = engine_call("probe", str(source), program.package, ws.go_image, ws.runtime_image)
     session: dict[str, float] = probe["seconds"]
     total, steps, command = _our_run(ours, program, source, f"breakdown {nonce}", test=False)
     upload = session["upload"]
     parts = [
-        Part("python start", start, "`python -c pass`, median of 3"),
+        Part("python start", start, f"`python -c pass`, median of {repeats}"),
         Part(
             "CLI imports",
             max(cli_help - start, 0.0),
-            "`python -m pipeline --help` - python start, median of 3 (no dagger in it)",
+            f"`python -m pipeline --help` - python start, median of {repeats} (no dagger in it)",
         ),
-        Part("import dagger", imported, '`python -c "import dagger"` - python start, median of 3'),
+        Part(
+            "import dagger",
+            imported,
+            f'`python -c "import dagger"` - python start, median of {repeats}',
+        ),
         Part("session connect", session["connect"], "probe: dagger.connection() + first query"),
         Part("source upload", upload, "probe: host directory of the build inputs, read afresh"),
     ]
@@ -119,7 +127,7 @@ def measure(ours: Ours, program: Program, source: Path, nonce: str) -> Breakdown
         )
     )
     detail: dict[str, Any] = {"probe": probe, "steps": steps, "pipeline_help_wall": cli_help}
-    if program.quick_tests:
+    if thorough and program.quick_tests:
         # Once untimed: the first go vet/go test after a prune compiles the test deps.
         _our_run(ours, program, source, f"breakdown warm tests {nonce}", test=True)
         tested_total, tested_steps, _ = _our_run(

@@ -90,6 +90,7 @@ def resolve(
         go_image=go_image,
         runtime_image=runtime_image,
         breakdown=breakdown,
+        quick=quick,
     )
 
 

@@ -39,6 +39,7 @@ class Options:
     go_image: str
     runtime_image: str
     breakdown: bool = True
+    quick: bool = False  # a smoke run: the breakdown is timed once, without --test
 
 
 def _host_platform() -> str:
@@ -160,7 +161,9 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
         if options.breakdown:
             say(f"{name}: where our time goes")
             ours = Ours(workspace, publish=False)
-            breakdowns.append(breakdown.measure(ours, program, source, next(nonces)))
+            breakdowns.append(
+                breakdown.measure(ours, program, source, next(nonces), thorough=not options.quick)
+            )
 
     if "docker" in options.peers:
         Docker(workspace).remove_leftovers()

@@ -98,6 +98,8 @@ def test_defaults_and_quick_resolve_to_the_documented_work() -> None:
     assert full.scenarios == tuple(Scenario)
     assert full.peers == ("docker", "ko")
     assert (quick.samples, quick.cold_samples, quick.programs) == (1, 1, ("helloworld",))
+    assert quick.quick
+    assert not full.quick
     assert (some.samples, some.cold_samples) == (3, 2)
     assert some.programs == ("age", "helloworld")
     assert some.scenarios == (Scenario.COLD, Scenario.NO_CHANGE)
