@@ -368,6 +368,15 @@ def markdown(results: Results) -> str:
         )
         + ".",
         "",
+        "Sides, each a one-shot command, run alternately: `ours (export)` is `python -m pipeline "
+        "multistage --no-test --no-run ... --output TAR` against `docker`, `docker build` "
+        "(BuildKit) of bench/Dockerfile with cache mounts for the Go module and build caches, "
+        "then `docker save`; `ours (publish)` is the same with `--publish` to the test bed's "
+        "registry against `ko`, `ko build --bare --sbom=none` to the same registry. Same go, "
+        "same flags, same bases. Scenarios: cold (the side's build caches emptied, base images "
+        "kept), no change, a line added to a source file of the main package, a line added to a "
+        "test file; every edit is new, and undone after its sample.",
+        "",
         "## Speed (median wall time of one-shot builds; ratio = ours / peer)",
         "",
         _markdown_table(*speed_cells(results)),
@@ -377,7 +386,8 @@ def markdown(results: Results) -> str:
     ]
     if results.sizes:
         parts += [
-            "## Sizes (read from the registry each side pushed to; floor = the binary alone)",
+            "## Sizes (from the registry each side pushed to; ours (export): its OCI tarball; "
+            "floor = the binary alone)",
             "",
             _markdown_table(*size_cells(results)),
             "",
