@@ -539,12 +539,34 @@ async def watch(
     def relevant(change: watchfiles.Change, path: str) -> bool:
         return is_build_input(Path(path).relative_to(tree.root.resolve()))
 
-    async def body(session: Session) -> None:
-        current = settings
-        # Watching starts before the first build: a change made during a build is not lost.
+    changed = anyio.Event()
+    armed = anyio.Event()
+
+    async def watcher() -> None:
+        # The watcher runs from before the first build: a change made during a build (or
+        # just after its result is shown) is not lost. watchfiles arms on first iteration.
         changes = watchfiles.awatch(
-            tree.root.resolve(), watch_filter=relevant, step=20, debounce=400
+            tree.root.resolve(),
+            watch_filter=relevant,
+            step=20,
+            debounce=400,
+            rust_timeout=500,
+            yield_on_timeout=True,
         )
+        async for batch in changes:
+            armed.set()
+            if batch:
+                changed.set()
+
+    async def body(session: Session) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(watcher)
+            await armed.wait()
+            await builds(session)
+
+    async def builds(session: Session) -> None:
+        nonlocal changed
+        current = settings
         while True:
             try:
                 tested = (await _vet_and_test(current, tree),) if current.test else ()
@@ -556,7 +578,8 @@ async def watch(
                     raise failure from None
                 show(failure)
             # Wait for the next change; from now on the source is read from the host anew.
-            await anext(changes)
+            await changed.wait()
+            changed = anyio.Event()
             current = replace(settings, reload_source=True)
 
     await _in_session(body, settings)

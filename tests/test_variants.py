@@ -18,11 +18,12 @@ BASE = "busybox:1.35"
 
 
 def build(
-    pipeline: PipelineRunner, out: Path, variant: str, *args: str
+    pipeline: PipelineRunner, out: Path, variant: str, *args: str, base: str = BASE
 ) -> tuple[dict[str, Any], Path]:
-    tarball, report = out / f"{variant}.tar", out / f"{variant}.json"
+    stem = f"{variant}-{base.replace(':', '-')}"
+    tarball, report = out / f"{stem}.tar", out / f"{stem}.json"
     ran = pipeline(
-        variant, "--runtime-image", BASE, "--output", str(tarball), "--json", str(report), *args
+        variant, "--runtime-image", base, "--output", str(tarball), "--json", str(report), *args
     )
     assert ran.returncode == 0, ran.stderr
     return json.loads(report.read_text()), tarball
@@ -50,16 +51,7 @@ def multistage(pipeline: PipelineRunner, out: Path) -> tuple[dict[str, Any], Pat
 
 @pytest.fixture(scope="module")
 def scratch(pipeline: PipelineRunner, out: Path) -> tuple[dict[str, Any], Path]:
-    return build(
-        pipeline,
-        out,
-        "multistage",
-        "--no-test",
-        "--runtime-image",
-        "scratch",
-        "--output",
-        str(out / "scratch.tar"),
-    )
+    return build(pipeline, out, "multistage", "--no-test", base="scratch")
 
 
 def paths(tarball: Path) -> set[str]:
