@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -267,22 +267,33 @@ def build_settings(
     )
 
 
+def check_destinations(settings: Settings) -> None:
+    """Fail before any build if a result file (tarball, builder image, JSON) cannot be written."""
+    for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
+        if path is not None:
+            check_destination(path, option=option)
+    if settings.variant is Variant.BUILDER and settings.output is not None:
+        build_tar = settings.output.parent / f"{settings.name}-build.tar"
+        if build_tar.resolve() == settings.output.resolve():
+            raise UsageError(
+                f"--output {settings.output}: that is where the builder image goes; "
+                "choose another name"
+            )
+        check_destination(build_tar, option="--output (the builder image)")
+
+
+def usage_exit(error: UsageError) -> NoReturn:
+    """A bad flag: one line on stderr, exit 2."""
+    Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
+    raise typer.Exit(2) from None
+
+
 def execute(settings: Settings, *, verbose: bool) -> int:
     """Run the build and print the summary; return the exit code."""
 
     def work() -> int:
         tree = inspect_source(settings.source, settings.package)
-        for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
-            if path is not None:
-                check_destination(path, option=option)
-        if settings.variant is Variant.BUILDER and settings.output is not None:
-            build_tar = settings.output.parent / f"{settings.name}-build.tar"
-            if build_tar.resolve() == settings.output.resolve():
-                raise UsageError(
-                    f"--output {settings.output}: that is where the builder image goes; "
-                    "choose another name"
-                )
-            check_destination(build_tar, option="--output (the builder image)")
+        check_destinations(settings)
         import anyio
 
         from pipeline import report, runner
@@ -301,9 +312,7 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
 
     def work() -> int:
         tree = inspect_source(settings.source, settings.package)
-        for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
-            if path is not None:
-                check_destination(path, option=option)
+        check_destinations(settings)
         import anyio
 
         from pipeline import report, runner
@@ -432,8 +441,7 @@ def _command(variant: Variant) -> None:
                 source_date_epoch=source_date_epoch,
             )
         except UsageError as error:
-            Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
-            raise typer.Exit(2) from None
+            usage_exit(error)
         if watch:
             raise typer.Exit(execute_watch(settings, verbose=verbose))
         raise typer.Exit(execute(settings, verbose=verbose))
@@ -614,8 +622,7 @@ def compare_command(
         if chart is not None:
             check_chart_path(chart)
     except UsageError as error:
-        Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
-        raise typer.Exit(2) from None
+        usage_exit(error)
     command = "python -m pipeline " + shlex.join(sys.argv[1:])
     outputs = CompareOutputs(json_path, markdown, chart, command)
     raise typer.Exit(execute_compare(jobs, outputs, budgets, verbose=verbose))
@@ -678,8 +685,7 @@ def verify_command(
             source_date_epoch=source_date_epoch,
         )
     except UsageError as error:
-        Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
-        raise typer.Exit(2) from None
+        usage_exit(error)
 
     def work() -> int:
         tree = inspect_source(settings.source, settings.package)
