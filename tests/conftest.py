@@ -62,6 +62,20 @@ class Testbed:
     def docker(self) -> list[str]:
         return [self.env.get("TESTBED_DOCKER", "docker")]
 
+    def pull_with_login(self, source: str, destination: Path) -> subprocess.CompletedProcess[str]:
+        """skopeo copy of `source` (docker://… on the TLS registry) with the test bed's user,
+        password and CA, into an OCI layout at `destination`."""
+        creds = f"{self.env['TESTBED_AUTH_USER']}:{self.env['TESTBED_AUTH_PASSWORD']}"
+        return self.skopeo(
+            "copy",
+            "--src-creds",
+            creds,
+            "--src-cert-dir",
+            self.env["TESTBED_CERTS_DIR"],
+            source,
+            f"oci:{destination}",
+        )
+
     def skopeo(self, *args: str) -> subprocess.CompletedProcess[str]:
         """skopeo inside the test bed's network namespace (where its registries listen)."""
         command = ["skopeo", *args]

@@ -104,16 +104,7 @@ def test_publish_with_credentials_pulls_back_by_digest(
     assert published.startswith(ref + "@sha256:")
     digest = published.partition("@")[2]
     by_digest = f"docker://{testbed.auth_registry}/pipeline/hello@{digest}"
-    creds = f"{testbed['TESTBED_AUTH_USER']}:{testbed['TESTBED_AUTH_PASSWORD']}"
-    pulled = testbed.skopeo(
-        "copy",
-        "--src-creds",
-        creds,
-        "--src-cert-dir",
-        testbed["TESTBED_CERTS_DIR"],
-        by_digest,
-        f"oci:{tmp_path / 'pulled'}",
-    )
+    pulled = testbed.pull_with_login(by_digest, tmp_path / "pulled")
     assert pulled.returncode == 0, pulled.stderr
     password = testbed["TESTBED_AUTH_PASSWORD"]
     assert password not in ran.stdout + ran.stderr + report.read_text()

@@ -126,15 +126,8 @@ def test_smoke(
         f"oci:{tmp_path / 'plain'}",
     )
     assert pulled.returncode == 0, pulled.stderr
-    creds = f"{testbed['TESTBED_AUTH_USER']}:{testbed['TESTBED_AUTH_PASSWORD']}"
-    pulled = testbed.skopeo(
-        "copy",
-        "--src-creds",
-        creds,
-        "--src-cert-dir",
-        testbed["TESTBED_CERTS_DIR"],
-        "docker://" + secured.replace(":auth@", "@"),
-        f"oci:{tmp_path / 'auth'}",
+    pulled = testbed.pull_with_login(
+        "docker://" + secured.replace(":auth@", "@"), tmp_path / "auth"
     )
     assert pulled.returncode == 0, pulled.stderr
     denied = testbed.skopeo(
