@@ -4,13 +4,14 @@ at once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import sys
 import tomllib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -282,6 +283,27 @@ def check_destinations(settings: Settings) -> None:
         check_destination(build_tar, option="--output (the builder image)")
 
 
+@contextlib.contextmanager
+def sdk_checks_off() -> Iterator[None]:
+    """Around the first import of the Dagger SDK: without its runtime argument checks.
+
+    The SDK wraps each of its methods in a beartype check as it is imported, which costs
+    about half a second of every run. beartype makes its decorator the identity while
+    PYTHONOPTIMIZE is set when it decorates (it reads the variable then, by design), so the
+    variable is set for the import only and put back. Our calls into the SDK are checked
+    statically instead (mypy --strict); the engine still rejects a wrong argument.
+    """
+    before = os.environ.get("PYTHONOPTIMIZE")
+    os.environ["PYTHONOPTIMIZE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONOPTIMIZE"]
+        else:
+            os.environ["PYTHONOPTIMIZE"] = before
+
+
 def usage_exit(error: UsageError) -> NoReturn:
     """A bad flag: one line on stderr, exit 2."""
     Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
@@ -296,7 +318,8 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         check_destinations(settings)
         import anyio
 
-        from pipeline import report, runner
+        with sdk_checks_off():
+            from pipeline import report, runner
 
         result = anyio.run(runner.run, settings, tree)
         if settings.json_path is not None:
@@ -315,7 +338,8 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
         check_destinations(settings)
         import anyio
 
-        from pipeline import report, runner
+        with sdk_checks_off():
+            from pipeline import report, runner
 
         out = Console(highlight=False)
         err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -352,7 +376,8 @@ def execute_compare(
             check_destination(path, option=option)
         import anyio
 
-        from pipeline import compare, runner
+        with sdk_checks_off():
+            from pipeline import compare, runner
 
         reports = anyio.run(runner.compare, jobs, tree)
         comparison = compare.compare(
@@ -693,7 +718,8 @@ def verify_command(
             check_destination(settings.json_path, option="--json")
         import anyio
 
-        from pipeline import runner
+        with sdk_checks_off():
+            from pipeline import runner
 
         verdict = anyio.run(runner.verify, settings, tree)
         first, second = verdict.first.images[0].digest, verdict.second.images[0].digest
