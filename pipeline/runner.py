@@ -20,7 +20,7 @@ import dagger
 import watchfiles
 from dagger import dag
 
-from pipeline import docker_cli, pins, registry, sbom
+from pipeline import docker_cli, pins, sbom
 from pipeline.anatomy import dissect
 from pipeline.errors import (
     BuildFailed,
@@ -123,15 +123,16 @@ async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
     return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
 
 
-async def _sbom(
-    built: Built, settings: Settings, info: ImageInfo, original: Settings
-) -> bytes | None:
-    """The SPDX SBOM of a reproducible image, from its binary's build info."""
-    if settings.provenance is None:
-        return None
-    buildinfo = await built.build_stage.with_exec(
+async def _buildinfo(built: Built) -> str:
+    """The binary's build info (`go version -m -json`): what the SBOM is made from."""
+    return await built.build_stage.with_exec(
         ["go", "version", "-m", "-json", built.binary_path]
     ).stdout()
+
+
+def _sbom(buildinfo: str, settings: Settings, info: ImageInfo, original: Settings) -> bytes:
+    """The SPDX SBOM of a reproducible image, from its binary's build info."""
+    assert settings.provenance is not None
     subject = sbom.Subject(
         name=original.tag,
         digest=info.digest,
@@ -145,6 +146,8 @@ async def _publish_sbom(document: bytes | None, settings: Settings, info: ImageI
     """The SBOM as a referrer of the published image; its fallback tag."""
     if document is None or settings.publish is None or settings.provenance is None:
         return None
+    from pipeline import registry  # oras and requests: only a push needs them
+
     login = registry.Login(
         settings.registry_username, settings.registry_password, settings.registry_ca
     )
@@ -185,6 +188,8 @@ async def _publish(image: Image, settings: Settings, tarball: Path, info: ImageI
     ref = settings.publish
     assert ref is not None
     if settings.provenance is not None:
+        from pipeline import registry  # oras and requests: only a push needs them
+
         login = registry.Login(
             settings.registry_username, settings.registry_password, settings.registry_ca
         )
@@ -218,7 +223,7 @@ class Session:
     """What the variants built in one Dagger session share."""
 
     native: Platform
-    started: float  # wall clock at the start: a build stamped earlier came from the cache
+    opened: float  # time.monotonic() when the session opened
     scratch: Path
     bases: dict[str, ImageInfo] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
@@ -227,10 +232,25 @@ class Session:
 
 
 async def _cache_state(build_stage: dagger.Container, session: Session) -> str:
-    """ "cold" if `go build` ran in this session, "warm" if its result came from the cache:
-    an exec stamped right after it is cached exactly when the build is."""
-    stamp = await build_stage.with_exec(["date", "+%s.%N"]).stdout()
-    return "warm" if float(stamp.strip()) < session.started else "cold"
+    """ "cold" if `go build` ran in this session, "warm" if its result came from the cache.
+
+    An exec stamped right after the build is cached exactly when the build is: its stamp is
+    older than the session if it came from the cache. The session's start on the engine's
+    clock (which may differ from the host's, e.g. in a VM) is the engine's time now, read by
+    an exec no cache can answer, less the session's age on the host. The two execs run
+    concurrently, and beside the export."""
+    age = time.monotonic() - session.opened
+    stamps: dict[str, float] = {}
+
+    async def stamp(key: str, container: dagger.Container) -> None:
+        stamps[key] = float((await container.with_exec(["date", "+%s.%N"]).stdout()).strip())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(stamp, "build", build_stage)
+        group.start_soon(
+            stamp, "now", build_stage.with_env_variable("PIPELINE_NOW", uuid.uuid4().hex)
+        )
+    return "warm" if stamps["build"] < stamps["now"] - age else "cold"
 
 
 async def _base_info(image: Image, session: Session) -> ImageInfo | None:
@@ -265,7 +285,6 @@ async def _build_variant(
     with clock.step("build"):
         built = await VARIANTS[settings.variant](target)
         await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
-    cache = await _cache_state(built.build_stage, session)
 
     runnable = platforms.index(native) if native in platforms else None
     notes: list[str] = []
@@ -274,43 +293,56 @@ async def _build_variant(
             w for w, on in (("--load", settings.load), ("--run", settings.run)) if on
         )
         notes.append(f"{skipped} skipped: no {native} image (the engine's own) among --platform")
+    wants_sbom = settings.provenance is not None and (
+        settings.output is not None or settings.publish is not None  # somewhere to put it
+    )
+    facts: dict[str, str] = {}
+
+    async def learn(key: str, answer: Awaitable[str]) -> None:
+        facts[key] = await answer
+
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
-    for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
-        destination = settings.output
-        if destination is not None and role != "image":
-            destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
-        # The variant's own image is made reproducible; the builder pattern's build image,
-        # like the naive one, is what it is.
-        epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
-        with clock.step("export" if role == "image" else f"export {role}"):
-            info, tarball = await _export(
-                image, destination, scratch, [str(p) for p in platforms], session, epoch
-            )
-        infos.append((info, tarball))
-        report = _image_report(role, image, info, str(destination) if destination else None)
-        if dissect_images:
-            base = await _base_info(image, session)
-            report = replace(
-                report,
-                anatomy=dissect(
-                    info.manifests[runnable or 0],
-                    base.manifests[0] if base else None,
-                    f"{WORKDIR}/{settings.name}",
-                ),
-            )
-        if settings.load and runnable is not None:
-            with clock.step("load" if role == "image" else f"load {role}"):
-                index = runnable if len(image.containers) > 1 else 0
-                loaded = await _load(image, index, tarball, scratch)
-            report = replace(report, loaded=loaded)
-        reports.append(report)
+    async with anyio.create_task_group() as group:
+        # What the export does not wait for: the cache state and the SBOM's build info.
+        group.start_soon(learn, "cache", _cache_state(built.build_stage, session))
+        if wants_sbom:
+            group.start_soon(learn, "buildinfo", _buildinfo(built))
+        for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
+            destination = settings.output
+            if destination is not None and role != "image":
+                destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
+            # The variant's own image is made reproducible; the builder pattern's build image,
+            # like the naive one, is what it is.
+            epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
+            with clock.step("export" if role == "image" else f"export {role}"):
+                info, tarball = await _export(
+                    image, destination, scratch, [str(p) for p in platforms], session, epoch
+                )
+            infos.append((info, tarball))
+            report = _image_report(role, image, info, str(destination) if destination else None)
+            if dissect_images:
+                base = await _base_info(image, session)
+                report = replace(
+                    report,
+                    anatomy=dissect(
+                        info.manifests[runnable or 0],
+                        base.manifests[0] if base else None,
+                        f"{WORKDIR}/{settings.name}",
+                    ),
+                )
+            if settings.load and runnable is not None:
+                with clock.step("load" if role == "image" else f"load {role}"):
+                    index = runnable if len(image.containers) > 1 else 0
+                    loaded = await _load(image, index, tarball, scratch)
+                report = replace(report, loaded=loaded)
+            reports.append(report)
 
     info, tarball = infos[0]
     document = None
-    if settings.output is not None or settings.publish is not None:  # somewhere to put it
+    if wants_sbom:
         with clock.step("sbom"):
-            document = await _sbom(built, settings, info, original)
+            document = _sbom(facts["buildinfo"], settings, info, original)
     if document is not None and settings.output is not None:
         sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
         write_bytes(sbom_path, document)
@@ -347,7 +379,7 @@ async def _build_variant(
         images=tuple(reports),
         printed=printed,
         steps=tuple(clock.steps),
-        cache=cache,
+        cache=facts["cache"],
         notes=tuple(notes),
     )
 
@@ -406,18 +438,6 @@ def _scratch_dir() -> Path:
         ) from None
 
 
-async def _engine_clock(settings: Settings) -> float:
-    """The engine's wall clock now, read in a container: the reference for cold or warm
-    (the host's clock may differ, e.g. when the engine runs in a VM)."""
-    stamp = (
-        dag.container()
-        .from_(settings.go_image)
-        .with_env_variable("PIPELINE_SESSION", uuid.uuid4().hex)  # never cached
-        .with_exec(["date", "+%s.%N"])
-    )
-    return float((await stamp.stdout()).strip())
-
-
 T = TypeVar("T")
 
 
@@ -449,8 +469,7 @@ async def _in_session(body: Callable[[Session], Awaitable[T]], settings: Setting
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                started = await _engine_clock(settings)
-                return await body(Session(native, started, scratch))
+                return await body(Session(native, time.monotonic(), scratch))
             except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = _translate(err, settings)

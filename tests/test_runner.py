@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed
 from tests.images import file_bytes, manifests
 
 pytestmark = pytest.mark.engine
@@ -45,6 +47,33 @@ def test_output_is_an_oci_tarball_skopeo_reads(
     # The summary shows what the JSON holds.
     assert image["digest"].removeprefix("sha256:")[:12] in ran.stdout
     assert "Hello World" in ran.stdout
+
+
+def test_cache_state_is_cold_after_a_change_and_warm_without(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    with (source / "greeting.go").open("a") as greeting:
+        greeting.write(f"// {uuid.uuid4().hex}: a tree no cache has seen\n")
+    states = []
+    for n in range(2):
+        report = tmp_path / f"run-{n}.json"
+        ran = pipeline(
+            "multistage",
+            "--no-test",
+            "--no-run",
+            "--runtime-image",
+            "busybox:1.35",
+            "--source",
+            str(source),
+            "--no-output",
+            "--json",
+            str(report),
+        )
+        assert ran.returncode == 0, ran.stderr
+        states.append(json.loads(report.read_text())["cache"])
+    assert states == ["cold", "warm"]
 
 
 def test_load_into_docker_and_run(pipeline: PipelineRunner, testbed: Testbed) -> None:
@@ -172,12 +201,9 @@ def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path
 def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
     import os
     import queue
-    import shutil
     import signal
     import threading
     import time
-
-    from tests.conftest import ROOT
 
     source = tmp_path / "src"
     shutil.copytree(ROOT / "go-src", source)
