@@ -20,6 +20,8 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,16 @@ def _canonical_layer(data: bytes) -> tuple[bytes, str]:
     return buffer.getvalue(), _digest(tar)
 
 
+def _layer_digests(layout: _Layout, descriptor: dict[str, Any]) -> Iterator[str]:
+    """The digests of the layers under `descriptor` (a manifest, or an index of them)."""
+    document = layout.json(descriptor["digest"])
+    if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+        for manifest in document["manifests"]:
+            yield from _layer_digests(layout, manifest)
+    else:
+        yield from (layer["digest"] for layer in document["layers"])
+
+
 class _Normaliser:
     def __init__(self, layout: _Layout, epoch: int, memo: dict[str, tuple[bytes, str]]) -> None:
         self.old = layout
@@ -145,8 +157,13 @@ def normalise(
     the digest of the image (its top manifest or index). Layers already recompressed are
     taken from `memo` (by their digest in `source`)."""
     layout = _Layout.read(source)
-    normaliser = _Normaliser(layout, epoch, {} if memo is None else memo)
+    memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
+    missing = list(dict.fromkeys(d for d in _layer_digests(layout, top) if d not in memo))
+    with ThreadPoolExecutor() as pool:  # zlib lets go of the GIL: the layers in parallel
+        recompressed = pool.map(lambda d: _canonical_layer(layout.blobs[d]), missing)
+        memo.update(zip(missing, recompressed, strict=True))
+    normaliser = _Normaliser(layout, epoch, memo)
     top = normaliser.descriptor(top)
     top["annotations"] = {**top.get("annotations", {}), REF_NAME: ref_name}
     index = {
