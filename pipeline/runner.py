@@ -94,7 +94,12 @@ async def _export(
             await first.export(str(tmp), platform_variants=rest)
         else:
             raw = scratch / "engine-export.tar"
-            await first.export(str(raw), platform_variants=rest)
+            # normalise compresses every layer itself: the engine need not, nor we undo it.
+            await first.export(
+                str(raw),
+                platform_variants=rest,
+                forced_compression=dagger.ImageLayerCompression.Uncompressed,
+            )
             await anyio.to_thread.run_sync(
                 functools.partial(
                     normalise, raw, tmp, epoch=epoch, ref_name=image.ref, memo=session.canonical
