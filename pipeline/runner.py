@@ -41,6 +41,8 @@ from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Built, Image, Target
 
 NO_LOADER = "no supported api for loading image"
+T = TypeVar("T")
+UPLOAD_TRIES = 3  # a file saved while the source is uploaded: read the tree again, twice
 PUBLISH_TIMEOUT = 300.0  # seconds: a push to a registry that never answers ends, and says so
 
 
@@ -286,10 +288,15 @@ async def _build_variant(
     platforms = settings.platforms or (native,)
     original = settings
     settings, pinned = await _pin_bases(settings)
-    target = Target(settings, tree, platforms, native, scratch)
-    with clock.step("build"):
-        built = await VARIANTS[settings.variant](target)
+
+    async def build(reload: bool) -> Built:
+        current = replace(settings, reload_source=True) if reload else settings
+        built = await VARIANTS[settings.variant](Target(current, tree, platforms, native, scratch))
         await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
+        return built
+
+    with clock.step("build"):
+        built = await _uploading(build)
 
     runnable = platforms.index(native) if native in platforms else None
     notes: list[str] = []
@@ -390,10 +397,38 @@ async def _build_variant(
 
 
 async def _vet_and_test(settings: Settings, tree: SourceTree) -> Step:
+    async def test(reload: bool) -> None:
+        current = replace(settings, reload_source=True) if reload else settings
+        await vet_and_test(current, tree).sync()
+
     clock = Clock()
     with clock.step("test"):
-        await vet_and_test(settings, tree).sync()
+        await _uploading(test)
     return clock.steps[0]
+
+
+_CHANGED_IN_UPLOAD = re.compile(r'conflict at "([^"]+)": mod time changed')
+
+
+def _changed_in_upload(err: BaseException) -> str | None:
+    """The file the engine saw change while it was uploading the source, if that failed."""
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    found = _CHANGED_IN_UPLOAD.search(str(err)) if isinstance(err, dagger.QueryError) else None
+    return found.group(1) if found else None
+
+
+async def _uploading(attempt: Callable[[bool], Awaitable[T]]) -> T:
+    """Run `attempt`, which uploads the source; if a file changed while it was being uploaded
+    (an editor saving, a generator writing), upload the tree again (`attempt(True)`), up to
+    UPLOAD_TRIES times in all."""
+    for tried in range(1, UPLOAD_TRIES + 1):
+        try:
+            return await attempt(tried > 1)
+        except (dagger.QueryError, ExceptionGroup) as err:
+            if tried == UPLOAD_TRIES or _changed_in_upload(err) is None:
+                raise
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 _RESOLVING = re.compile(r'failed to resolve (?:source metadata for |image )"([^"]+)"')
@@ -411,6 +446,12 @@ def _query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
         if dialed
         else (settings.publish.registry if settings.publish else "the registry")
     )
+    changed = _CHANGED_IN_UPLOAD.search(message)
+    if changed:
+        return PipelineError(
+            f"{changed.group(1)} kept changing while the source was uploaded ({UPLOAD_TRIES} "
+            "tries): run again once the tree is still"
+        )
     if "no space left on device" in message:
         return OutputError(f"no space left on the device of the output: {first}")
     if "401 Unauthorized" in message or "unauthorized" in message.lower():
@@ -441,9 +482,6 @@ def _scratch_dir() -> Path:
         raise OutputError(
             f"cannot make a work directory in {BUILD_DIR.resolve()}: {err.strerror}"
         ) from None
-
-
-T = TypeVar("T")
 
 
 def _translate(err: BaseException, settings: Settings) -> BaseException:

@@ -1,6 +1,7 @@
 """pipeline.runner, against the real engine, the test bed's registries and its Docker: the
 tarball, the load, the publish (with credentials as a Dagger secret), two platforms, and a
-JSON report that agrees with the summary and with skopeo."""
+JSON report that agrees with the summary and with skopeo. Without the engine: the retry when
+a file changes during the source upload, with the error the engine gives then."""
 
 from __future__ import annotations
 
@@ -11,15 +12,66 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import anyio
+import dagger
+import gql
 import pytest
+from dagger._exceptions import QueryErrorValue
 
+from pipeline import runner
+from pipeline.settings import Settings, Variant
 from tests.conftest import ROOT, PipelineRunner, Testbed
 from tests.images import file_bytes, manifests
 
-pytestmark = pytest.mark.engine
 ELF_MACHINE = {"amd64": 62, "arm64": 183}
+# What the engine answered when a test's file was rewritten during the source upload.
+CHANGED = (
+    'failed to get snapshot: failed to snapshot: failed to sync: conflict at "stamp.txt": '
+    'mod time changed from "1795846671705805334" to "1795846671727578824" during sync'
+)
 
 
+def query_error(message: str) -> dagger.QueryError:
+    return dagger.QueryError([QueryErrorValue(message)], gql.GraphQLRequest("{ container }"))
+
+
+@pytest.mark.parametrize(
+    ("failures", "message", "tries", "succeeds"),
+    [
+        (1, CHANGED, 2, True),  # changed once: read again, built
+        (2, CHANGED, 3, True),
+        (3, CHANGED, 3, False),  # kept changing: the third failure is the answer
+        (1, "image not found", 1, False),  # any other error: at once
+    ],
+)
+def test_uploading_reads_the_tree_again_when_a_file_changed_during_upload(
+    failures: int, message: str, tries: int, succeeds: bool
+) -> None:
+    reloads: list[bool] = []
+
+    async def attempt(reload: bool) -> str:
+        reloads.append(reload)
+        if len(reloads) <= failures:
+            raise ExceptionGroup("build", [query_error(message)])  # as _sync_all raises it
+        return "built"
+
+    if succeeds:
+        assert anyio.run(runner._uploading, attempt) == "built"
+    else:
+        with pytest.raises(ExceptionGroup):
+            anyio.run(runner._uploading, attempt)
+    assert reloads == [False] + [True] * (tries - 1)
+
+
+def test_a_file_that_kept_changing_is_one_line() -> None:
+    error = runner._query_failed(query_error(CHANGED), Settings(Variant.MULTISTAGE))
+    assert str(error) == (
+        "stamp.txt kept changing while the source was uploaded (3 tries): run again once the "
+        "tree is still"
+    )
+
+
+@pytest.mark.engine
 def test_output_is_an_oci_tarball_skopeo_reads(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
 ) -> None:
@@ -49,6 +101,7 @@ def test_output_is_an_oci_tarball_skopeo_reads(
     assert "Hello World" in ran.stdout
 
 
+@pytest.mark.engine
 def test_cache_state_is_cold_after_a_change_and_warm_without(
     pipeline: PipelineRunner, tmp_path: Path
 ) -> None:
@@ -76,6 +129,7 @@ def test_cache_state_is_cold_after_a_change_and_warm_without(
     assert states == ["cold", "warm"]
 
 
+@pytest.mark.engine
 def test_load_into_docker_and_run(pipeline: PipelineRunner, testbed: Testbed) -> None:
     ran = pipeline(
         "multistage",
@@ -107,6 +161,7 @@ def test_load_into_docker_and_run(pipeline: PipelineRunner, testbed: Testbed) ->
     assert run.stdout == "Hello World\n", run.stderr
 
 
+@pytest.mark.engine
 def test_publish_with_credentials_pulls_back_by_digest(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
 ) -> None:
@@ -139,6 +194,7 @@ def test_publish_with_credentials_pulls_back_by_digest(
     assert password not in ran.stdout + ran.stderr + report.read_text()
 
 
+@pytest.mark.engine
 def test_two_platforms_make_one_index(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
 ) -> None:
@@ -177,6 +233,7 @@ def test_two_platforms_make_one_index(
         assert int.from_bytes(elf[18:20], "little") == ELF_MACHINE[arch], arch
 
 
+@pytest.mark.engine
 def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path: Path) -> None:
     tarball = tmp_path / "keep.tar"
     tarball.write_bytes(b"previous good tarball")
@@ -198,6 +255,7 @@ def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["keep.tar"]
 
 
+@pytest.mark.engine
 def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
     import os
     import queue
