@@ -6,6 +6,9 @@ Run it inside the test bed's network namespace, where the registry, the Docker d
 engine are:
 
     . tests/testbed/env && tests/testbed/exec .venv/bin/python -m bench --quick
+
+`--baseline REF` adds pipeline/ as committed at REF as a third side of every comparison
+(bench/baseline.py); a REF that names no commit ends the bench at once, exit 1.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench import baseline as baselines
 from bench import report
 from bench.programs import PROGRAMS, BenchError
 from bench.run import PEERS, Options, fetch_all, run
@@ -63,8 +67,10 @@ def resolve(
     go_image: str,
     runtime_image: str,
     breakdown: bool,
+    baseline: str | None = None,
 ) -> Options:
-    """The flags as one Options value (bad combinations raise typer.BadParameter: exit 2)."""
+    """The flags as one Options value (bad combinations raise typer.BadParameter: exit 2; a
+    --baseline that names no revision raises BenchError: exit 1)."""
     chosen_programs = _choices(programs, list(PROGRAMS), "--programs")
     if quick and (samples is not None or cold_samples is not None):
         raise typer.BadParameter(
@@ -91,6 +97,7 @@ def resolve(
         runtime_image=runtime_image,
         breakdown=breakdown,
         quick=quick,
+        baseline=baselines.resolve(baseline, work) if baseline is not None else None,
     )
 
 
@@ -146,6 +153,15 @@ def main(
     breakdown: Annotated[
         bool, typer.Option("--breakdown/--no-breakdown", help="Time the parts of one of our runs.")
     ] = True,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REF",
+            help="Also time pipeline/ as committed at this git revision, as a third side of "
+            "every comparison (same scenarios, same samples), and show before and after.",
+            show_default="none",
+        ),
+    ] = None,
     fetch_only: Annotated[
         bool,
         typer.Option(
@@ -168,22 +184,23 @@ def main(
 ) -> None:
     """Time our pipeline against `docker build` and ko, side by side: same programs, same
     bases, same machine. Prints medians and ratios; writes every sample as JSON."""
-    options = resolve(
-        samples=samples,
-        cold_samples=cold_samples,
-        quick=quick,
-        programs=programs,
-        peers=peers,
-        scenarios=scenarios,
-        work=work,
-        registry=registry,
-        docker=docker,
-        go_image=go_image,
-        runtime_image=runtime_image,
-        breakdown=breakdown,
-    )
     console, log = Console(), Console(stderr=True)
     try:
+        options = resolve(
+            samples=samples,
+            cold_samples=cold_samples,
+            quick=quick,
+            programs=programs,
+            peers=peers,
+            scenarios=scenarios,
+            work=work,
+            registry=registry,
+            docker=docker,
+            go_image=go_image,
+            runtime_image=runtime_image,
+            breakdown=breakdown,
+            baseline=baseline,
+        )
         if fetch_only:
             for source in fetch_all(options):
                 log.print(f"fetched {source}", highlight=False)

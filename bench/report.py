@@ -12,9 +12,21 @@ The JSON document (schema_version 1):
      "summary": [{"program", "peer", "scenario", "ours": {"median", "n"},
                   "theirs": {"median", "n"}, "ratio"}],
      "sizes": [{"program", "side", "ref", "uncompressed", "compressed", "layers", "floor"}],
-     "breakdowns": [{"program", "command", "total", "parts": [{"name", "seconds", "how"}]}]}
+     "breakdowns": [{"program", "command", "total", "parts": [{"name", "seconds", "how"}]}],
+     "baseline": null | {"ref": "HEAD~3", "commit": "<40 hex>", "short": "1a2b3c4",
+                         "side_prefix": "ours@1a2b3c4"},
+     "before_after": [{"program", "peer", "scenario", "before": {"median", "n"},
+                       "now": {"median", "n"}, "ratio", "note"}]}
 
-Ratios are ours / the peer's: below 1 ours is faster (or smaller).
+Sides: `ours (export)` and `ours (publish)` are the current pipeline; `docker` and `ko` the
+peers; with --baseline, `ours@<short> (export|publish)` are the pipeline as committed at that
+revision. "summary" compares the current ours with the peer only, the
+baseline never; ratio = ours / the peer's: below 1 ours is faster (or smaller).
+"baseline" (null without --baseline) says which revision the baseline sides ran;
+"before_after" (empty without it) compares, per program, comparison and scenario, the
+baseline's median with the current one's: ratio = now / before, below 1 the current pipeline is
+faster. Both keys came after schema_version 1 was set; a document without them reads back as a
+run without baseline.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ from rich.console import Console
 from rich.table import Table
 
 SCHEMA_VERSION = 1
-OURS_PREFIX = "ours"
+OURS_PREFIX = "ours ("  # the current pipeline's sides: ours (export), ours (publish)...
+BASELINE_PREFIX = "ours@"  # --baseline's: ours@1a2b3c4 (export)...
 
 
 @dataclass(frozen=True)
@@ -39,14 +52,25 @@ class Sample:
     program: str
     peer: str  # the comparison it belongs to: "docker" or "ko"
     scenario: str
-    side: str  # "ours (export)", "ours (publish)", "docker", "ko"
+    side: str  # "ours (export)", "ours (publish)", "docker", "ko", "ours@... (export)"
     index: int
     seconds: float
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ours(self) -> bool:
+        """A sample of the current pipeline (not of the baseline, not of the peer)."""
         return self.side.startswith(OURS_PREFIX)
+
+    @property
+    def baseline(self) -> bool:
+        """A sample of the pipeline at --baseline's revision."""
+        return self.side.startswith(BASELINE_PREFIX)
+
+    @property
+    def held(self) -> int:
+        """Bytes of the engine's cache that a cold start's prune could not release."""
+        return int(self.detail.get("cold_start", {}).get("cache_bytes_left", 0))
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,31 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.ours.median / self.theirs.median
+
+
+@dataclass(frozen=True)
+class Change:
+    """Medians of the baseline's ours and of the current ours in one comparison and scenario."""
+
+    program: str
+    peer: str
+    scenario: str
+    before: Stat
+    now: Stat
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.now.median / self.before.median
+
+
+def _held_note(held: int, whose: str) -> str:
+    if not held:
+        return ""
+    return (
+        f"{whose} not fully cold: another session held {human_size(held)} "
+        "of the engine's cache through the prune"
+    )
 
 
 @dataclass(frozen=True)
@@ -121,31 +170,53 @@ class Results:
     samples: tuple[Sample, ...]
     sizes: tuple[Size, ...] = ()
     breakdowns: tuple[Breakdown, ...] = ()
+    baseline: dict[str, Any] | None = None  # --baseline: ref, commit, short, side_prefix
 
     def rows(self) -> list[Row]:
-        """One row per program, comparison and scenario, in the order they were run."""
+        """One row per program, comparison and scenario, in the order they were run: the
+        current ours against the peer (the baseline's samples take no part)."""
         groups: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
         held: dict[tuple[str, str, str], int] = {}
         for s in self.samples:
             key = (s.program, s.peer, s.scenario)
             mine, theirs = groups.setdefault(key, ([], []))
-            (mine if s.ours else theirs).append(s.seconds)
-            left = int(s.detail.get("cold_start", {}).get("cache_bytes_left", 0))
-            held[key] = max(held.get(key, 0), left)
+            if s.ours:
+                mine.append(s.seconds)
+                held[key] = max(held.get(key, 0), s.held)
+            elif not s.baseline:
+                theirs.append(s.seconds)
         return [
             Row(
                 *key,
                 Stat(statistics.median(mine), len(mine)),
                 Stat(statistics.median(theirs), len(theirs)),
-                note=(
-                    f"ours not fully cold: another session held {human_size(held[key])} "
-                    "of the engine's cache through the prune"
-                    if held.get(key)
-                    else ""
-                ),
+                note=_held_note(held.get(key, 0), "ours"),
             )
             for key, (mine, theirs) in groups.items()
             if mine and theirs
+        ]
+
+    def changes(self) -> list[Change]:
+        """Before and after: the baseline's ours against the current ours, per program,
+        comparison and scenario, in the order they were run."""
+        groups: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
+        held: dict[tuple[str, str, str], int] = {}
+        for s in self.samples:
+            if not (s.ours or s.baseline):
+                continue
+            key = (s.program, s.peer, s.scenario)
+            before, now = groups.setdefault(key, ([], []))
+            (before if s.baseline else now).append(s.seconds)
+            held[key] = max(held.get(key, 0), s.held)
+        return [
+            Change(
+                *key,
+                Stat(statistics.median(before), len(before)),
+                Stat(statistics.median(now), len(now)),
+                note=_held_note(held.get(key, 0), "a side"),
+            )
+            for key, (before, now) in groups.items()
+            if before and now
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -172,6 +243,19 @@ class Results:
             ],
             "sizes": [asdict(s) for s in self.sizes],
             "breakdowns": [asdict(b) for b in self.breakdowns],
+            "baseline": self.baseline,
+            "before_after": [
+                {
+                    "program": c.program,
+                    "peer": c.peer,
+                    "scenario": c.scenario,
+                    "before": asdict(c.before),
+                    "now": asdict(c.now),
+                    "ratio": round(c.ratio, 3),
+                    "note": c.note,
+                }
+                for c in self.changes()
+            ],
         }
 
 
@@ -198,6 +282,7 @@ def from_json(data: dict[str, Any]) -> Results:
             )
             for b in data["breakdowns"]
         ),
+        baseline=data.get("baseline"),
     )
 
 
@@ -253,6 +338,50 @@ def speed_notes(results: Results) -> list[str]:
     return [f"{r.scenario}* ({r.program} vs {r.peer}): {r.note}" for r in results.rows() if r.note]
 
 
+SPEED_TITLE = "speed: medians of one-shot builds"
+
+
+def before_after_title(results: Results) -> str:
+    label = (results.baseline or {}).get("side_prefix", BASELINE_PREFIX + "?")
+    return f"Before and after ({label} vs ours, same run)"
+
+
+def before_after_cells(results: Results) -> tuple[list[str], list[list[str]]]:
+    label = (results.baseline or {}).get("side_prefix", BASELINE_PREFIX + "?")
+    header = [
+        "program",
+        "scenario",
+        "peer",
+        f"{label} (median)",
+        "n",
+        "ours (median)",
+        "n",
+        "now/before",
+    ]
+    rows = [
+        [
+            c.program,
+            c.scenario + ("*" if c.note else ""),
+            c.peer,
+            _seconds(c.before.median),
+            str(c.before.n),
+            _seconds(c.now.median),
+            str(c.now.n),
+            _ratio(c.ratio),
+        ]
+        for c in results.changes()
+    ]
+    return header, rows
+
+
+def before_after_notes(results: Results) -> list[str]:
+    return [
+        f"{c.scenario}* ({c.program}, {c.peer} comparison): {c.note}"
+        for c in results.changes()
+        if c.note
+    ]
+
+
 def size_cells(results: Results) -> tuple[list[str], list[list[str]]]:
     header = ["program", "side", "uncompressed", "compressed", "layers", "floor", "vs floor"]
     rows = [
@@ -282,7 +411,7 @@ def size_ratios(results: Results) -> list[str]:
             f"vs {side} {human_size(s.uncompressed)} ({ours.uncompressed / s.uncompressed:.3f}x "
             f"uncompressed, {ours.compressed / s.compressed:.3f}x compressed)"
             for side, s in sizes.items()
-            if not side.startswith(OURS_PREFIX)
+            if not side.startswith((OURS_PREFIX, BASELINE_PREFIX))
         ]
         lines.append(f"{program}: ours {human_size(ours.uncompressed)} " + ", ".join(parts))
     return lines
@@ -327,10 +456,16 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
 
 
 def render(results: Results, console: Console) -> None:
-    """The tables: speed (medians and ratios), sizes, and where our time goes."""
-    console.print(_table("speed: medians of one-shot builds", *speed_cells(results)))
+    """The tables: speed (medians and ratios), before and after (with --baseline), sizes, and
+    where our time goes."""
+    console.print(_table(SPEED_TITLE, *speed_cells(results)))
     for note in speed_notes(results):
         console.print(note, highlight=False)
+    if results.baseline is not None:
+        console.print(_table(before_after_title(results), *before_after_cells(results)))
+        for note in before_after_notes(results):
+            console.print(note, highlight=False)
+        console.print("now/before: below 1, the current pipeline is faster", highlight=False)
     if results.sizes:
         console.print(_table("sizes: the image of each side", *size_cells(results)))
         for line in size_ratios(results):
@@ -368,14 +503,15 @@ def markdown(results: Results) -> str:
         )
         + ".",
         "",
-        "Sides, each a one-shot command, run alternately: `ours (export)` is `python -m pipeline "
-        "multistage --no-test --no-run ... --output TAR` against `docker`, `docker build` "
-        "(BuildKit) of bench/Dockerfile with cache mounts for the Go module and build caches, "
-        "then `docker save`; `ours (publish)` is the same with `--publish` to the test bed's "
-        "registry against `ko`, `ko build --bare --sbom=none` to the same registry. Same go, "
-        "same flags, same bases. Scenarios: cold (the side's build caches emptied, base images "
-        "kept), no change, a line added to a source file of the main package, a line added to a "
-        "test file; every edit is new, and undone after its sample.",
+        "Sides, run alternately (the order rotated between samples): `ours (export)` is "
+        "`python -m pipeline multistage --no-test --no-run ... --output TAR`, one-shot, against "
+        "`docker`, `docker build` (BuildKit) of bench/Dockerfile with cache mounts for the Go "
+        "module and build caches, then `docker save`; `ours (publish)` is the same with "
+        "`--publish` to the test bed's registry against `ko`, `ko build --bare --sbom=none` to "
+        "the same registry. Same go, same flags, same bases. Scenarios: cold (the side's build "
+        "caches emptied, base images kept), no change, a line added to a source file of the "
+        "main package, a line added to a test file; every edit is new, and undone after its "
+        "sample.",
         "",
         "## Speed (median wall time of one-shot builds; ratio = ours / peer)",
         "",
@@ -384,6 +520,21 @@ def markdown(results: Results) -> str:
         *[f"- {note}" for note in speed_notes(results)],
         "",
     ]
+    if results.baseline is not None:
+        b = results.baseline
+        parts += [
+            f"## {before_after_title(results)}",
+            "",
+            f"`{b.get('side_prefix')}` is pipeline/ as committed at `{b.get('ref')}` "
+            f"({b.get('commit')}), run by the same interpreter as a third side of every "
+            "comparison, in the same scenarios with the same number of samples"
+            + "; ratio = now / before: below 1, the current pipeline is faster.",
+            "",
+            _markdown_table(*before_after_cells(results)),
+            "",
+            *[f"- {note}" for note in before_after_notes(results)],
+            "",
+        ]
     if results.sizes:
         parts += [
             "## Sizes (from the registry each side pushed to; ours (export): its OCI tarball; "

@@ -1,27 +1,33 @@
 """The bench itself: for each program, each comparison (ours against docker, ours against ko)
-and each scenario, both sides alternately (ours first in even samples, the peer first in odd
-ones), N samples each; then each side's image size against the floor, and where the time of
-one of our runs goes."""
+and each scenario, every side of the comparison (ours, the peer, and with --baseline the
+baseline's ours) N samples each, alternately: sample i runs the sides in an order rotated by i,
+so that none always goes first. Then each side's image size against the floor, and where the
+time of one of our runs goes.
+"""
 
 from __future__ import annotations
 
 import itertools
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
+from bench import baseline as baselines
 from bench import breakdown, machine
+from bench.baseline import Baseline
 from bench.programs import PROGRAMS, Program, fetch, floor, go_env, install_ko
 from bench.report import Breakdown, ProgramInfo, Results, Sample, Size
 from bench.scenarios import Scenario, prepared
-from bench.sides import Docker, Ko, Ours, Side, Workspace
+from bench.sides import Docker, Ko, Ours, Run, Side, Workspace
 from bench.sizes import docker_save_uncompressed, registry_image
 
 PEERS = ("docker", "ko")
 KO_VERSION = "v0.19.1"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class Options:
     runtime_image: str
     breakdown: bool = True
     quick: bool = False  # a smoke run: the breakdown is timed once, without --test
+    baseline: Baseline | None = None  # --baseline REF: a third side in every comparison
 
 
 def _host_platform() -> str:
@@ -103,10 +110,20 @@ def _sizes(
     return sizes
 
 
+def rotated(sides: Sequence[T], index: int) -> list[T]:
+    """The order of the sides in sample `index`: each goes first in turn."""
+    k = index % len(sides)
+    return [*sides[k:], *sides[:k]]
+
+
 def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
     """Run the whole bench; `say` gets one line per sample."""
     begin = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    baseline = options.baseline
+    if baseline is not None:
+        say(f"baseline: pipeline/ at {baseline.ref} ({baseline.short}) into {baseline.directory}")
+        baselines.extract(baseline)
     ko = install_ko(KO_VERSION, options.work) if "ko" in options.peers else None
     workspace = Workspace(
         root=options.work,
@@ -130,25 +147,28 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
         source = fetch(program, options.work)
         floor_bytes = floor(program, source, options.work / "out" / f"floor-{name}")
         programs.append(ProgramInfo(name, program.origin, program.package, floor_bytes))
-        sides: dict[str, Side] = {}
+        sides: dict[str, Side] = {}  # the current sides: their images are measured
         for peer in options.peers:
-            ours, theirs = Ours(workspace, publish=peer == "ko"), _peer(peer, workspace)
+            ours = Ours(workspace, publish=peer == "ko")
+            before = Ours(workspace, publish=peer == "ko", baseline=baseline) if baseline else None
+            theirs = _peer(peer, workspace)
             sides |= {ours.name: ours, theirs.name: theirs}
-            warm = False
+            one_shot: list[Side] = [ours, *([before] if before else []), theirs]
+            warmed: set[str] = set()
             for scenario in options.scenarios:
-                if scenario is not Scenario.COLD and not warm:
-                    for side in (ours, theirs):  # untimed: each side has built this tree
-                        side.build(program, source)
-                warm = scenario is not Scenario.COLD
+                if scenario is Scenario.COLD:
+                    warmed.clear()
+                else:
+                    for side in one_shot:  # untimed: each side has built this tree
+                        if side.name not in warmed:
+                            side.build(program, source)
+                            warmed.add(side.name)
                 count = options.cold_samples if scenario is Scenario.COLD else options.samples
                 for index in range(count):
-                    for side in (ours, theirs) if index % 2 == 0 else (theirs, ours):
-                        with prepared(scenario, side, program, source, next(nonces)) as done:
-                            result = side.build(program, source)
-                        detail = {**result.detail, **({"cold_start": done} if done else {})}
-                        if isinstance(side, Docker):
-                            tarball = workspace.out(f"docker-{name}.tar")
-                            detail["tarball_uncompressed"] = docker_save_uncompressed(tarball)
+                    for side in rotated(one_shot, index):
+                        result, detail = _one_shot(
+                            scenario, side, program, source, next(nonces), workspace
+                        )
                         samples.append(
                             Sample(name, peer, scenario, side.name, index, result.seconds, detail)
                         )
@@ -160,9 +180,14 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
         sizes += _sizes(program, floor_bytes, sides, samples)
         if options.breakdown:
             say(f"{name}: where our time goes")
-            ours = Ours(workspace, publish=False)
             breakdowns.append(
-                breakdown.measure(ours, program, source, next(nonces), thorough=not options.quick)
+                breakdown.measure(
+                    Ours(workspace, publish=False),
+                    program,
+                    source,
+                    next(nonces),
+                    thorough=not options.quick,
+                )
             )
 
     if "docker" in options.peers:
@@ -177,10 +202,39 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
             **asdict(options),
             "work": str(options.work),
             "scenarios": [str(s) for s in options.scenarios],
+            "baseline": baseline.ref if baseline else None,
         },
         machine=described,
         programs=tuple(programs),
         samples=tuple(samples),
         sizes=tuple(sizes),
         breakdowns=tuple(breakdowns),
+        baseline=(
+            {
+                "ref": baseline.ref,
+                "commit": baseline.commit,
+                "short": baseline.short,
+                "side_prefix": baseline.label,
+            }
+            if baseline
+            else None
+        ),
     )
+
+
+def _one_shot(
+    scenario: Scenario,
+    side: Side,
+    program: Program,
+    source: Path,
+    nonce: str,
+    workspace: Workspace,
+) -> tuple[Run, dict[str, object]]:
+    """One timed sample of a one-shot side, the tree (and caches) prepared for the scenario."""
+    with prepared(scenario, side, program, source, nonce) as done:
+        result = side.build(program, source)
+    detail = {**result.detail, **({"cold_start": done} if done else {})}
+    if isinstance(side, Docker):
+        tarball = workspace.out(f"docker-{program.name}.tar")
+        detail["tarball_uncompressed"] = docker_save_uncompressed(tarball)
+    return result, detail

@@ -6,6 +6,8 @@ caches are emptied for a cold start (base images stay), and where its image ends
   module and build caches) then `docker save` to a tarball.
 - `ours (publish)`: the same build pushed with `--publish`; its peer is `ko`: `ko build --bare`
   pushed to the same registry onto the same base.
+- `ours@<sha> (export|publish)`: with `--baseline REF`, the same sides run with
+  pipeline/ as committed at REF (bench/baseline.py): a third side in every comparison.
 
 Every side runs with the same go (1.26.8), the same flags (CGO_ENABLED=0 -trimpath
 -ldflags "-s -w") and the same bases (golang:1.26, busybox:1.35).
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.baseline import Baseline
 from bench.programs import REPO, BenchError, Program, go_env
 
 DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
@@ -122,16 +125,46 @@ def engine_call(*args: str) -> dict[str, Any]:
     return result
 
 
+def report_detail(data: dict[str, Any]) -> dict[str, Any]:
+    """What a sample keeps of the pipeline's --json report: steps, cache state, the image."""
+    image = data["images"][0]
+    size = image.get("size", {})
+    return {
+        "steps": {s["name"]: s["seconds"] for s in data.get("steps", [])},
+        "cache": data.get("cache"),
+        "digest": image.get("digest"),
+        "uncompressed": size.get("uncompressed"),
+        "compressed": size.get("compressed"),
+        "layers": image.get("layers"),
+    }
+
+
 @dataclass(frozen=True)
 class Ours:
-    """`python -m pipeline multistage`, one-shot; exporting a tarball, or publishing."""
+    """`python -m pipeline multistage`, one-shot; exporting a tarball, or publishing. With a
+    baseline, the pipeline as committed there (run from its extracted copy)."""
 
     workspace: Workspace
     publish: bool
+    baseline: Baseline | None = None
+
+    @property
+    def label(self) -> str:
+        """`ours`, or `ours@<sha>` for the baseline."""
+        return self.baseline.label if self.baseline else "ours"
 
     @property
     def name(self) -> str:
-        return "ours (publish)" if self.publish else "ours (export)"
+        return f"{self.label} ({'publish' if self.publish else 'export'})"
+
+    @property
+    def cwd(self) -> Path:
+        """Where `python -m pipeline` runs: the directory whose pipeline/ it imports."""
+        return self.baseline.directory if self.baseline else REPO
+
+    def file(self, program: Program, suffix: str) -> Path:
+        """A file of this side's in the work directory: ours-NAME.tar, ours-SHA-NAME.json..."""
+        return self.workspace.out(f"{self.label.replace('@', '-')}-{program.name}{suffix}")
 
     def empty_caches(self) -> dict[str, Any]:
         pruned = engine_call("prune")
@@ -145,17 +178,24 @@ class Ours:
         }
 
     def image_ref(self, program: Program) -> str:
-        return f"{self.workspace.registry}/bench-ours/{program.name}:latest"
+        repository = f"bench-{self.label.replace('@', '-')}"
+        return f"{self.workspace.registry}/{repository}/{program.name}:latest"
 
     def command(
-        self, program: Program, source: Path, report: Path, *, test: bool = False, run: bool = False
+        self,
+        program: Program,
+        source: Path,
+        report: Path,
+        *,
+        test: bool = False,
+        run: bool = False,
     ) -> list[str]:
         """The pipeline's command line; the timed samples neither test nor run the image."""
         ws = self.workspace
         where = (
             ["--no-output", "--publish", self.image_ref(program)]
             if self.publish
-            else ["--output", str(ws.out(f"ours-{program.name}.tar"))]
+            else ["--output", str(self.file(program, ".tar"))]
         )
         return [
             sys.executable,
@@ -180,21 +220,10 @@ class Ours:
         ]
 
     def build(self, program: Program, source: Path) -> Run:
-        report = self.workspace.out(f"ours-{program.name}.json")
+        report = self.file(program, ".json")
         report.unlink(missing_ok=True)
-        seconds = _run(self.command(program, source, report))
-        data = json.loads(report.read_text())
-        image = data["images"][0]
-        return Run(
-            seconds,
-            {
-                "steps": {s["name"]: s["seconds"] for s in data["steps"]},
-                "cache": data.get("cache"),
-                "uncompressed": image["size"]["uncompressed"],
-                "compressed": image["size"]["compressed"],
-                "layers": image["layers"],
-            },
-        )
+        seconds = _run(self.command(program, source, report), cwd=self.cwd)
+        return Run(seconds, report_detail(json.loads(report.read_text())))
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,31 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from bench import baseline as baselines
+from bench.baseline import Baseline
 from bench.cli import resolve
 from bench.programs import PROGRAMS, edited, floor
-from bench.report import Breakdown, Part, ProgramInfo, Results, Sample, Size, from_json, markdown
-from bench.run import Options
+from bench.report import (
+    Breakdown,
+    Part,
+    ProgramInfo,
+    Results,
+    Sample,
+    Size,
+    from_json,
+    markdown,
+    render,
+)
+from bench.run import Options, rotated
 from bench.scenarios import Scenario
+from bench.sides import Ours, Workspace
 from bench.sizes import docker_save_uncompressed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +99,7 @@ def _resolve(**overrides: Any) -> Options:
         "go_image": "golang:1.26",
         "runtime_image": "busybox:1.35",
         "breakdown": True,
+        "baseline": None,
     }
     return resolve(**{**given, **overrides})
 
@@ -288,3 +304,212 @@ def test_a_tiny_real_run_against_docker(engine_env: dict[str, str], tmp_path: Pa
     ours, docker = sizes["ours (export)"]["uncompressed"], sizes["docker"]["uncompressed"]
     assert abs(ours - docker) / docker < 0.01, f"ours {ours} B, docker {docker} B"
     assert "no change" in (tmp_path / "bench.md").read_text()
+
+
+# --- --baseline ---------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("ref", ["no-such-revision", "HEAD^{tree}", "--all"])
+def test_a_bad_baseline_says_so_in_one_line_and_exits_1(ref: str, tmp_path: Path) -> None:
+    done = _bench("--quick", f"--baseline={ref}", f"--json={tmp_path / 'x.json'}")
+    assert done.returncode == 1, f"got exit {done.returncode}, want 1: {done.stderr}"
+    assert done.stderr.strip() == f"bench: --baseline {ref}: not a git revision here"
+    assert done.stdout == ""
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_baseline_resolves_to_a_commit_under_the_work_directory(tmp_path: Path) -> None:
+    options = _resolve(baseline="HEAD", work=tmp_path)
+    assert options.baseline is not None
+    assert options.baseline.commit == _git("rev-parse", "HEAD")
+    assert options.baseline.short == _git("rev-parse", "--short", "HEAD")
+    assert options.baseline.directory == tmp_path.resolve() / "baseline" / options.baseline.short
+    assert options.baseline.label == f"ours@{options.baseline.short}"
+    assert _resolve().baseline is None
+
+
+def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path: Path) -> None:
+    """git archive of pipeline/ at the revision, byte for byte; `python -m pipeline` run from
+    there answers, from that copy (cwd first on sys.path: pipeline/ is not installed)."""
+    chosen = baselines.resolve("HEAD~1", tmp_path)
+    baselines.extract(chosen)
+    copy = chosen.directory / "pipeline"
+    committed = _git("ls-tree", "-r", "--name-only", chosen.commit, "pipeline").splitlines()
+    assert sorted(str(p.relative_to(chosen.directory)) for p in copy.rglob("*.py")) == sorted(
+        committed
+    )
+    assert (copy / "cli.py").read_text() == subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{chosen.commit}:pipeline/cli.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    baselines.extract(chosen)  # again, over the first copy: afresh
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline.cli; print(pipeline.cli.__file__)"],
+        cwd=chosen.directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()) == copy / "cli.py"
+
+
+def test_sides_of_the_baseline_have_names_files_and_refs_of_their_own(tmp_path: Path) -> None:
+    workspace = Workspace(
+        root=tmp_path,
+        registry="127.0.0.1:5000",
+        docker="docker",
+        ko=Path("ko"),
+        go_image="golang:1.26",
+        runtime_image="busybox:1.35",
+        platform="linux/amd64",
+    )
+    chosen = Baseline("HEAD~3", "0" * 40, "1a2b3c4", tmp_path / "baseline" / "1a2b3c4")
+    hello = PROGRAMS["helloworld"]
+    now, before = Ours(workspace, publish=False), Ours(workspace, publish=False, baseline=chosen)
+    assert (now.name, before.name) == ("ours (export)", "ours@1a2b3c4 (export)")
+    assert Ours(workspace, publish=True, baseline=chosen).name == "ours@1a2b3c4 (publish)"
+    assert (now.cwd, before.cwd) == (ROOT, chosen.directory)
+    assert now.file(hello, ".tar") != before.file(hello, ".tar")
+    assert now.image_ref(hello) != Ours(workspace, publish=True, baseline=chosen).image_ref(hello)
+    command = before.command(hello, tmp_path / "src", tmp_path / "r.json")
+    assert command[1:4] == ["-m", "pipeline", "multistage"]
+    assert all(Path(arg).is_absolute() for arg in command if "/" in arg and ":" not in arg)
+
+
+def test_sides_rotate_so_that_each_goes_first_in_turn() -> None:
+    sides = ["ours", "ours@1a2b3c4", "docker"]
+    orders = [rotated(sides, i) for i in range(4)]
+    assert [o[0] for o in orders] == ["ours", "ours@1a2b3c4", "docker", "ours"]
+    assert all(sorted(o) == sorted(sides) for o in orders)
+    assert [rotated(["ours", "ko"], i) for i in range(2)] == [["ours", "ko"], ["ko", "ours"]]
+
+
+def _with_baseline() -> Results:
+    """_results() plus the baseline's samples, slower in one-line change, faster when cold."""
+    before = [
+        Sample("helloworld", "docker", "one-line change", "ours@1a2b3c4 (export)", i, s)
+        for i, s in enumerate([4.0, 6.0, 5.0])
+    ] + [
+        Sample(
+            "helloworld",
+            "docker",
+            "cold",
+            "ours@1a2b3c4 (export)",
+            0,
+            4.0,
+            {"cold_start": {"cache_bytes_left": 0}},
+        )
+    ]
+    results = _results()
+    return replace(
+        results,
+        samples=(*results.samples, *before),
+        baseline={
+            "ref": "HEAD~3",
+            "commit": "1a2b3c4" + "0" * 33,
+            "short": "1a2b3c4",
+            "side_prefix": "ours@1a2b3c4",
+        },
+    )
+
+
+def test_the_baseline_is_never_ours_nor_the_peer_in_the_ours_vs_peer_rows() -> None:
+    with_baseline = _with_baseline()
+    assert with_baseline.rows() == _results().rows()
+    baseline_sample = next(s for s in with_baseline.samples if s.side.startswith("ours@"))
+    assert baseline_sample.baseline
+    assert not baseline_sample.ours
+
+
+def test_before_and_after_takes_medians_and_ratios_now_over_before() -> None:
+    changes = {c.scenario: c for c in _with_baseline().changes()}
+    one_line = changes["one-line change"]
+    assert (one_line.before.median, one_line.before.n) == (5.0, 3)
+    assert (one_line.now.median, one_line.now.n) == (2.0, 3)
+    assert one_line.ratio == pytest.approx(0.4)
+    assert changes["cold"].ratio == pytest.approx(2.0)
+    assert "2MB" in changes["cold"].note
+    assert _results().changes() == []
+
+
+def test_before_and_after_is_in_the_json_and_the_markdown(tmp_path: Path) -> None:
+    results = _with_baseline()
+    data = json.loads(json.dumps(results.to_json()))
+    assert data["schema_version"] == 1
+    assert data["baseline"]["side_prefix"] == "ours@1a2b3c4"
+    assert data["before_after"][0] == {
+        "program": "helloworld",
+        "peer": "docker",
+        "scenario": "one-line change",
+        "before": {"median": 5.0, "n": 3},
+        "now": {"median": 2.0, "n": 3},
+        "ratio": 0.4,
+        "note": "",
+    }
+    assert [r["ratio"] for r in data["summary"]] == [4.0, 0.8]
+    assert from_json(data) == results
+    text = markdown(results)
+    assert "## Before and after (ours@1a2b3c4 vs ours, same run)" in text
+    assert "| program | scenario | peer | ours@1a2b3c4 (median) | n | ours (median) | n |" in text
+    assert "| helloworld | one-line change | docker | 5.00s | 3 | 2.00s | 3 | 0.40x |" in text
+    without = _results()
+    assert "Before and after" not in markdown(without)
+    old = without.to_json()
+    del old["baseline"], old["before_after"]  # a file written before --baseline existed
+    assert from_json(old) == without
+    shown = io.StringIO()
+    render(results, Console(file=shown, width=200))
+    assert "Before and after (ours@1a2b3c4 vs ours, same run)" in shown.getvalue()
+    assert "0.40x" in shown.getvalue()
+
+
+@pytest.mark.engine
+def test_a_real_run_with_a_baseline(engine_env: dict[str, str], tmp_path: Path) -> None:
+    """Hello world against docker, no change, 2 samples, with --baseline HEAD: three sides,
+    rotated; the ours-vs-docker rows without the baseline; before and after in every output."""
+    report, work = tmp_path / "bench.json", tmp_path / "work"
+    done = _bench(
+        "--programs=helloworld",
+        "--peers=docker",
+        "--scenarios=no change",
+        "--samples=2",
+        "--no-breakdown",
+        "--baseline=HEAD",
+        f"--json={report}",
+        f"--markdown={tmp_path / 'bench.md'}",
+        f"--work={work}",
+        env={**engine_env, "COLUMNS": "200"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    short = _git("rev-parse", "--short", "HEAD")
+    assert data["baseline"]["short"] == short
+    assert (work / "baseline" / short / "pipeline" / "__main__.py").is_file()
+    by_scenario: dict[str, list[dict[str, Any]]] = {}
+    for sample in data["samples"]:
+        by_scenario.setdefault(sample["scenario"], []).append(sample)
+    assert [s["side"] for s in by_scenario["no change"]] == [
+        "ours (export)",
+        f"ours@{short} (export)",
+        "docker",
+        f"ours@{short} (export)",
+        "docker",
+        "ours (export)",
+    ]
+    summary = {r["scenario"]: r for r in data["summary"]}
+    assert summary["no change"]["ours"]["n"] == 2
+    assert summary["no change"]["theirs"]["n"] == 2
+    assert [(c["scenario"], c["before"]["n"], c["now"]["n"]) for c in data["before_after"]] == [
+        ("no change", 2, 2),
+    ]
+    assert f"Before and after (ours@{short} vs ours, same run)" in done.stdout
+    assert f"## Before and after (ours@{short} vs ours" in (tmp_path / "bench.md").read_text()
