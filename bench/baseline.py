@@ -12,6 +12,7 @@ else.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,17 @@ def extract(baseline: Baseline) -> None:
             f"--baseline {baseline.ref}: python run from {target} imports pipeline from "
             f"{where}, not from that copy {imported.stderr.strip()[-300:]}"
         )
+
+
+def has_watch(baseline: Baseline) -> bool:
+    """Whether the baseline's `multistage` has --watch (it came in 253de82)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "multistage", "--help"],
+        cwd=baseline.directory,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    return done.returncode == 0 and "--watch" in done.stdout

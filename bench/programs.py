@@ -161,13 +161,18 @@ def floor(program: Program, source: Path, out: Path) -> int:
     return out.stat().st_size
 
 
+def edit_line(original: bytes, nonce: str) -> bytes:
+    """A Go source file with one line appended: `var _ = "bench edit NONCE"` (it compiles, and
+    each nonce makes a new package)."""
+    newline = b"" if original.endswith(b"\n") else b"\n"
+    return original + newline + f'var _ = "bench edit {nonce}"\n'.encode()
+
+
 @contextmanager
 def edited(path: Path, nonce: str) -> Iterator[None]:
-    """The file with one line appended (`var _ = "bench edit NONCE"`: it compiles, and each
-    nonce makes a new package), restored byte for byte afterwards."""
+    """The file with one line appended (edit_line), restored byte for byte afterwards."""
     original = path.read_bytes()
-    newline = b"" if original.endswith(b"\n") else b"\n"
-    path.write_bytes(original + newline + f'var _ = "bench edit {nonce}"\n'.encode())
+    path.write_bytes(edit_line(original, nonce))
     try:
         yield
     finally:

@@ -14,19 +14,19 @@ The JSON document (schema_version 1):
      "sizes": [{"program", "side", "ref", "uncompressed", "compressed", "layers", "floor"}],
      "breakdowns": [{"program", "command", "total", "parts": [{"name", "seconds", "how"}]}],
      "baseline": null | {"ref": "HEAD~3", "commit": "<40 hex>", "short": "1a2b3c4",
-                         "side_prefix": "ours@1a2b3c4"},
+                         "side_prefix": "ours@1a2b3c4", "watch": true},
      "before_after": [{"program", "peer", "scenario", "before": {"median", "n"},
                        "now": {"median", "n"}, "ratio", "note"}]}
 
-Sides: `ours (export)` and `ours (publish)` are the current pipeline; `docker` and `ko` the
-peers; with --baseline, `ours@<short> (export|publish)` are the pipeline as committed at that
-revision. "summary" compares the current ours with the peer only, the
+Sides: `ours (export)`, `ours (publish)` and `ours (watch)` are the current pipeline; `docker`
+and `ko` the peers; with --baseline, `ours@<short> (export|publish|watch)` are the pipeline as
+committed at that revision. "summary" compares the current ours with the peer only, the
 baseline never; ratio = ours / the peer's: below 1 ours is faster (or smaller).
-"baseline" (null without --baseline) says which revision the baseline sides ran;
-"before_after" (empty without it) compares, per program, comparison and scenario, the
-baseline's median with the current one's: ratio = now / before, below 1 the current pipeline is
-faster. Both keys came after schema_version 1 was set; a document without them reads back as a
-run without baseline.
+"baseline" (null without --baseline) says which revision the baseline sides ran, and whether
+it took part in the watch scenario (a revision without --watch does not); "before_after" (empty
+without it) compares, per program, comparison and scenario, the baseline's median with the
+current one's: ratio = now / before, below 1 the current pipeline is faster. Both keys came
+after schema_version 1 was set; a document without them reads back as a run without baseline.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Sample:
     program: str
     peer: str  # the comparison it belongs to: "docker" or "ko"
     scenario: str
-    side: str  # "ours (export)", "ours (publish)", "docker", "ko", "ours@... (export)"
+    side: str  # "ours (export)", "ours (publish)", "ours (watch)", "docker", "ko", "ours@..."
     index: int
     seconds: float
     detail: dict[str, Any] = field(default_factory=dict)
@@ -170,7 +170,7 @@ class Results:
     samples: tuple[Sample, ...]
     sizes: tuple[Size, ...] = ()
     breakdowns: tuple[Breakdown, ...] = ()
-    baseline: dict[str, Any] | None = None  # --baseline: ref, commit, short, side_prefix
+    baseline: dict[str, Any] | None = None  # --baseline: ref, commit, short, side_prefix, watch
 
     def rows(self) -> list[Row]:
         """One row per program, comparison and scenario, in the order they were run: the
@@ -338,7 +338,7 @@ def speed_notes(results: Results) -> list[str]:
     return [f"{r.scenario}* ({r.program} vs {r.peer}): {r.note}" for r in results.rows() if r.note]
 
 
-SPEED_TITLE = "speed: medians of one-shot builds"
+SPEED_TITLE = "speed: medians (one-shot builds; ours (watch): the rebuild by a running --watch)"
 
 
 def before_after_title(results: Results) -> str:
@@ -511,9 +511,12 @@ def markdown(results: Results) -> str:
         "the same registry. Same go, same flags, same bases. Scenarios: cold (the side's build "
         "caches emptied, base images kept), no change, a line added to a source file of the "
         "main package, a line added to a test file; every edit is new, and undone after its "
-        "sample.",
+        "sample. In `watch: one-line change` (against docker only), `ours (watch)` is one "
+        "`python -m pipeline multistage --watch` with the flags of `ours (export)`, started "
+        "once per program (untimed up to its first build), timed from the edit to the end of "
+        "its rebuild (its `watching` line); docker builds the same edit one-shot.",
         "",
-        "## Speed (median wall time of one-shot builds; ratio = ours / peer)",
+        "## Speed (median wall time; ratio = ours / peer)",
         "",
         _markdown_table(*speed_cells(results)),
         "",
@@ -528,6 +531,7 @@ def markdown(results: Results) -> str:
             f"`{b.get('side_prefix')}` is pipeline/ as committed at `{b.get('ref')}` "
             f"({b.get('commit')}), run by the same interpreter as a third side of every "
             "comparison, in the same scenarios with the same number of samples"
+            + ("" if b.get("watch", True) else " (except the watch scenario: it has no --watch)")
             + "; ratio = now / before: below 1, the current pipeline is faster.",
             "",
             _markdown_table(*before_after_cells(results)),

@@ -3,14 +3,20 @@ and each scenario, every side of the comparison (ours, the peer, and with --base
 baseline's ours) N samples each, alternately: sample i runs the sides in an order rotated by i,
 so that none always goes first. Then each side's image size against the floor, and where the
 time of one of our runs goes.
+
+The watch scenario (against docker only) starts our --watch process (and the baseline's) once
+per program, samples it alternately with docker's one-shot builds, and stops it (SIGINT) when
+its samples are done, before anything else runs: an idle session would hold part of the
+engine's cache through the next cold start's prune.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +25,12 @@ from typing import TypeVar
 from bench import baseline as baselines
 from bench import breakdown, machine
 from bench.baseline import Baseline
-from bench.programs import PROGRAMS, Program, fetch, floor, go_env, install_ko
+from bench.programs import PROGRAMS, BenchError, Program, fetch, floor, go_env, install_ko
 from bench.report import Breakdown, ProgramInfo, Results, Sample, Size
-from bench.scenarios import Scenario, prepared
+from bench.scenarios import Scenario, for_peer, prepared
 from bench.sides import Docker, Ko, Ours, Run, Side, Workspace
 from bench.sizes import docker_save_uncompressed, registry_image
+from bench.watch import INTERRUPTED, OursWatch
 
 PEERS = ("docker", "ko")
 KO_VERSION = "v0.19.1"
@@ -116,14 +123,47 @@ def rotated(sides: Sequence[T], index: int) -> list[T]:
     return [*sides[k:], *sides[:k]]
 
 
+@contextlib.contextmanager
+def watching(
+    watchers: Sequence[OursWatch], program: Program, source: Path, say: Callable[[str], None]
+) -> Iterator[None]:
+    """The watch processes started (their first builds done, untimed), and stopped with
+    SIGINT afterwards, whatever happened; a process that does not exit 130 then is an error."""
+    try:
+        for watcher in watchers:
+            seconds = watcher.start(program, source, say)
+            say(f"{program.name}: {watcher.name} first build done in {seconds:.2f}s (untimed)")
+        yield
+    except BaseException:
+        for watcher in watchers:
+            with contextlib.suppress(Exception):
+                watcher.stop()
+        raise
+    codes = {watcher.name: watcher.stop() for watcher in watchers}
+    wrong = {name: code for name, code in codes.items() if code != INTERRUPTED}
+    if wrong:
+        raise BenchError(
+            "; ".join(
+                f"{name} exited {code} on SIGINT, not {INTERRUPTED}" for name, code in wrong.items()
+            )
+        )
+
+
 def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
     """Run the whole bench; `say` gets one line per sample."""
     begin = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     baseline = options.baseline
+    baseline_watches = False
     if baseline is not None:
         say(f"baseline: pipeline/ at {baseline.ref} ({baseline.short}) into {baseline.directory}")
         baselines.extract(baseline)
+        if Scenario.WATCH in options.scenarios:
+            baseline_watches = baselines.has_watch(baseline)
+            if not baseline_watches:
+                say(
+                    f"baseline: {baseline.short} has no --watch; the watch scenario runs without it"
+                )
     ko = install_ko(KO_VERSION, options.work) if "ko" in options.peers else None
     workspace = Workspace(
         root=options.work,
@@ -155,27 +195,44 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
             sides |= {ours.name: ours, theirs.name: theirs}
             one_shot: list[Side] = [ours, *([before] if before else []), theirs]
             warmed: set[str] = set()
-            for scenario in options.scenarios:
+            for scenario in for_peer(peer, options.scenarios):
+                watchers: list[OursWatch] = []
+                if scenario is Scenario.WATCH:
+                    watchers.append(OursWatch(workspace, ours))
+                    if before is not None and baseline_watches:
+                        watchers.append(OursWatch(workspace, before))
+                timed: list[Side | OursWatch] = (
+                    [*watchers, theirs] if scenario is Scenario.WATCH else [*one_shot]
+                )
                 if scenario is Scenario.COLD:
                     warmed.clear()
                 else:
-                    for side in one_shot:  # untimed: each side has built this tree
-                        if side.name not in warmed:
+                    for side in timed:  # untimed: each one-shot side has built this tree
+                        if not isinstance(side, OursWatch) and side.name not in warmed:
                             side.build(program, source)
                             warmed.add(side.name)
                 count = options.cold_samples if scenario is Scenario.COLD else options.samples
-                for index in range(count):
-                    for side in rotated(one_shot, index):
-                        result, detail = _one_shot(
-                            scenario, side, program, source, next(nonces), workspace
-                        )
-                        samples.append(
-                            Sample(name, peer, scenario, side.name, index, result.seconds, detail)
-                        )
-                        say(
-                            f"{name} · {scenario} · {side.name} [{index + 1}/{count}]: "
-                            f"{result.seconds:.2f}s  ({time.perf_counter() - begin:.0f}s in)"
-                        )
+                with watching(watchers, program, source, say):
+                    for index in range(count):
+                        for side in rotated(timed, index):
+                            nonce = next(nonces)
+                            detail: dict[str, object]
+                            if isinstance(side, OursWatch):
+                                result = side.sample(program, nonce)
+                                detail = {**result.detail}
+                            else:
+                                result, detail = _one_shot(
+                                    scenario, side, program, source, nonce, workspace
+                                )
+                            samples.append(
+                                Sample(
+                                    name, peer, scenario, side.name, index, result.seconds, detail
+                                )
+                            )
+                            say(
+                                f"{name} · {scenario} · {side.name} [{index + 1}/{count}]: "
+                                f"{result.seconds:.2f}s  ({time.perf_counter() - begin:.0f}s in)"
+                            )
         say(f"{name}: sizes")
         sizes += _sizes(program, floor_bytes, sides, samples)
         if options.breakdown:
@@ -215,6 +272,7 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
                 "commit": baseline.commit,
                 "short": baseline.short,
                 "side_prefix": baseline.label,
+                "watch": baseline_watches,
             }
             if baseline
             else None

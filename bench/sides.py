@@ -6,7 +6,10 @@ caches are emptied for a cold start (base images stay), and where its image ends
   module and build caches) then `docker save` to a tarball.
 - `ours (publish)`: the same build pushed with `--publish`; its peer is `ko`: `ko build --bare`
   pushed to the same registry onto the same base.
-- `ours@<sha> (export|publish)`: with `--baseline REF`, the same sides run with
+- `ours (watch)`: in the watch scenario only, against `docker`: one long-lived
+  `python -m pipeline multistage --watch` with the flags of `ours (export)`, timed from an
+  edit to its rebuilt result (bench/watch.py).
+- `ours@<sha> (export|publish|watch)`: with `--baseline REF`, the same sides run with
   pipeline/ as committed at REF (bench/baseline.py): a third side in every comparison.
 
 Every side runs with the same go (1.26.8), the same flags (CGO_ENABLED=0 -trimpath
@@ -189,19 +192,22 @@ class Ours:
         *,
         test: bool = False,
         run: bool = False,
+        output: Path | None = None,
+        watch: bool = False,
     ) -> list[str]:
         """The pipeline's command line; the timed samples neither test nor run the image."""
         ws = self.workspace
         where = (
             ["--no-output", "--publish", self.image_ref(program)]
             if self.publish
-            else ["--output", str(self.file(program, ".tar"))]
+            else ["--output", str(output or self.file(program, ".tar"))]
         )
         return [
             sys.executable,
             "-m",
             "pipeline",
             "multistage",
+            *(["--watch"] if watch else []),
             "--test" if test else "--no-test",
             "--run" if run else "--no-run",
             "--go-image",

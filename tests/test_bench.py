@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from rich.console import Console
 from bench import baseline as baselines
 from bench.baseline import Baseline
 from bench.cli import resolve
-from bench.programs import PROGRAMS, edited, floor
+from bench.programs import PROGRAMS, BenchError, edited, floor
 from bench.report import (
     Breakdown,
     Part,
@@ -33,9 +34,10 @@ from bench.report import (
     render,
 )
 from bench.run import Options, rotated
-from bench.scenarios import Scenario
+from bench.scenarios import Scenario, for_peer
 from bench.sides import Ours, Workspace
 from bench.sizes import docker_save_uncompressed
+from bench.watch import OursWatch, WatchProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -351,6 +353,7 @@ def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path
         check=True,
     ).stdout
     baselines.extract(chosen)  # again, over the first copy: afresh
+    assert baselines.has_watch(chosen)
     where = subprocess.run(
         [sys.executable, "-c", "import pipeline.cli; print(pipeline.cli.__file__)"],
         cwd=chosen.directory,
@@ -376,11 +379,12 @@ def test_sides_of_the_baseline_have_names_files_and_refs_of_their_own(tmp_path: 
     now, before = Ours(workspace, publish=False), Ours(workspace, publish=False, baseline=chosen)
     assert (now.name, before.name) == ("ours (export)", "ours@1a2b3c4 (export)")
     assert Ours(workspace, publish=True, baseline=chosen).name == "ours@1a2b3c4 (publish)"
+    assert OursWatch(workspace, before).name == "ours@1a2b3c4 (watch)"
     assert (now.cwd, before.cwd) == (ROOT, chosen.directory)
     assert now.file(hello, ".tar") != before.file(hello, ".tar")
     assert now.image_ref(hello) != Ours(workspace, publish=True, baseline=chosen).image_ref(hello)
-    command = before.command(hello, tmp_path / "src", tmp_path / "r.json")
-    assert command[1:4] == ["-m", "pipeline", "multistage"]
+    command = before.command(hello, tmp_path / "src", tmp_path / "r.json", watch=True)
+    assert command[1:5] == ["-m", "pipeline", "multistage", "--watch"]
     assert all(Path(arg).is_absolute() for arg in command if "/" in arg and ":" not in arg)
 
 
@@ -417,6 +421,7 @@ def _with_baseline() -> Results:
             "commit": "1a2b3c4" + "0" * 33,
             "short": "1a2b3c4",
             "side_prefix": "ours@1a2b3c4",
+            "watch": True,
         },
     )
 
@@ -471,15 +476,129 @@ def test_before_and_after_is_in_the_json_and_the_markdown(tmp_path: Path) -> Non
     assert "0.40x" in shown.getvalue()
 
 
+# --- the watch scenario -------------------------------------------------------------------
+
+
+def test_watch_is_a_scenario_of_the_docker_comparison_only() -> None:
+    everything = list(Scenario)
+    assert Scenario.WATCH in _resolve().scenarios
+    assert Scenario.WATCH in _resolve(quick=True).scenarios
+    assert for_peer("docker", everything) == everything
+    assert Scenario.WATCH not in for_peer("ko", everything)
+    assert for_peer("ko", [Scenario.WATCH]) == []
+
+
+# A stand-in for `python -m pipeline multistage --watch` as the harness sees it: lines on
+# stderr (argv), then it waits for SIGINT and exits 130, or exits with the code given.
+FAKE_WATCH = """
+import sys, time
+*lines, code = sys.argv[1:]
+try:
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+        time.sleep(0.05)
+    if code != "wait":
+        sys.exit(int(code))
+    time.sleep(60)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _fake(tmp_path: Path, *args: str) -> WatchProcess:
+    return WatchProcess(
+        "fake (watch)",
+        [sys.executable, "-c", FAKE_WATCH, *args],
+        cwd=tmp_path,
+        log=tmp_path / "fake.log",
+    )
+
+
+def test_watch_process_times_each_build_by_its_watching_line(tmp_path: Path) -> None:
+    process = _fake(tmp_path, "building", "watching /src", "watching /src", "wait")
+    try:
+        start = time.perf_counter()
+        first = process.next_build(30)
+        second = process.next_build(30)
+        assert start < first <= second <= time.perf_counter()
+        assert list(process.tail) == ["building", "watching /src", "watching /src"]
+    finally:
+        assert process.stop() == 130
+
+
+def test_watch_process_fails_a_build_that_printed_error(tmp_path: Path) -> None:
+    process = _fake(
+        tmp_path, "go: x.go:3: syntax error", "error: the build failed", "watching /src", "wait"
+    )
+    try:
+        with pytest.raises(
+            BenchError, match=r"fake \(watch\): the build failed .*error: the build"
+        ):
+            process.next_build(30)
+    finally:
+        assert process.stop() == 130
+
+
+def test_watch_process_that_ends_or_says_nothing_is_an_error(tmp_path: Path) -> None:
+    ended = _fake(tmp_path, "boom", "3")
+    with pytest.raises(BenchError, match=r"ended \(exit 3\)(.|\n)*boom"):
+        ended.next_build(30)
+    assert ended.stop() == 3
+    silent = _fake(tmp_path, "wait")
+    try:
+        start = time.perf_counter()
+        with pytest.raises(BenchError, match="no build result"):
+            silent.next_build(0.5)
+        assert 0.5 <= time.perf_counter() - start < 5
+    finally:
+        assert silent.stop() == 130
+
+
 @pytest.mark.engine
-def test_a_real_run_with_a_baseline(engine_env: dict[str, str], tmp_path: Path) -> None:
-    """Hello world against docker, no change, 2 samples, with --baseline HEAD: three sides,
-    rotated; the ours-vs-docker rows without the baseline; before and after in every output."""
+def test_a_watch_build_that_fails_fails_the_sample(
+    engine_env: dict[str, str], hello: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real --watch process; an edit that does not compile (the nonce closes the string):
+    the sample fails and says why, the edit is undone, the process stops on SIGINT (130)."""
+    for key, value in engine_env.items():
+        monkeypatch.setenv(key, value)
+    workspace = Workspace(
+        root=tmp_path / "work",
+        registry=engine_env.get("TESTBED_REGISTRY", "127.0.0.1:5000"),
+        docker="docker",
+        ko=Path("ko"),
+        go_image="golang:1.26",
+        runtime_image="busybox:1.35",
+        platform="linux/amd64",
+    )
+    program = PROGRAMS["helloworld"]
+    side = OursWatch(workspace, Ours(workspace, publish=False))
+    said: list[str] = []
+    try:
+        assert side.start(program, hello, said.append) > 0
+        assert side.source is not None
+        original = (side.source / program.source_file).read_bytes()
+        with pytest.raises(BenchError, match=r"ours \(watch\): the build failed") as failed:
+            side.sample(program, 'broken" here')
+        assert "greeting.go" in str(failed.value), "the message quotes the compiler"
+        assert (side.source / program.source_file).read_bytes() == original
+    finally:
+        assert side.stop() == 130
+    assert "first build" in said[0]
+
+
+@pytest.mark.engine
+def test_a_real_run_with_the_watch_scenario_and_a_baseline(
+    engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Hello world against docker, no change and the watch scenario, 2 samples each, with
+    --baseline HEAD: three sides in each, rotated; every watch sample a new image; the
+    ours-vs-docker rows without the baseline; the watch processes gone afterwards."""
     report, work = tmp_path / "bench.json", tmp_path / "work"
     done = _bench(
         "--programs=helloworld",
         "--peers=docker",
-        "--scenarios=no change",
+        "--scenarios=no change,watch: one-line change",
         "--samples=2",
         "--no-breakdown",
         "--baseline=HEAD",
@@ -493,6 +612,7 @@ def test_a_real_run_with_a_baseline(engine_env: dict[str, str], tmp_path: Path) 
     data = json.loads(report.read_text())
     short = _git("rev-parse", "--short", "HEAD")
     assert data["baseline"]["short"] == short
+    assert data["baseline"]["watch"] is True
     assert (work / "baseline" / short / "pipeline" / "__main__.py").is_file()
     by_scenario: dict[str, list[dict[str, Any]]] = {}
     for sample in data["samples"]:
@@ -505,11 +625,38 @@ def test_a_real_run_with_a_baseline(engine_env: dict[str, str], tmp_path: Path) 
         "docker",
         "ours (export)",
     ]
+    watch = by_scenario["watch: one-line change"]
+    assert [s["side"] for s in watch] == [
+        "ours (watch)",
+        f"ours@{short} (watch)",
+        "docker",
+        f"ours@{short} (watch)",
+        "docker",
+        "ours (watch)",
+    ]
+    digests = [s["detail"]["digest"] for s in watch if "(watch)" in s["side"]]
+    assert len(set(digests)) == 4, f"every watch sample builds a new image: {digests}"
+    assert all(0 < s["seconds"] < 120 for s in watch)
     summary = {r["scenario"]: r for r in data["summary"]}
-    assert summary["no change"]["ours"]["n"] == 2
-    assert summary["no change"]["theirs"]["n"] == 2
+    assert summary["watch: one-line change"]["ours"]["n"] == 2
+    assert summary["watch: one-line change"]["theirs"]["n"] == 2
     assert [(c["scenario"], c["before"]["n"], c["now"]["n"]) for c in data["before_after"]] == [
         ("no change", 2, 2),
+        ("watch: one-line change", 2, 2),
     ]
     assert f"Before and after (ours@{short} vs ours, same run)" in done.stdout
     assert f"## Before and after (ours@{short} vs ours" in (tmp_path / "bench.md").read_text()
+    assert _processes_naming(work) == [], "a --watch process outlived the bench"
+
+
+def _processes_naming(path: Path) -> list[str]:
+    """The command lines of the running processes that name `path`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if any(str(path).encode() in word for word in words):
+            found.append(b" ".join(words).decode(errors="replace"))
+    return found
