@@ -130,13 +130,6 @@ async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
     return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
 
 
-async def _buildinfo(built: Built) -> str:
-    """The binary's build info (`go version -m -json`): what the SBOM is made from."""
-    return await built.build_stage.with_exec(
-        ["go", "version", "-m", "-json", built.binary_path]
-    ).stdout()
-
-
 def _sbom(buildinfo: str, settings: Settings, info: ImageInfo, original: Settings) -> bytes:
     """The SPDX SBOM of a reproducible image, from its binary's build info."""
     assert settings.provenance is not None
@@ -230,34 +223,41 @@ class Session:
     """What the variants built in one Dagger session share."""
 
     native: Platform
-    opened: float  # time.monotonic() when the session opened
     scratch: Path
     bases: dict[str, ImageInfo] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
     canonical: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # recompressed once
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
+    clock: anyio.Event = field(default_factory=anyio.Event)
 
 
-async def _cache_state(build_stage: dagger.Container, session: Session) -> str:
-    """ "cold" if `go build` ran in this session, "warm" if its result came from the cache.
+async def _engine_clock(settings: Settings, session: Session) -> None:
+    """Read the engine's wall clock as the session opens, in a container no cache can answer
+    (the host's clock may differ, e.g. when the engine runs in a VM). It runs beside the
+    first build."""
+    stamp = (
+        dag.container()
+        .from_(settings.go_image)
+        .with_env_variable("PIPELINE_SESSION", uuid.uuid4().hex)  # never cached
+        .with_exec(["date", "+%s.%N"])
+    )
+    session.started = float((await stamp.stdout()).strip())
+    session.clock.set()
 
-    An exec stamped right after the build is cached exactly when the build is: its stamp is
-    older than the session if it came from the cache. The session's start on the engine's
-    clock (which may differ from the host's, e.g. in a VM) is the engine's time now, read by
-    an exec no cache can answer, less the session's age on the host. The two execs run
-    concurrently, and beside the export."""
-    age = time.monotonic() - session.opened
-    stamps: dict[str, float] = {}
 
-    async def stamp(key: str, container: dagger.Container) -> None:
-        stamps[key] = float((await container.with_exec(["date", "+%s.%N"]).stdout()).strip())
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(stamp, "build", build_stage)
-        group.start_soon(
-            stamp, "now", build_stage.with_env_variable("PIPELINE_NOW", uuid.uuid4().hex)
-        )
-    return "warm" if stamps["build"] < stamps["now"] - age else "cold"
+async def _after_build(built: Built, session: Session) -> tuple[str, str]:
+    """One exec right after the build, cached exactly when the build is: its stamp, older
+    than the session if it came from the cache, says "cold" (`go build` ran in this session)
+    or "warm"; it also prints the binary's build info (`go version -m -json`), what the SBOM
+    is made from. It runs beside the export."""
+    script = 'date +%s.%N && exec go version -m -json "$1"'
+    printed = await built.build_stage.with_exec(
+        ["sh", "-c", script, "sh", built.binary_path]
+    ).stdout()
+    stamp, _, buildinfo = printed.partition("\n")
+    await session.clock.wait()
+    return ("warm" if float(stamp) < session.started else "cold"), buildinfo
 
 
 async def _base_info(image: Image, session: Session) -> ImageInfo | None:
@@ -305,21 +305,16 @@ async def _build_variant(
             w for w, on in (("--load", settings.load), ("--run", settings.run)) if on
         )
         notes.append(f"{skipped} skipped: no {native} image (the engine's own) among --platform")
-    wants_sbom = settings.provenance is not None and (
-        settings.output is not None or settings.publish is not None  # somewhere to put it
-    )
-    facts: dict[str, str] = {}
+    facts: list[tuple[str, str]] = []
 
-    async def learn(key: str, answer: Awaitable[str]) -> None:
-        facts[key] = await answer
+    async def learn() -> None:
+        facts.append(await _after_build(built, session))
 
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
     async with anyio.create_task_group() as group:
         # What the export does not wait for: the cache state and the SBOM's build info.
-        group.start_soon(learn, "cache", _cache_state(built.build_stage, session))
-        if wants_sbom:
-            group.start_soon(learn, "buildinfo", _buildinfo(built))
+        group.start_soon(learn)
         for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
             destination = settings.output
             if destination is not None and role != "image":
@@ -351,10 +346,12 @@ async def _build_variant(
             reports.append(report)
 
     info, tarball = infos[0]
-    document = None
-    if wants_sbom:
+    (cache, buildinfo), document = facts[0], None
+    if settings.provenance is not None and (
+        settings.output is not None or settings.publish is not None  # somewhere to put it
+    ):
         with clock.step("sbom"):
-            document = _sbom(facts["buildinfo"], settings, info, original)
+            document = _sbom(buildinfo, settings, info, original)
     if document is not None and settings.output is not None:
         sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
         write_bytes(sbom_path, document)
@@ -391,7 +388,7 @@ async def _build_variant(
         images=tuple(reports),
         printed=printed,
         steps=tuple(clock.steps),
-        cache=facts["cache"],
+        cache=cache,
         notes=tuple(notes),
     )
 
@@ -512,7 +509,10 @@ async def _in_session(body: Callable[[Session], Awaitable[T]], settings: Setting
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                return await body(Session(native, time.monotonic(), scratch))
+                session = Session(native, scratch)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_engine_clock, settings, session)
+                    return await body(session)
             except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = _translate(err, settings)
