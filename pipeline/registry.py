@@ -24,7 +24,7 @@ import requests
 
 from pipeline.errors import RegistryError, unreachable_reason
 from pipeline.reproducible import REF_NAME
-from pipeline.settings import ImageRef, Secret
+from pipeline.settings import ImageRef, Secret, Settings
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,6 +38,11 @@ class Login:
     username: str | None
     password: Secret | None
     ca: Path | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Login:
+        """The run's --registry-username, PIPELINE_REGISTRY_PASSWORD and --registry-ca."""
+        return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
 
 
 def _is_loopback(host: str) -> bool:

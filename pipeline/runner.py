@@ -148,9 +148,7 @@ async def _publish_sbom(document: bytes | None, settings: Settings, info: ImageI
         return None
     from pipeline import registry  # oras and requests: only a push needs them
 
-    login = registry.Login(
-        settings.registry_username, settings.registry_password, settings.registry_ca
-    )
+    login = registry.Login.of(settings)
     subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
     push = functools.partial(
         registry.push_sbom,
@@ -190,9 +188,7 @@ async def _publish(image: Image, settings: Settings, tarball: Path, info: ImageI
     if settings.provenance is not None:
         from pipeline import registry  # oras and requests: only a push needs them
 
-        login = registry.Login(
-            settings.registry_username, settings.registry_password, settings.registry_ca
-        )
+        login = registry.Login.of(settings)
         push = functools.partial(
             registry.push_image, tarball, ref, login, ref_name=image.ref, digest=info.digest
         )
@@ -289,14 +285,13 @@ async def _build_variant(
     original = settings
     settings, pinned = await _pin_bases(settings)
 
-    async def build(reload: bool) -> Built:
-        current = replace(settings, reload_source=True) if reload else settings
+    async def build(current: Settings) -> Built:
         built = await VARIANTS[settings.variant](Target(current, tree, platforms, native, scratch))
         await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
         return built
 
     with clock.step("build"):
-        built = await _uploading(build)
+        built = await _uploading(build, settings)
 
     runnable = platforms.index(native) if native in platforms else None
     notes: list[str] = []
@@ -394,34 +389,39 @@ async def _build_variant(
 
 
 async def _vet_and_test(settings: Settings, tree: SourceTree) -> Step:
-    async def test(reload: bool) -> None:
-        current = replace(settings, reload_source=True) if reload else settings
+    async def test(current: Settings) -> None:
         await vet_and_test(current, tree).sync()
 
     clock = Clock()
     with clock.step("test"):
-        await _uploading(test)
+        await _uploading(test, settings)
     return clock.steps[0]
 
 
 _CHANGED_IN_UPLOAD = re.compile(r'conflict at "([^"]+)": mod time changed')
 
 
-def _changed_in_upload(err: BaseException) -> str | None:
-    """The file the engine saw change while it was uploading the source, if that failed."""
+def _first(err: BaseException) -> BaseException:
+    """The first failure inside task groups (anyio raises them as exception groups)."""
     while isinstance(err, BaseExceptionGroup):
         err = err.exceptions[0]
+    return err
+
+
+def _changed_in_upload(err: BaseException) -> str | None:
+    """The file the engine saw change while it was uploading the source, if that failed."""
+    err = _first(err)
     found = _CHANGED_IN_UPLOAD.search(str(err)) if isinstance(err, dagger.QueryError) else None
     return found.group(1) if found else None
 
 
-async def _uploading(attempt: Callable[[bool], Awaitable[T]]) -> T:
-    """Run `attempt`, which uploads the source; if a file changed while it was being uploaded
-    (an editor saving, a generator writing), upload the tree again (`attempt(True)`), up to
-    UPLOAD_TRIES times in all."""
+async def _uploading(attempt: Callable[[Settings], Awaitable[T]], settings: Settings) -> T:
+    """Run `attempt(settings)`, which uploads the source; if a file changed while it was being
+    uploaded (an editor saving, a generator writing), run it again with settings that read the
+    tree from the host anew, up to UPLOAD_TRIES times in all."""
     for tried in range(1, UPLOAD_TRIES + 1):
         try:
-            return await attempt(tried > 1)
+            return await attempt(settings if tried == 1 else replace(settings, reload_source=True))
         except (dagger.QueryError, ExceptionGroup) as err:
             if tried == UPLOAD_TRIES or _changed_in_upload(err) is None:
                 raise
@@ -483,8 +483,7 @@ def _scratch_dir() -> Path:
 
 def _translate(err: BaseException, settings: Settings) -> BaseException:
     """Our error for an engine error; the first failure of a task group; others unchanged."""
-    while isinstance(err, BaseExceptionGroup):
-        err = err.exceptions[0]
+    err = _first(err)
     if isinstance(err, dagger.ExecError):
         command = " ".join(err.command)
         # go test reports failures on stdout, the compiler on stderr: show both.

@@ -49,17 +49,18 @@ def test_uploading_reads_the_tree_again_when_a_file_changed_during_upload(
 ) -> None:
     reloads: list[bool] = []
 
-    async def attempt(reload: bool) -> str:
-        reloads.append(reload)
+    async def attempt(settings: Settings) -> str:
+        reloads.append(settings.reload_source)
         if len(reloads) <= failures:
             raise ExceptionGroup("build", [query_error(message)])  # as _sync_all raises it
         return "built"
 
+    settings = Settings(Variant.MULTISTAGE)
     if succeeds:
-        assert anyio.run(runner._uploading, attempt) == "built"
+        assert anyio.run(runner._uploading, attempt, settings) == "built"
     else:
         with pytest.raises(ExceptionGroup):
-            anyio.run(runner._uploading, attempt)
+            anyio.run(runner._uploading, attempt, settings)
     assert reloads == [False] + [True] * (tries - 1)
 
 
