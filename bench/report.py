@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,51 +173,53 @@ class Results:
     breakdowns: tuple[Breakdown, ...] = ()
     baseline: dict[str, Any] | None = None  # --baseline: ref, commit, short, side_prefix, watch
 
-    def rows(self) -> list[Row]:
-        """One row per program, comparison and scenario, in the order they were run: the
-        current ours against the peer (the baseline's samples take no part)."""
+    def _paired(
+        self, side: Callable[[Sample], int | None], *, held_by: tuple[int, ...], whose: str
+    ) -> list[tuple[str, str, str, Stat, Stat, str]]:
+        """Per program, comparison and scenario, in the order they were run: the medians of
+        two groups of samples (`side` says 0 or 1, or None to leave a sample out), where both
+        have some, and a note when a cold start of a group in `held_by` was not fully cold."""
         groups: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
         held: dict[tuple[str, str, str], int] = {}
         for s in self.samples:
+            index = side(s)
+            if index is None:
+                continue
             key = (s.program, s.peer, s.scenario)
-            mine, theirs = groups.setdefault(key, ([], []))
-            if s.ours:
-                mine.append(s.seconds)
+            groups.setdefault(key, ([], []))[index].append(s.seconds)
+            if index in held_by:
                 held[key] = max(held.get(key, 0), s.held)
-            elif not s.baseline:
-                theirs.append(s.seconds)
         return [
-            Row(
+            (
                 *key,
-                Stat(statistics.median(mine), len(mine)),
-                Stat(statistics.median(theirs), len(theirs)),
-                note=_held_note(held.get(key, 0), "ours"),
+                Stat(statistics.median(first), len(first)),
+                Stat(statistics.median(second), len(second)),
+                _held_note(held.get(key, 0), whose),
             )
-            for key, (mine, theirs) in groups.items()
-            if mine and theirs
+            for key, (first, second) in groups.items()
+            if first and second
+        ]
+
+    def rows(self) -> list[Row]:
+        """One row per program, comparison and scenario, in the order they were run: the
+        current ours against the peer (the baseline's samples take no part)."""
+        return [
+            Row(*paired)
+            for paired in self._paired(
+                lambda s: 0 if s.ours else None if s.baseline else 1, held_by=(0,), whose="ours"
+            )
         ]
 
     def changes(self) -> list[Change]:
         """Before and after: the baseline's ours against the current ours, per program,
         comparison and scenario, in the order they were run."""
-        groups: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
-        held: dict[tuple[str, str, str], int] = {}
-        for s in self.samples:
-            if not (s.ours or s.baseline):
-                continue
-            key = (s.program, s.peer, s.scenario)
-            before, now = groups.setdefault(key, ([], []))
-            (before if s.baseline else now).append(s.seconds)
-            held[key] = max(held.get(key, 0), s.held)
         return [
-            Change(
-                *key,
-                Stat(statistics.median(before), len(before)),
-                Stat(statistics.median(now), len(now)),
-                note=_held_note(held.get(key, 0), "a side"),
+            Change(*paired)
+            for paired in self._paired(
+                lambda s: 0 if s.baseline else 1 if s.ours else None,
+                held_by=(0, 1),
+                whose="a side",
             )
-            for key, (before, now) in groups.items()
-            if before and now
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -307,31 +310,33 @@ def _ratio(value: float) -> str:
 # Each table as a header and rows of cells: the terminal and Markdown show the same cells.
 
 
-def speed_cells(results: Results) -> tuple[list[str], list[list[str]]]:
-    header = [
-        "program",
-        "scenario",
-        "peer",
-        "ours (median)",
-        "n",
-        "peer (median)",
-        "n",
-        "ours/peer",
-    ]
-    rows = [
+def _median_cells(
+    left: str, right: str, ratio: str, rows: list[tuple[str, str, str, Stat, Stat, str, float]]
+) -> tuple[list[str], list[list[str]]]:
+    """A table of two medians and their ratio: (program, peer, scenario, left, right, note,
+    ratio) per row; a scenario with a note is starred."""
+    header = ["program", "scenario", "peer", f"{left} (median)", "n", f"{right} (median)", "n"]
+    cells = [
         [
-            r.program,
-            r.scenario + ("*" if r.note else ""),
-            r.peer,
-            _seconds(r.ours.median),
-            str(r.ours.n),
-            _seconds(r.theirs.median),
-            str(r.theirs.n),
-            _ratio(r.ratio),
+            program,
+            scenario + ("*" if note else ""),
+            peer,
+            _seconds(first.median),
+            str(first.n),
+            _seconds(second.median),
+            str(second.n),
+            _ratio(value),
         ]
-        for r in results.rows()
+        for program, peer, scenario, first, second, note, value in rows
     ]
-    return header, rows
+    return [*header, ratio], cells
+
+
+def speed_cells(results: Results) -> tuple[list[str], list[list[str]]]:
+    rows = [
+        (r.program, r.peer, r.scenario, r.ours, r.theirs, r.note, r.ratio) for r in results.rows()
+    ]
+    return _median_cells("ours", "peer", "ours/peer", rows)
 
 
 def speed_notes(results: Results) -> list[str]:
@@ -341,37 +346,19 @@ def speed_notes(results: Results) -> list[str]:
 SPEED_TITLE = "speed: medians (one-shot builds; ours (watch): the rebuild by a running --watch)"
 
 
+def _baseline_label(results: Results) -> str:
+    return str((results.baseline or {}).get("side_prefix", BASELINE_PREFIX + "?"))
+
+
 def before_after_title(results: Results) -> str:
-    label = (results.baseline or {}).get("side_prefix", BASELINE_PREFIX + "?")
-    return f"Before and after ({label} vs ours, same run)"
+    return f"Before and after ({_baseline_label(results)} vs ours, same run)"
 
 
 def before_after_cells(results: Results) -> tuple[list[str], list[list[str]]]:
-    label = (results.baseline or {}).get("side_prefix", BASELINE_PREFIX + "?")
-    header = [
-        "program",
-        "scenario",
-        "peer",
-        f"{label} (median)",
-        "n",
-        "ours (median)",
-        "n",
-        "now/before",
-    ]
     rows = [
-        [
-            c.program,
-            c.scenario + ("*" if c.note else ""),
-            c.peer,
-            _seconds(c.before.median),
-            str(c.before.n),
-            _seconds(c.now.median),
-            str(c.now.n),
-            _ratio(c.ratio),
-        ]
-        for c in results.changes()
+        (c.program, c.peer, c.scenario, c.before, c.now, c.note, c.ratio) for c in results.changes()
     ]
-    return header, rows
+    return _median_cells(_baseline_label(results), "ours", "now/before", rows)
 
 
 def before_after_notes(results: Results) -> list[str]:
