@@ -41,6 +41,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.report import human_size
+
 SCHEMA_VERSION = 1
 OURS_PREFIX = "ours ("  # the current pipeline's sides: ours (export), ours (publish)...
 BASELINE_PREFIX = "ours@"  # --baseline's: ours@1a2b3c4 (export)...
@@ -287,16 +289,6 @@ def from_json(data: dict[str, Any]) -> Results:
         ),
         baseline=data.get("baseline"),
     )
-
-
-def human_size(size: int) -> str:
-    """Bytes in powers of 1000, as `docker image ls` shows them: 3.72MB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{value:.3g}GB"
 
 
 def _seconds(value: float) -> str:
