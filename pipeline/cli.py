@@ -273,14 +273,14 @@ def check_destinations(settings: Settings) -> None:
     for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
         if path is not None:
             check_destination(path, option=option)
-    if settings.variant is Variant.BUILDER and settings.output is not None:
-        build_tar = settings.output.parent / f"{settings.name}-build.tar"
-        if build_tar.resolve() == settings.output.resolve():
-            raise UsageError(
-                f"--output {settings.output}: that is where the builder image goes; "
-                "choose another name"
-            )
-        check_destination(build_tar, option="--output (the builder image)")
+    build_tar = settings.builder_output
+    if settings.variant is not Variant.BUILDER or settings.output is None or build_tar is None:
+        return
+    if build_tar.resolve() == settings.output.resolve():
+        raise UsageError(
+            f"--output {settings.output}: that is where the builder image goes; choose another name"
+        )
+    check_destination(build_tar, option="--output (the builder image)")
 
 
 @contextlib.contextmanager

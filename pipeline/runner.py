@@ -311,9 +311,7 @@ async def _build_variant(
         # What the export does not wait for: the cache state and the SBOM's build info.
         group.start_soon(learn)
         for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
-            destination = settings.output
-            if destination is not None and role != "image":
-                destination = destination.parent / f"{image.ref.partition(':')[0]}.tar"
+            destination = settings.output if role == "image" else settings.builder_output
             # The variant's own image is made reproducible; the builder pattern's build image,
             # like the naive one, is what it is.
             epoch = settings.provenance.epoch if settings.provenance and role == "image" else None

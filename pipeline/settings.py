@@ -204,6 +204,12 @@ class Settings:
     def scratch(self) -> bool:
         return self.runtime_image == SCRATCH
 
+    @property
+    def builder_output(self) -> Path | None:
+        """Where the builder pattern's build image is exported: <name>-build.tar beside
+        --output (None without one)."""
+        return None if self.output is None else self.output.parent / f"{self.name}-build.tar"
+
 
 def default_output(name: str, variant: Variant) -> Path:
     """build/<name>-<variant>.tar"""
