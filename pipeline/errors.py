@@ -12,6 +12,9 @@ UsageError             an option's value is wrong, found before any engine work 
 
 from __future__ import annotations
 
+# The one way a registry password reaches the pipeline (never a flag: flags show in `ps`).
+PASSWORD_ENV = "PIPELINE_REGISTRY_PASSWORD"
+
 
 class PipelineError(Exception):
     """A failure the user can act on; str() is the one line to show."""
@@ -27,6 +30,13 @@ class BuildFailed(PipelineError):
 
 class RegistryError(PipelineError):
     """A registry refused a pull or a push, or could not be reached."""
+
+
+def auth_failed(registry: str) -> RegistryError:
+    """The registry refused our credentials (or wanted some)."""
+    return RegistryError(
+        f"authentication failed for {registry}: check --registry-username and {PASSWORD_ENV}"
+    )
 
 
 class EngineUnavailable(PipelineError):

@@ -22,7 +22,7 @@ import oras.layout
 import oras.provider
 import requests
 
-from pipeline.errors import RegistryError, unreachable_reason
+from pipeline.errors import RegistryError, auth_failed, unreachable_reason
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import ImageRef, Secret, Settings
 
@@ -41,7 +41,7 @@ class Login:
 
     @classmethod
     def of(cls, settings: Settings) -> Login:
-        """The run's --registry-username, PIPELINE_REGISTRY_PASSWORD and --registry-ca."""
+        """The run's --registry-username, its password and --registry-ca."""
         return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
 
 
@@ -112,19 +112,13 @@ def _errors(ref: ImageRef) -> Iterator[None]:
         raise RegistryError(f"registry {ref.registry} did not answer in time") from None
     except ValueError as err:
         if "401" in str(err) or "nauthorized" in str(err) or "UNAUTHORIZED" in str(err):
-            raise RegistryError(
-                f"authentication failed for {ref.registry}: check --registry-username and "
-                "PIPELINE_REGISTRY_PASSWORD"
-            ) from None
+            raise auth_failed(ref.registry) from None
         raise RegistryError(f"push to {ref.registry} failed: {err}") from None
 
 
 def _check(response: requests.Response, ref: ImageRef, what: str) -> None:
     if response.status_code == 401:
-        raise RegistryError(
-            f"authentication failed for {ref.registry}: check --registry-username and "
-            "PIPELINE_REGISTRY_PASSWORD"
-        )
+        raise auth_failed(ref.registry)
     if response.status_code >= 300:
         raise RegistryError(f"{what} at {ref.registry} failed: HTTP {response.status_code}")
 

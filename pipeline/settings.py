@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import Provenance
 
 SCRATCH = "scratch"
@@ -234,7 +234,7 @@ def check_registry_auth(
     if username is None and publish is None:
         return
     if (username is None) != (password is None):
-        missing = "PIPELINE_REGISTRY_PASSWORD" if password is None else "--registry-username"
+        missing = PASSWORD_ENV if password is None else "--registry-username"
         raise SettingsError(f"registry credentials are incomplete: set {missing} as well")
     if username is not None and publish is None:
         raise SettingsError("--registry-username is only used with --publish REF")

@@ -1,0 +1,194 @@
+"""Delivering what a recipe described: the OCI tarball (made reproducible), the load into
+Docker, the push to a registry with the SBOM as its referrer, and what each image measures."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import dagger
+from dagger import dag
+
+from pipeline import docker_cli, sbom
+from pipeline.engine import Session
+from pipeline.errors import PipelineError, RegistryError
+from pipeline.oci import ImageInfo, OCIError, read_image
+from pipeline.outputs import atomic_path
+from pipeline.report import ImageReport
+from pipeline.reproducible import normalise
+from pipeline.settings import Settings
+from pipeline.variants import Image
+
+NO_LOADER = "no supported api for loading image"
+PUBLISH_TIMEOUT = 300.0  # seconds: a push to a registry that never answers ends, and says so
+
+
+def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) -> None:
+    """A base image without a requested platform silently yields another one: refuse that."""
+    found = {m.platform for m in info.manifests}
+    missing = [p for p in platforms if p not in found]
+    if len(image.containers) == len(platforms) and missing:
+        raise PipelineError(
+            f"{image.ref}: no {', '.join(missing)} image came out (got {', '.join(sorted(found))});"
+            " the base image probably lacks that platform: use a multi-platform base or scratch"
+        )
+
+
+async def export(
+    image: Image,
+    destination: Path | None,
+    scratch: Path,
+    platforms: Sequence[str],
+    session: Session,
+    epoch: int | None,
+) -> tuple[ImageInfo, Path]:
+    """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
+    it back. It lands at `destination` (atomically) or, without one, in `scratch`."""
+    head, *rest = image.containers
+    target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
+    with atomic_path(target) as tmp:
+        if epoch is None:
+            await head.export(str(tmp), platform_variants=rest)
+        else:
+            raw = scratch / "engine-export.tar"
+            # normalise compresses every layer itself: the engine need not, nor we undo it.
+            await head.export(
+                str(raw),
+                platform_variants=rest,
+                forced_compression=dagger.ImageLayerCompression.Uncompressed,
+            )
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    normalise, raw, tmp, epoch=epoch, ref_name=image.ref, memo=session.canonical
+                )
+            )
+            raw.unlink()
+        try:
+            info = await anyio.to_thread.run_sync(read_image, tmp, session.layers)
+        except OCIError as err:
+            raise PipelineError(f"the exported image is unreadable: {err}") from err
+        _check_platforms(image, info, platforms)
+    return info, target
+
+
+async def base_info(image: Image, session: Session) -> ImageInfo | None:
+    """The base image, exported and read once per session (None for scratch)."""
+    if image.base is None:
+        return None
+    async with session.lock:
+        if image.base_ref not in session.bases:
+            path = session.scratch / f"base-{len(session.bases)}.tar"
+            await image.base.export(str(path))
+            try:
+                session.bases[image.base_ref] = await anyio.to_thread.run_sync(
+                    read_image, path, session.layers
+                )
+            except OCIError as err:
+                raise PipelineError(f"base image {image.base_ref} is unreadable: {err}") from None
+            path.unlink()
+        return session.bases[image.base_ref]
+
+
+async def load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
+    """Put the image into the local Docker: through the engine's image loader where it has
+    one, else `docker load` of a single-platform tarball."""
+    container = image.containers[index]
+    try:
+        await container.export_image(image.ref)
+    except dagger.QueryError as err:
+        if NO_LOADER not in str(err):
+            raise
+    else:
+        return image.ref
+    if tarball is None or len(image.containers) > 1:
+        tarball = scratch / "load.tar"
+        await container.export(str(tarball))
+    return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
+
+
+def sbom_document(buildinfo: str, settings: Settings, info: ImageInfo, tag: str) -> bytes:
+    """The SPDX SBOM of a reproducible image (named `tag`), from its binary's build info."""
+    assert settings.provenance is not None
+    subject = sbom.Subject(
+        name=tag,
+        digest=info.digest,
+        base=None if settings.scratch else settings.runtime_image,
+        epoch=settings.provenance.epoch,
+    )
+    return sbom.build_sbom(sbom.parse_buildinfo(buildinfo), subject)
+
+
+async def _push_sbom(document: bytes | None, settings: Settings, info: ImageInfo) -> str | None:
+    """The SBOM as a referrer of the published image; its fallback tag."""
+    if document is None or settings.publish is None or settings.provenance is None:
+        return None
+    from pipeline import registry  # oras and requests: only a push needs them
+
+    login = registry.Login.of(settings)
+    subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
+    push = functools.partial(
+        registry.push_sbom,
+        document,
+        settings.publish,
+        login,
+        subject=subject,
+        media_type=sbom.MEDIA_TYPE,
+        created=settings.provenance.created,
+    )
+    result: str = await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
+    return result
+
+
+async def _push_image(image: Image, settings: Settings, tarball: Path, info: ImageInfo) -> str:
+    """Push the image: the reproducible tarball through oras (digest kept), or, for naive,
+    what the engine builds (Container.publish)."""
+    ref = settings.publish
+    assert ref is not None
+    if settings.provenance is not None:
+        from pipeline import registry  # oras and requests: only a push needs them
+
+        login = registry.Login.of(settings)
+        push = functools.partial(
+            registry.push_image, tarball, ref, login, ref_name=image.ref, digest=info.digest
+        )
+        return await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
+    head, *rest = image.containers
+    if settings.registry_username and settings.registry_password:
+        secret = dag.set_secret("pipeline-registry-password", settings.registry_password.value)
+        head = head.with_registry_auth(ref.registry, settings.registry_username, secret)
+    return await head.publish(ref.text, platform_variants=rest)
+
+
+async def publish(
+    image: Image, settings: Settings, tarball: Path, info: ImageInfo, document: bytes | None
+) -> tuple[str, str | None]:
+    """Push the image, then its SBOM; within PUBLISH_TIMEOUT. The pushed reference with its
+    digest, and the SBOM's fallback tag (None without one)."""
+    assert settings.publish is not None
+    try:
+        with anyio.fail_after(PUBLISH_TIMEOUT):
+            published = await _push_image(image, settings, tarball, info)
+            referrer = await _push_sbom(document, settings, info)
+    except TimeoutError:
+        raise RegistryError(
+            f"registry {settings.publish.registry} did not finish the push within "
+            f"{PUBLISH_TIMEOUT:.0f}s: is it up, is the address right?"
+        ) from None
+    return published, referrer
+
+
+def image_report(role: str, image: Image, info: ImageInfo, output: str | None) -> ImageReport:
+    """What one exported image measures."""
+    return ImageReport(
+        ref=image.ref,
+        role=role,
+        digest=info.digest,
+        media_type=info.media_type,
+        platforms=tuple(m.platform for m in info.manifests),
+        uncompressed=info.uncompressed,
+        compressed=info.compressed,
+        layers=max(len(m.layers) for m in info.manifests),
+        output=output,
+    )

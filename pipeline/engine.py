@@ -1,0 +1,193 @@
+"""Reaching the Dagger engine: the session (opened and closed here), the engine's clock, the
+source upload and its retries, and the engine's errors turned into ours, each one line."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import dagger
+from dagger import dag
+
+from pipeline.clock import StepHook
+from pipeline.errors import (
+    BuildFailed,
+    EngineUnavailable,
+    OutputError,
+    PipelineError,
+    RegistryError,
+    UsageError,
+    auth_failed,
+    unreachable_reason,
+)
+from pipeline.oci import ImageInfo, Layer
+from pipeline.settings import BUILD_DIR, Platform, Settings, parse_platform
+
+T = TypeVar("T")
+UPLOAD_TRIES = 3  # a file saved while the source is uploaded: read the tree again, twice
+
+
+@dataclass
+class Session:
+    """What the builds of one Dagger session share."""
+
+    native: Platform
+    scratch: Path
+    hook: StepHook | None = None
+    bases: dict[str, ImageInfo] = field(default_factory=dict)
+    layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
+    canonical: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # recompressed once
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
+    clock: anyio.Event = field(default_factory=anyio.Event)
+
+
+async def _engine_clock(settings: Settings, session: Session) -> None:
+    """Read the engine's wall clock as the session opens, in a container no cache can answer
+    (the host's clock may differ, e.g. when the engine runs in a VM). It runs beside the
+    first build."""
+    stamp = (
+        dag.container()
+        .from_(settings.go_image)
+        .with_env_variable("PIPELINE_SESSION", uuid.uuid4().hex)  # never cached
+        .with_exec(["date", "+%s.%N"])
+    )
+    session.started = float((await stamp.stdout()).strip())
+    session.clock.set()
+
+
+def first(err: BaseException) -> BaseException:
+    """The first failure inside task groups (anyio raises them as exception groups)."""
+    while isinstance(err, BaseExceptionGroup):
+        err = err.exceptions[0]
+    return err
+
+
+_CHANGED_IN_UPLOAD = re.compile(r'conflict at "([^"]+)": mod time changed')
+
+
+def _changed_in_upload(err: BaseException) -> str | None:
+    """The file the engine saw change while it was uploading the source, if that failed."""
+    err = first(err)
+    found = _CHANGED_IN_UPLOAD.search(str(err)) if isinstance(err, dagger.QueryError) else None
+    return found.group(1) if found else None
+
+
+async def uploading(attempt: Callable[[Settings], Awaitable[T]], settings: Settings) -> T:
+    """Run `attempt(settings)`, which uploads the source; if a file changed while it was being
+    uploaded (an editor saving, a generator writing), run it again with settings that read the
+    tree from the host anew, up to UPLOAD_TRIES times in all."""
+    for tried in range(1, UPLOAD_TRIES + 1):
+        try:
+            return await attempt(settings if tried == 1 else replace(settings, reload_source=True))
+        except (dagger.QueryError, ExceptionGroup) as err:
+            if tried == UPLOAD_TRIES or _changed_in_upload(err) is None:
+                raise
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+_RESOLVING = re.compile(r'failed to resolve (?:source metadata for |image )"([^"]+)"')
+_DIALING = re.compile(r"dial tcp ([\w.\-\[\]:]+?):\s")
+
+
+def query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
+    """One line for an engine error that is not a failed command: what, and what to do."""
+    message = str(err)
+    head = message.splitlines()[0] if message else type(err).__name__
+    image = _RESOLVING.search(message)
+    dialed = _DIALING.search(message)
+    registry = (
+        dialed.group(1)
+        if dialed
+        else (settings.publish.registry if settings.publish else "the registry")
+    )
+    changed = _CHANGED_IN_UPLOAD.search(message)
+    if changed:
+        return PipelineError(
+            f"{changed.group(1)} kept changing while the source was uploaded ({UPLOAD_TRIES} "
+            "tries): run again once the tree is still"
+        )
+    if "no space left on device" in message:
+        return OutputError(f"no space left on the device of the output: {head}")
+    if "401 Unauthorized" in message or "unauthorized" in message.lower():
+        return auth_failed(
+            settings.publish.registry if settings.publish and not image else registry
+        )
+    reason = unreachable_reason(message)
+    if reason:
+        return RegistryError(
+            f"registry {registry} unreachable ({reason}): is it up, is the address right?"
+        )
+    if image and "not found" in message:
+        return RegistryError(
+            f"image {image.group(1)} not found: check its name and tag, and that its registry "
+            "has it"
+        )
+    return PipelineError(head)
+
+
+def translate(err: BaseException, settings: Settings) -> BaseException:
+    """Our error for an engine error; the first failure of a task group; others unchanged."""
+    err = first(err)
+    if isinstance(err, dagger.ExecError):
+        command = " ".join(err.command)
+        # go test reports failures on stdout, the compiler on stderr: show both.
+        return BuildFailed(
+            f"`{command}` failed with exit code {err.exit_code}",
+            detail="\n".join(part.strip() for part in (err.stdout, err.stderr) if part.strip()),
+        )
+    if isinstance(err, dagger.QueryError):
+        return query_failed(err, settings)
+    if isinstance(err, dagger.DaggerError):
+        return PipelineError(f"the Dagger engine failed: {str(err).splitlines()[0]}")
+    return err
+
+
+def _scratch_dir() -> Path:
+    """A private directory under build/ for files the run removes again."""
+    try:
+        BUILD_DIR.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".pipeline-", dir=BUILD_DIR)).resolve()
+    except OSError as err:
+        raise OutputError(
+            f"cannot make a work directory in {BUILD_DIR.resolve()}: {err.strerror}"
+        ) from None
+
+
+async def in_session(
+    body: Callable[[Session], Awaitable[T]], settings: Settings, hook: StepHook | None = None
+) -> T:
+    """Open the Dagger session, run `body`, and turn engine errors into ours."""
+    scratch = _scratch_dir()
+    own: BaseException | None = None
+    connected = False
+    try:
+        async with dagger.connection(dagger.Config(log_output=None)):
+            connected = True
+            try:
+                native = parse_platform(str(await dag.default_platform()))
+                session = Session(native, scratch, hook)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_engine_clock, settings, session)
+                    return await body(session)
+            except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
+                # Leave the session first: the SDK's teardown would wrap it in a SessionError.
+                own = translate(err, settings)
+        assert own is not None
+        raise own
+    except (dagger.ClientConnectionError, dagger.ProvisionError) as err:
+        if connected:  # the session broke (or its CLI failed) after it had started
+            raise PipelineError(f"the Dagger session failed: {err}") from None
+        raise EngineUnavailable(
+            "no Dagger engine reachable: run inside `dagger run` with Docker running, "
+            f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"
+        ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

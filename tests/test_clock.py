@@ -1,0 +1,49 @@
+"""pipeline.clock: each step timed in order, and the hook told as each starts and ends, also
+when the step fails."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline.clock import Clock
+from pipeline.report import Step
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, name: str) -> None:
+        self.events.append(("started", name))
+
+    def finished(self, step: Step) -> None:
+        self.events.append(("finished", step.name))
+
+
+def test_steps_in_order_with_their_time() -> None:
+    clock = Clock()
+    with clock.step("build"):
+        time.sleep(0.05)
+    with clock.step("export"):
+        pass
+    assert [s.name for s in clock.steps] == ["build", "export"]
+    assert clock.steps[0].seconds >= 0.05
+    assert clock.steps[1].seconds < clock.steps[0].seconds
+
+
+def test_the_hook_sees_each_step_start_and_end_even_when_it_fails() -> None:
+    hook = Recorder()
+    clock = Clock(hook)
+    with clock.step("build"):
+        assert hook.events == [("started", "build")]  # told before the work, not after
+    with pytest.raises(RuntimeError), clock.step("publish"):
+        raise RuntimeError("registry gone")
+    assert hook.events == [
+        ("started", "build"),
+        ("finished", "build"),
+        ("started", "publish"),
+        ("finished", "publish"),
+    ]
+    assert [s.name for s in clock.steps] == ["build", "publish"]
