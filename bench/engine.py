@@ -62,7 +62,7 @@ async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, 
     answer), uploading the files of `source` that our pipeline uploads, resolving the base
     images to digests one after the other (as the pipeline pins them), and closing. The SDK is
     imported as the pipeline imports it."""
-    from pipeline.cli import sdk_checks_off
+    from pipeline.launch import sdk_checks_off
     from pipeline.source import inspect_source
 
     start = time.perf_counter()

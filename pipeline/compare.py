@@ -1,5 +1,6 @@
 """The variants side by side: rows measured from the run reports, a one-line conclusion, the
-budgets, and the table as rich, Markdown and JSON.
+budgets (read from pyproject.toml and --max-size, held to), and the table as rich, Markdown
+and JSON.
 
 The JSON document (`compare --json PATH`), schema_version 1:
 
@@ -17,13 +18,17 @@ The JSON document (`compare --json PATH`), schema_version 1:
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.errors import UsageError
 from pipeline.report import RunReport, human_size
+from pipeline.settings import Settings, Variant, parse_budget
 
 SCHEMA_VERSION = 1
 
@@ -241,3 +246,41 @@ def markdown(comparison: Comparison, command: str) -> str:
     )
     lines += ["", f"{comparison.conclusion}.{floor} Made with `{command}`.", ""]
     return "\n".join(lines)
+
+
+def read_budgets(pyproject: Path, flags: list[str] | None) -> dict[str, int]:
+    """Budgets from [tool.pipeline.budgets] of pyproject.toml, then --max-size (which wins)."""
+    budgets: dict[str, int] = {}
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pipeline", {})
+        except tomllib.TOMLDecodeError as error:
+            raise UsageError(f"{pyproject}: not valid TOML ({error})") from None
+        section = table.get("budgets", {})
+        if not isinstance(section, dict):
+            raise UsageError(
+                f"{pyproject}: [tool.pipeline.budgets] must be a table of IMAGE = SIZE"
+            )
+        for key, size in section.items():
+            try:
+                budgets.update([parse_budget(f"{key}={size}")])
+            except UsageError:
+                raise UsageError(
+                    f"{pyproject}: [tool.pipeline.budgets] {key} = {size!r} is not a budget; "
+                    'write e.g. multistage = "10MB"'
+                ) from None
+    for flag in flags or ():
+        budgets.update([parse_budget(flag)])
+    return budgets
+
+
+def check_budget_keys(budgets: dict[str, int], jobs: tuple[Settings, ...]) -> None:
+    """Every budget names an image compare makes (found before any engine work)."""
+    known = [job.key for job in jobs] + [
+        f"{job.key}-build" for job in jobs if job.variant is Variant.BUILDER
+    ]
+    for key in budgets:
+        if key not in known:
+            raise UsageError(
+                f"budget for {key!r}: compare makes no such image ({', '.join(known)})"
+            )

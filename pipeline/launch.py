@@ -1,0 +1,212 @@
+"""From checked Settings to an exit code: the one way into the engine (in_engine), each
+command's work (build, watch, compare, verify) and what it prints, and the errors turned into
+one line. No Typer here; Dagger and the runner are imported only once a build starts, so
+`--help` and bad flags answer at once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+from rich.console import Console
+
+from pipeline import compare, report
+from pipeline.errors import BuildFailed, PipelineError, UsageError
+from pipeline.outputs import check_destination, write_text
+from pipeline.settings import Settings, Variant
+from pipeline.source import inspect_source
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def sdk_checks_off() -> Iterator[None]:
+    """Around the first import of the Dagger SDK: without its runtime argument checks.
+
+    The SDK wraps each of its methods in a beartype check as it is imported, which costs
+    about half a second of every run. beartype makes its decorator the identity while
+    PYTHONOPTIMIZE is set when it decorates (it reads the variable then, by design), so the
+    variable is set for the import only and put back. Our calls into the SDK are checked
+    statically instead (mypy --strict); the engine still rejects a wrong argument.
+    """
+    before = os.environ.get("PYTHONOPTIMIZE")
+    os.environ["PYTHONOPTIMIZE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONOPTIMIZE"]
+        else:
+            os.environ["PYTHONOPTIMIZE"] = before
+
+
+def in_engine(flow: Callable[[ModuleType], Awaitable[T]]) -> T:
+    """The one way into the engine: import the Dagger SDK (without its runtime checks) and
+    pipeline.runner, then run `flow(runner)` in an event loop and return what it gives."""
+    import anyio
+
+    with sdk_checks_off():
+        from pipeline import runner
+
+    return anyio.run(flow, runner)
+
+
+def check_destinations(settings: Settings) -> None:
+    """Fail before any build if a result file (tarball, builder image, JSON) cannot be written."""
+    for path, option in ((settings.output, "--output"), (settings.json_path, "--json")):
+        if path is not None:
+            check_destination(path, option=option)
+    build_tar = settings.builder_output
+    if settings.variant is not Variant.BUILDER or settings.output is None or build_tar is None:
+        return
+    if build_tar.resolve() == settings.output.resolve():
+        raise UsageError(
+            f"--output {settings.output}: that is where the builder image goes; choose another name"
+        )
+    check_destination(build_tar, option="--output (the builder image)")
+
+
+def execute(settings: Settings, *, verbose: bool) -> int:
+    """Run the build and print the summary; return the exit code."""
+
+    def work() -> int:
+        tree = inspect_source(settings.source, settings.package)
+        check_destinations(settings)
+        result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree))
+        if settings.json_path is not None:
+            report.write_json(result, settings.json_path)
+        report.render(result, Console(highlight=False))
+        return 0
+
+    return guarded(work, verbose=verbose)
+
+
+def execute_watch(settings: Settings, *, verbose: bool) -> int:
+    """Build on every change until interrupted; each result as it comes."""
+
+    def work() -> int:
+        tree = inspect_source(settings.source, settings.package)
+        check_destinations(settings)
+        out = Console(highlight=False)
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+        def show(result: report.RunReport | PipelineError) -> None:
+            if isinstance(result, PipelineError):
+                if isinstance(result, BuildFailed) and result.detail:
+                    err.print(result.detail, markup=False)
+                err.print(f"error: {result}", markup=False)
+            else:
+                if settings.json_path is not None:
+                    report.write_json(result, settings.json_path)
+                report.render(result, out)
+            err.print(f"watching {tree.root} for changes (Ctrl-C stops)", markup=False)
+
+        in_engine(lambda runner: runner.watch(settings, tree, show))
+        return 0
+
+    return guarded(work, verbose=verbose)
+
+
+@dataclass(frozen=True)
+class CompareOutputs:
+    """Where compare writes its results, and the command line the Markdown quotes."""
+
+    json: Path | None
+    markdown: Path | None
+    chart: Path | None
+    command: str
+
+    def paths(self) -> list[tuple[Path, str]]:
+        pairs = ((self.json, "--json"), (self.markdown, "--markdown"), (self.chart, "--chart"))
+        return [(path, option) for path, option in pairs if path is not None]
+
+
+def execute_compare(
+    jobs: tuple[Settings, ...],
+    outputs: CompareOutputs,
+    budgets: dict[str, int],
+    *,
+    verbose: bool,
+) -> int:
+    """Build every image in one session, print the table, write the outputs, check budgets."""
+
+    def work() -> int:
+        tree = inspect_source(jobs[0].source, jobs[0].package)
+        for path, option in outputs.paths():
+            check_destination(path, option=option)
+        reports: tuple[report.RunReport, ...] = in_engine(lambda runner: runner.compare(jobs, tree))
+        comparison = compare.compare(
+            [(j.key, r) for j, r in zip(jobs, reports, strict=True)], budgets
+        )
+        if outputs.json is not None:
+            write_text(outputs.json, json.dumps(comparison.to_json(), indent=2) + "\n")
+        if outputs.markdown is not None:
+            write_text(outputs.markdown, compare.markdown(comparison, outputs.command))
+        if outputs.chart is not None:
+            from pipeline import chart
+
+            chart.draw(comparison, outputs.chart)
+        compare.render(comparison, Console(highlight=False))
+        violations = comparison.violations()
+        for line in violations:
+            Console(stderr=True, soft_wrap=True).print(f"over budget: {line}", markup=False)
+        return 1 if violations else 0
+
+    return guarded(work, verbose=verbose)
+
+
+def execute_verify(settings: Settings, *, verbose: bool) -> int:
+    """Build twice, compare, print both digests and what differs; 1 if anything does."""
+
+    def work() -> int:
+        tree = inspect_source(settings.source, settings.package)
+        if settings.json_path is not None:
+            check_destination(settings.json_path, option="--json")
+        verdict = in_engine(lambda runner: runner.verify(settings, tree))
+        first, second = verdict.first.images[0].digest, verdict.second.images[0].digest
+        if settings.json_path is not None:
+            document = {
+                "schema_version": 1,
+                "kind": "verify",
+                "reproducible": verdict.reproducible,
+                "digests": [first, second],
+                "differences": list(verdict.differences),
+            }
+            write_text(settings.json_path, json.dumps(document, indent=2) + "\n")
+        console = Console(highlight=False, soft_wrap=True)
+        console.print(f"first build:  {first}", markup=False)
+        console.print(f"second build: {second} (every step run again)", markup=False)
+        if verdict.reproducible:
+            console.print(f"reproducible: {settings.tag} builds to the same digest", markup=False)
+            return 0
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for line in verdict.differences:
+            err.print(f"differs: {line}", markup=False)
+        err.print(f"error: {settings.tag} is not reproducible: the two builds differ", markup=False)
+        return 1
+
+    return guarded(work, verbose=verbose)
+
+
+def guarded(work: Callable[[], int], *, verbose: bool) -> int:
+    """Run `work`; errors become one line and an exit code (2 usage, 1 failure, 130 ^C)."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return work()
+    except (UsageError, PipelineError) as error:
+        if verbose:
+            traceback.print_exc()
+        if isinstance(error, BuildFailed) and error.detail:
+            err.print(error.detail, markup=False)
+        err.print(f"error: {error}", markup=False)
+        return 2 if isinstance(error, UsageError) else 1
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
