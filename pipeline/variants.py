@@ -1,8 +1,9 @@
 """One recipe per variant, one signature, one registry (VARIANTS).
 
-A recipe describes the variant's image for each target platform. Only the builder pattern
-needs to await on the way (its binary makes a hop through the host), so every recipe is
-`async` and the registry keeps a single signature.
+A recipe describes the variant's image for each target platform. Two of them await on the
+way: the builder pattern's binary makes a hop through the host, and builder and multistage
+read the runtime base's /etc/passwd to choose the image's user (slim_image). So every recipe
+is `async` and the registry keeps a single signature.
 """
 
 from __future__ import annotations
