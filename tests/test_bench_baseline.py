@@ -1,0 +1,39 @@
+"""bench/baseline.py: pipeline/ as committed at a revision, extracted byte for byte (and again,
+afresh, over the first copy), is what `python -m pipeline` run from there imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import baseline as baselines
+from tests.bench_fixtures import ROOT, _git
+
+
+def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path: Path) -> None:
+    """git archive of pipeline/ at the revision, byte for byte; `python -m pipeline` run from
+    there answers, from that copy (cwd first on sys.path: pipeline/ is not installed)."""
+    chosen = baselines.resolve("HEAD~1", tmp_path)
+    baselines.extract(chosen)
+    copy = chosen.directory / "pipeline"
+    committed = _git("ls-tree", "-r", "--name-only", chosen.commit, "pipeline").splitlines()
+    assert sorted(str(p.relative_to(chosen.directory)) for p in copy.rglob("*.py")) == sorted(
+        committed
+    )
+    assert (copy / "cli.py").read_text() == subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{chosen.commit}:pipeline/cli.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    baselines.extract(chosen)  # again, over the first copy: afresh
+    assert baselines.has_watch(chosen)
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline.cli; print(pipeline.cli.__file__)"],
+        cwd=chosen.directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()) == copy / "cli.py"
