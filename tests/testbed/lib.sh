@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (the variables are for the scripts that source this)
 # Shared by tests/testbed/{up,down,status,exec}: names, paths and small shell helpers.
 # Sourced, never run. Everything the test bed owns lives under TB_STATE (kept between runs:
 # registry blobs, Docker's and the engine's data, the CA, built base images) and TB_RUN
@@ -15,6 +16,14 @@ TB_BRIDGE_ADDR=192.0.2.1/24
 TB_GATEWAY=192.0.2.254
 TB_REGISTRY=127.0.0.1:5000
 TB_AUTH_REGISTRY=127.0.0.1:5443
+# A registry with `auth: token`, as Docker Hub, Harbor and GitLab run theirs: it sends clients
+# to the token service (tokenservice.py) at TB_TOKEN_REALM, which signs JWTs its
+# rootcertbundle trusts. The same user and password as TB_AUTH_REGISTRY's htpasswd.
+TB_TOKEN_REGISTRY=127.0.0.1:5444
+TB_TOKEN_SERVER=127.0.0.1:5445
+TB_TOKEN_REALM=https://$TB_TOKEN_SERVER/token
+TB_TOKEN_SERVICE=$TB_NAME-registry # the `service` of the challenge, the `aud` of each token
+TB_TOKEN_ISSUER=$TB_NAME-token-service
 TB_AUTH_USER=pipeline
 TB_DOCKER_SOCK=$TB_RUN/docker.sock
 TB_ENGINE_SOCK=$TB_RUN/engine.sock
