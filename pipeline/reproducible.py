@@ -4,8 +4,12 @@ Dagger cannot yet (dagger/dagger#7721): the config's `created` and each history 
 the time the engine stored the layer, and a base layer's compressed blob depends on whether the
 engine still has the registry's blob or compressed it again. So the last step is ours:
 
-- every layer is recompressed canonically (gzip level 6, no name, mtime 0), so its digest
-  depends only on its content;
+- every layer is recompressed canonically, so its digest depends only on its content: one
+  gzip member with a fixed header around libdeflate's deflate stream at level 6. libdeflate
+  comes bundled in the `deflate` wheel, pinned exactly in pyproject.toml, so the bytes do not
+  depend on the host: the system's zlib does not give the same ones everywhere (Fedora ships
+  zlib-ng-compat, whose deflate output differs from zlib's). Upgrading `deflate` is a
+  deliberate change of every image digest;
 - config `created` and every `history[].created` become SOURCE_DATE_EPOCH, and every
   `history[].created_by` a constant for its layer;
 - config → manifest → index are re-serialised and re-hashed, and index.json names the image
@@ -19,12 +23,16 @@ import gzip
 import hashlib
 import io
 import json
+import struct
 import tarfile
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import deflate
 
 from pipeline.oci import INDEX_TYPES, OCIError
 from pipeline.provenance import rfc3339
@@ -79,13 +87,27 @@ class _Layout:
         return loaded
 
 
+LEVEL = 6
+"""libdeflate's level for the layers: smaller than zlib's 6 and 9, and several times faster."""
+GZIP_HEADER = bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF))
+"""The 10 bytes before every layer's deflate stream: magic, method deflate, no flags (so no
+file name, comment or extra field), mtime 0, no extra flags, OS 255 (unknown). The same bytes
+as Python's GzipFile wrote at level 6 with mtime 0 and no name."""
+
+
+def _gzip(tar: bytes) -> bytes:
+    """`tar` as one gzip member whose every byte follows from `tar` and the pinned libdeflate:
+    the fixed header, the raw deflate stream, CRC-32 and length (RFC 1952)."""
+    stream = deflate.deflate_compress(tar, LEVEL)  # lets go of the GIL while it compresses
+    # CRC-32 is one function whichever library computes it; zlib's lets go of the GIL too.
+    trailer = struct.pack("<II", zlib.crc32(tar), len(tar) & 0xFFFFFFFF)
+    return b"".join((GZIP_HEADER, stream, trailer))
+
+
 def _canonical_layer(data: bytes) -> tuple[bytes, str]:
     """The layer recompressed canonically, and its diff_id (digest of the tar)."""
     tar = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0, filename="") as out:
-        out.write(tar)
-    return buffer.getvalue(), _digest(tar)
+    return _gzip(tar), _digest(tar)
 
 
 def _layer_digests(layout: _Layout, descriptor: dict[str, Any]) -> Iterator[str]:
@@ -160,7 +182,8 @@ def normalise(
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
     missing = list(dict.fromkeys(d for d in _layer_digests(layout, top) if d not in memo))
-    with ThreadPoolExecutor() as pool:  # zlib lets go of the GIL: the layers in parallel
+    # zlib's inflate and libdeflate let go of the GIL: the layers in parallel.
+    with ThreadPoolExecutor() as pool:
         recompressed = pool.map(lambda d: _canonical_layer(layout.blobs[d]), missing)
         memo.update(zip(missing, recompressed, strict=True))
     normaliser = _Normaliser(layout, epoch, memo)
