@@ -2,17 +2,28 @@
 test bed's registries: the same source gives the same digest after an engine restart with an
 emptied cache (tarball and registry, one and two platforms), a changed line changes it;
 `verify` passes, and names the file when an input is not deterministic; labels, base
-annotations, the lock file, non-root scratch images, and the SBOM (file and referrer)."""
+annotations, the lock file, non-root scratch images, and the SBOM (file and referrer).
+
+Without the engine: a fixed OCI layout made here from constant bytes normalises to a golden
+digest (so the pinned compressor, not the host's zlib, makes the layer bytes), its layers are
+plain gzip with a fixed header, the memo spares recompression, and `differences` names what
+differs."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +34,10 @@ from dagger import dag
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
+from pipeline import reproducible
+from pipeline.reproducible import GZIP_LAYER, differences, normalise
 from tests.conftest import ROOT, PipelineRunner, Testbed
 
-pytestmark = pytest.mark.engine
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 
@@ -88,11 +100,10 @@ def build(pipeline: PipelineRunner, source: Path, out: Path, *args: str) -> dict
 def registry_digest(testbed: Testbed, ref: str) -> str:
     raw = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
     assert raw.returncode == 0, raw.stderr
-    import hashlib
-
     return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
 
 
+@pytest.mark.engine
 def test_same_digest_after_a_cold_restart_and_a_changed_line_changes_it(
     pipeline: PipelineRunner,
     engine_env: dict[str, str],
@@ -118,6 +129,7 @@ def test_same_digest_after_a_cold_restart_and_a_changed_line_changes_it(
     assert c1["digest"] != a1["digest"]
 
 
+@pytest.mark.engine
 def test_verify_passes_on_go_src(pipeline: PipelineRunner) -> None:
     ran = pipeline("verify", "--runtime-image", "busybox:1.35")
     assert ran.returncode == 0, ran.stderr
@@ -149,6 +161,7 @@ def clock_file(tmp_path: Path) -> Iterator[Path]:
     thread.join()
 
 
+@pytest.mark.engine
 def test_verify_names_what_differs(pipeline: PipelineRunner, clock_file: Path) -> None:
     ran = pipeline("verify", "--runtime-image", "busybox:1.35", "--source", str(clock_file))
     assert ran.returncode == 1
@@ -157,6 +170,7 @@ def test_verify_names_what_differs(pipeline: PipelineRunner, clock_file: Path) -
     assert "error: helloworld:multistage is not reproducible" in ran.stderr
 
 
+@pytest.mark.engine
 def test_labels_annotations_and_lock(
     pipeline: PipelineRunner, testbed: Testbed, source: Path, tmp_path: Path
 ) -> None:
@@ -206,6 +220,7 @@ def test_labels_annotations_and_lock(
     assert f"busybox:1.35 now points to {digest}, but {lock} pins sha256:000" in ran.stderr
 
 
+@pytest.mark.engine
 def test_scratch_runs_as_nonroot(
     pipeline: PipelineRunner, testbed: Testbed, source: Path, tmp_path: Path
 ) -> None:
@@ -253,6 +268,7 @@ def vendored(tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.engine
 def test_sbom_file_and_referrer(pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path) -> None:
     source = vendored(tmp_path)
     ref = f"{testbed.registry}/repro/withdeps:sbom"
@@ -317,3 +333,200 @@ def test_sbom_file_and_referrer(pipeline: PipelineRunner, testbed: Testbed, tmp_
         check=True,
     ).stdout
     assert blob == sbom1.read_bytes()
+
+
+# --- a fixed layout, no engine ----------------------------------------------------------
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+PLAIN_LAYER = "application/vnd.oci.image.layer.v1.tar"
+GOLDEN_EPOCH = 1700000000
+# The digests that the compressor makes: a new version of `deflate` (libdeflate) changes the
+# layer's and so the image's. Update them only with a deliberate upgrade of it.
+GOLDEN_DIFF_IDS = [  # the layers' tars: made here, the compressor has no say in them
+    "sha256:1ebbf11d90c0b14fe3f3626ac87e7c1cf82abdf2c436e631bed7e3571c9b4791",
+    "sha256:b7424ee050aee406635dc8afb38da411e0aff709cb0e59a01c49d64dc8ce6428",
+]
+GOLDEN_LAYERS = [
+    "sha256:ea365d80056935da9c447b707b971b306b0cac4acaf0ef6bdb9772b100604663",
+    "sha256:3801d6d813403dd67256f4320f0458ecd9c7250a41b03c6e7e4f904946742eba",
+]
+GOLDEN_DIGEST = "sha256:9b9fd55bc3df64c5cd5de8fa5ebb08440c5661cd67e9058168ee7c3d0f5ec8e3"
+
+
+def layer_tar(files: dict[str, bytes]) -> bytes:
+    """A layer's tar, its bytes fixed by `files`: order, owner, mode and time are constants."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 1234567890
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def noise(size: int) -> bytes:
+    """`size` bytes that deflate cannot shrink, the same every time (a SHA-256 chain)."""
+    blocks = (hashlib.sha256(n.to_bytes(4, "big")).digest() for n in range(size // 32 + 1))
+    return b"".join(blocks)[:size]
+
+
+def golden_tars(binary: bytes = b"\x7fELF" + noise(150_000)) -> list[bytes]:
+    """Two layers, as a small image on a base has: a base's text files, then a 'binary' (half
+    noise, half repeated text: several deflate blocks, stored and compressed)."""
+    base = layer_tar(
+        {
+            "etc/os-release": b'NAME="golden"\nID=golden\nVERSION_ID=1\n',
+            "etc/motd": b"reproducible images, byte for byte\n" * 50,
+        }
+    )
+    app = layer_tar({"myapp/helloworld": binary + b"Hello World\x00" * 12_000})
+    return [base, app]
+
+
+def as_engine_sends(tar: bytes, how: str) -> tuple[str, bytes]:
+    """A layer as an engine may export it: uncompressed, or gzip of some level, time, name."""
+    if how == "tar":
+        return PLAIN_LAYER, tar
+    level, mtime = {"gzip -1": (1, 1712345678), "gzip -9": (9, 1)}[how]
+    buffer = io.BytesIO()
+    with gzip.GzipFile("layer.tar", "wb", level, buffer, mtime) as out:
+        out.write(tar)
+    return GZIP_LAYER, buffer.getvalue()
+
+
+def write_layout(path: Path, layers: list[tuple[str, bytes]], tars: list[bytes]) -> Path:
+    """An image tarball as Dagger exports one: the layers (media type, blob) whose tars are
+    `tars`, a config with engine times and history texts, a manifest, an index."""
+    blobs: dict[str, bytes] = {}
+
+    def put(media_type: str, data: bytes) -> dict[str, object]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    stored = "2024-05-06T07:08:09.123456789Z"
+    config = {
+        "created": stored,
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/myapp/helloworld"], "WorkingDir": "/myapp"},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest() for tar in tars],
+        },
+        "history": [
+            {"created": stored, "created_by": "import image layer"},
+            {"created": stored, "created_by": "ENV PATH", "empty_layer": True},
+            {"created": stored, "created_by": "rehydrated persisted snapshot"},
+        ],
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": put(CONFIG, json.dumps(config, indent=2).encode()),
+        "layers": [put(media_type, blob) for media_type, blob in layers],
+    }
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [put(MANIFEST, json.dumps(manifest, indent=2).encode())],
+    }
+    files = {
+        "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
+        "index.json": json.dumps(index).encode(),
+        **{f"blobs/sha256/{d.removeprefix('sha256:')}": b for d, b in blobs.items()},
+    }
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def exported(tmp_path: Path, hows: tuple[str, str] = ("gzip -1", "tar")) -> Path:
+    """The golden image as an engine might export it, each layer compressed as `hows` says."""
+    tars = golden_tars()
+    layers = [as_engine_sends(tar, how) for tar, how in zip(tars, hows, strict=True)]
+    return write_layout(tmp_path / f"exported-{'-'.join(hows)}.tar", layers, tars)
+
+
+def member(image: Path, name: str) -> bytes:
+    with tarfile.open(image) as tar:
+        stream = tar.extractfile(name)
+        assert stream is not None
+        return stream.read()
+
+
+def blob(image: Path, digest: str) -> bytes:
+    return member(image, "blobs/sha256/" + digest.removeprefix("sha256:"))
+
+
+def layer_digests(image: Path, digest: str) -> list[str]:
+    return [layer["digest"] for layer in json.loads(blob(image, digest))["layers"]]
+
+
+@pytest.mark.parametrize(
+    "hows", [("gzip -1", "tar"), ("tar", "gzip -9"), ("gzip -9", "gzip -1")], ids="/".join
+)
+def test_golden_digest(tmp_path: Path, hows: tuple[str, str]) -> None:
+    """However the engine compressed the layers, the normalised image has the committed digest:
+    the same on every host, since the pinned libdeflate makes the layer bytes."""
+    assert ["sha256:" + hashlib.sha256(t).hexdigest() for t in golden_tars()] == GOLDEN_DIFF_IDS
+    out = tmp_path / "image.tar"
+    digest = normalise(exported(tmp_path, hows), out, epoch=GOLDEN_EPOCH, ref_name="golden:1")
+    assert layer_digests(out, digest) == GOLDEN_LAYERS
+    assert digest == GOLDEN_DIGEST
+
+
+def test_layers_are_plain_gzip_with_a_fixed_header(tmp_path: Path) -> None:
+    out = tmp_path / "image.tar"
+    digest = normalise(exported(tmp_path), out, epoch=GOLDEN_EPOCH, ref_name="golden:1")
+    manifest = json.loads(blob(out, digest))
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [GZIP_LAYER, GZIP_LAYER]
+    for layer, tar in zip(manifest["layers"], golden_tars(), strict=True):
+        data = blob(out, layer["digest"])
+        assert layer["size"] == len(data)
+        # magic, deflate, no flags (no name), mtime 0, no extra flags, OS 255 (unknown)
+        assert data[:10] == bytes.fromhex("1f8b 0800 00000000 00ff")
+        assert struct.unpack("<II", data[-8:]) == (zlib.crc32(tar), len(tar))
+        assert gzip.decompress(data) == tar
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+            assert unzipped.read() == tar
+            assert unzipped.mtime == 0
+        assert len(data) < len(tar)
+    config = json.loads(blob(out, manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == GOLDEN_DIFF_IDS
+
+
+def test_the_memo_spares_recompression(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = exported(tmp_path)
+    memo: dict[str, tuple[bytes, str]] = {}
+    first = normalise(source, tmp_path / "a.tar", epoch=GOLDEN_EPOCH, ref_name="g:1", memo=memo)
+    index = json.loads(member(source, "index.json"))
+    assert sorted(memo) == sorted(layer_digests(source, index["manifests"][0]["digest"]))
+
+    def fail(data: bytes) -> tuple[bytes, str]:
+        raise AssertionError("recompressed a layer the memo has")
+
+    monkeypatch.setattr(reproducible, "_canonical_layer", fail)
+    again = normalise(source, tmp_path / "b.tar", epoch=GOLDEN_EPOCH, ref_name="g:1", memo=memo)
+    assert again == first
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_differences_name_the_file_and_the_field(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / f"{name}.tar" for name in "abc")
+    normalise(exported(tmp_path), a, epoch=GOLDEN_EPOCH, ref_name="g:1")
+    normalise(exported(tmp_path, ("tar", "gzip -9")), b, epoch=GOLDEN_EPOCH, ref_name="g:1")
+    assert differences(a, b) == []
+    tars = golden_tars(b"\x7fELF" + noise(150_001))
+    changed = write_layout(tmp_path / "changed.tar", [(PLAIN_LAYER, t) for t in tars], tars)
+    normalise(changed, c, epoch=GOLDEN_EPOCH + 1, ref_name="g:1")
+    found = differences(a, c)
+    created = "config field created: '2023-11-14T22:13:20Z' vs '2023-11-14T22:13:21Z'"
+    assert f"linux/amd64: {created}" in found
+    (layer,) = [f for f in found if f.startswith("linux/amd64: layer 1 (")]
+    assert layer.endswith("): myapp/helloworld (size, content)")
+    assert not any(f.startswith("linux/amd64: layer 0") for f in found)
