@@ -394,7 +394,7 @@ def test_the_token_log_says_what_was_granted_and_never_a_secret(token_bed: Token
     wrong_password = f"wrong-{uuid.uuid4().hex}"
     assert token_bed.token(auth=(token_bed.user, wrong_password)).status_code == 401
     text = token_bed.log.read_text()
-    entries = [json.loads(line) for line in text.splitlines()]
+    entries = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     mine = [e for e in entries if e.get("scopes") == [f"repository:{repo}:push"]]
     assert len(mine) == 1
     assert mine[0]["method"] == "GET"
@@ -403,3 +403,42 @@ def test_the_token_log_says_what_was_granted_and_never_a_secret(token_bed: Token
     assert token_bed.password not in text
     assert wrong_password not in text
     assert token.split(".")[2] not in text
+
+
+@pytest.mark.engine
+def test_the_engine_pushes_to_the_token_registry(
+    engine_env: dict[str, str], testbed: Testbed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = token_registry(testbed)
+    for key, value in engine_env.items():
+        if key.startswith(("_EXPERIMENTAL_DAGGER", "DAGGER_", "DO_NOT_TRACK")):
+            monkeypatch.setenv(key, value)
+    marker = uuid.uuid4().hex
+
+    async def push() -> str:
+        async with dagger.connection(dagger.Config(log_output=None)):
+            password = dag.set_secret("testbed-token-password", testbed["TESTBED_AUTH_PASSWORD"])
+            return await (
+                dag.container()
+                .from_("busybox:1.35")
+                .with_new_file("/marker", marker)
+                .with_registry_auth(registry, testbed["TESTBED_AUTH_USER"], password)
+                .publish(f"{registry}/smoke/token:engine")
+            )
+
+    published = anyio.run(push)
+    assert published.startswith(f"{registry}/smoke/token:engine@sha256:")
+    creds = f"{testbed['TESTBED_AUTH_USER']}:{testbed['TESTBED_AUTH_PASSWORD']}"
+    inspected = testbed.skopeo(
+        "inspect",
+        "--creds",
+        creds,
+        "--cert-dir",
+        testbed["TESTBED_CERTS_DIR"],
+        "docker://" + published.replace(":engine@", "@"),
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    log = Path(testbed["TESTBED_TOKEN_LOG"]).read_text().splitlines()
+    granted = [json.loads(line).get("granted", []) for line in log if line.startswith("{")]
+    wanted = {"type": "repository", "name": "smoke/token", "actions": ["pull", "push"]}
+    assert any(wanted in access for access in granted), "no push token in the token service's log"

@@ -387,7 +387,11 @@ def main() -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.tls_cert, args.tls_key)
     host, _, port = args.listen.rpartition(":")
-    server = Server((host, int(port)), context)
+    try:
+        server = Server((host, int(port)), context)
+    except OSError as err:
+        log({"listening": args.listen, "error": str(err)})
+        raise SystemExit(1) from err
     log({"listening": args.listen, "kid": Handler.issuer.header["kid"]})
     server.serve_forever()
 
