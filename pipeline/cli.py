@@ -60,6 +60,7 @@ from pipeline.settings import (
     check_chart_path,
     check_name,
     check_package,
+    check_push_timeout,
     check_registry_auth,
     check_user,
     default_output,
@@ -123,6 +124,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         user=check_user(flags.user) if flags.user else None,
         lock=flags.lock,
         registry_ca=flags.registry_ca,
+        push_timeout=check_push_timeout(flags.push_timeout),
     )
 
 
@@ -137,7 +139,10 @@ def _command(variant: Variant) -> None:
 
     def command(*, watch: bool = False, verbose: bool = False, **given: Any) -> None:
         try:
-            flags = BuildFlags(**given, registry_password=os.environ.get(PASSWORD_ENV) or None)
+            # Read once, then gone from the environment: no child (docker, the dagger CLI)
+            # inherits it.
+            password = os.environ.pop(PASSWORD_ENV, None) or None
+            flags = BuildFlags(**given, registry_password=password)
             settings = build_settings(variant, flags)
         except UsageError as error:
             usage_exit(error)

@@ -3,13 +3,17 @@ Docker, the push to a registry with the SBOM as its referrer, and what each imag
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import dagger
-from dagger import dag
 
 from pipeline import docker_cli, sbom
 from pipeline.engine import Session
@@ -22,7 +26,7 @@ from pipeline.settings import Settings
 from pipeline.variants import Image
 
 NO_LOADER = "no supported api for loading image"
-PUBLISH_TIMEOUT = 300.0  # seconds: a push to a registry that never answers ends, and says so
+T = TypeVar("T")
 
 
 def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) -> None:
@@ -120,63 +124,73 @@ def sbom_document(buildinfo: str, settings: Settings, info: ImageInfo, tag: str)
     return sbom.build_sbom(sbom.parse_buildinfo(buildinfo), subject)
 
 
-async def _push_sbom(document: bytes | None, settings: Settings, info: ImageInfo) -> str | None:
-    """The SBOM as a referrer of the published image; its fallback tag."""
-    if document is None or settings.publish is None or settings.provenance is None:
-        return None
-    from pipeline import registry  # oras and requests: only a push needs them
+async def _in_thread(work: Callable[[], T], budget: Any) -> T:
+    """`work()` in a daemon thread of its own, awaited: a push that is interrupted or over
+    its budget is told to stop (budget.stop), and it never keeps the process from exiting
+    (anyio's worker threads would: they are joined at exit)."""
+    done = anyio.Event()
+    token = anyio.lowlevel.current_token()
+    outcome: list[T] = []
+    failure: list[BaseException] = []
 
-    login = registry.Login.of(settings)
-    subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
-    push = functools.partial(
-        registry.push_sbom,
-        document,
-        settings.publish,
-        login,
-        subject=subject,
-        media_type=sbom.MEDIA_TYPE,
-        created=settings.provenance.created,
-    )
-    result: str = await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
-    return result
+    def body() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as err:  # noqa: BLE001 (handed to the awaiting task, raised there)
+            failure.append(err)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
+                anyio.from_thread.run_sync(done.set, token=token)
 
-
-async def _push_image(image: Image, settings: Settings, tarball: Path, info: ImageInfo) -> str:
-    """Push the image: the reproducible tarball through oras (digest kept), or, for naive,
-    what the engine builds (Container.publish)."""
-    ref = settings.publish
-    assert ref is not None
-    if settings.provenance is not None:
-        from pipeline import registry  # oras and requests: only a push needs them
-
-        login = registry.Login.of(settings)
-        push = functools.partial(
-            registry.push_image, tarball, ref, login, ref_name=image.ref, digest=info.digest
-        )
-        return await anyio.to_thread.run_sync(push, abandon_on_cancel=True)
-    head, *rest = image.containers
-    if settings.registry_username and settings.registry_password:
-        secret = dag.set_secret("pipeline-registry-password", settings.registry_password.value)
-        head = head.with_registry_auth(ref.registry, settings.registry_username, secret)
-    return await head.publish(ref.text, platform_variants=rest)
+    threading.Thread(target=body, name="pipeline-push", daemon=True).start()
+    try:
+        await done.wait()
+    finally:
+        budget.stop.set()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 async def publish(
     image: Image, settings: Settings, tarball: Path, info: ImageInfo, document: bytes | None
 ) -> tuple[str, str | None]:
-    """Push the image, then its SBOM; within PUBLISH_TIMEOUT. The pushed reference with its
-    digest, and the SBOM's fallback tag (None without one)."""
-    assert settings.publish is not None
+    """Push the exported image as it is (its digest kept), then its SBOM as a referrer, within
+    --push-timeout. The pushed reference with its digest, and the SBOM's fallback tag (None
+    without an SBOM)."""
+    from pipeline import registry  # oras and requests: only a push needs them
+
+    ref = settings.publish
+    assert ref is not None
+    login = registry.Login.of(settings)
+    budget = registry.Budget.of(settings.push_timeout)
+
+    def push() -> tuple[str, str | None]:
+        pushed = registry.push_image(
+            tarball, ref, login, budget, ref_name=image.ref, digest=info.digest
+        )
+        if document is None or settings.provenance is None:
+            return pushed, None
+        subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
+        tag = registry.push_sbom(
+            document,
+            ref,
+            login,
+            budget,
+            subject=subject,
+            media_type=sbom.MEDIA_TYPE,
+            created=settings.provenance.created,
+        )
+        return pushed, tag
+
     try:
-        with anyio.fail_after(PUBLISH_TIMEOUT):
-            published = await _push_image(image, settings, tarball, info)
-            referrer = await _push_sbom(document, settings, info)
+        with anyio.fail_after(settings.push_timeout):
+            return await _in_thread(push, budget)
     except TimeoutError:
         raise RegistryError(
-            f"registry {settings.publish.registry} did not finish the push within "
-            f"{PUBLISH_TIMEOUT:.0f}s: is it up, is the address right?"
+            f"registry {ref.registry} did not finish the push within "
+            f"{settings.push_timeout:g}s: is it up, is the address right? (--push-timeout)"
         ) from None
-    return published, referrer
 
 
 def image_report(role: str, image: Image, info: ImageInfo, output: str | None) -> ImageReport:

@@ -148,6 +148,14 @@ RegistryCaOpt = Annotated[
         show_default=False,
     ),
 ]
+PushTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--push-timeout",
+        help="Seconds a --publish push may take before it stops and the run fails.",
+        envvar="PIPELINE_PUSH_TIMEOUT",
+    ),
+]
 EpochOpt = Annotated[
     str | None,
     typer.Option(
@@ -224,6 +232,7 @@ class BuildFlags:
     user: UserOpt = None
     lock: LockOpt = None
     registry_ca: RegistryCaOpt = None
+    push_timeout: PushTimeoutOpt = 300.0
     source_date_epoch: EpochOpt = None
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})

@@ -1,34 +1,50 @@
 """Pushing the reproducible layout as it is: oras PUTs the manifest bytes unchanged, so the
 registry's digest is the one computed here (Dagger's publish would re-stamp the config).
 Then the SBOM, as an OCI 1.1 referrer of the image, also under the `sha256-<hex>` tag that
-registries without the referrers API are asked for."""
+registries without the referrers API are asked for.
+
+oras walks the layout and uploads; every request it makes goes through Client.do_request,
+which does what hosted registries need and oras 0.2 does not: a bearer token per scope
+(Docker's token protocol: a pull token does not push), a timeout on every request, a bounded
+retry of 429 and 502-504 that honours Retry-After, and a Budget that stops the push for real
+when it is over its time or interrupted."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import ssl
 import tarfile
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import oras.layout
 import oras.provider
 import requests
+import requests.adapters
 
-from pipeline.errors import RegistryError, auth_failed, unreachable_reason
+from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed, unreachable_reason
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import ImageRef, Secret, Settings
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
+CONNECT_TIMEOUT = 10.0  # seconds, each request (never past the budget's end)
+READ_TIMEOUT = 60.0
+TRIES = 4  # a request answered 429 or 502-504 is sent again, up to this many times in all
+RACE_TRIES = 3  # the SBOM index merged again when a concurrent push replaced ours
+_RETRIED = (429, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,32 @@ class Login:
         return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
 
 
+@dataclass
+class Budget:
+    """The end of a push (time.monotonic()) and a flag that stops it, shared with the thread
+    that pushes: checked before every request, and no request waits past the end."""
+
+    deadline: float
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def of(cls, seconds: float) -> Budget:
+        return cls(time.monotonic() + seconds)
+
+    def left(self, registry: str) -> float:
+        """Seconds left; RegistryError if none are, or the push was stopped."""
+        if self.stop.is_set():
+            raise RegistryError(f"push to {registry} stopped")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RegistryError(f"registry {registry} did not finish the push in time")
+        return left
+
+    def timeout(self, registry: str) -> tuple[float, float]:
+        left = self.left(registry)
+        return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
+
+
 def _is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if name == "localhost":
@@ -55,13 +97,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _speaks_tls(host: str) -> bool:
+def _speaks_tls(host: str, budget: Budget) -> bool:
     name, _, port = host.rpartition(":")
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    wait = min(5.0, budget.left(host))
     try:
         with (
-            socket.create_connection((name or host, int(port or 443)), timeout=5) as raw,
+            socket.create_connection((name or host, int(port or 443)), timeout=wait) as raw,
             context.wrap_socket(raw),
         ):
             return True
@@ -69,28 +112,169 @@ def _speaks_tls(host: str) -> bool:
         return False
 
 
-def _auth_scheme(ref: ImageRef, scheme: str, verify: bool | str) -> str:
-    """oras' auth backend for the registry's challenge: "basic" (htpasswd registries such as
-    Debian's docker-registry) or "token" (bearer tokens, as most hosted registries)."""
-    with _errors(ref):
-        challenge = requests.get(f"{scheme}://{ref.registry}/v2/", verify=verify, timeout=30)
-    header = challenge.headers.get("WWW-Authenticate", "")
-    return "token" if header.lower().startswith("bearer") else "basic"
+class _TrustAlso(requests.adapters.HTTPAdapter):
+    """HTTPS that trusts the system's CAs and one more (--registry-ca): token realms and blob
+    redirects often live on hosts with public certificates."""
+
+    def __init__(self, ca: Path) -> None:
+        self._context = ssl.create_default_context()
+        self._context.load_verify_locations(cafile=str(ca))
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
 
 
-def _provider(ref: ImageRef, login: Login) -> oras.provider.Registry:
-    # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
-    insecure = _is_loopback(ref.registry) and not _speaks_tls(ref.registry)
-    verify: bool | str = str(login.ca) if login.ca else True
-    provider = oras.provider.Registry(
-        hostname=ref.registry,
-        insecure=insecure,
-        tls_verify=verify,
-        auth_backend=_auth_scheme(ref, "http" if insecure else "https", verify),
-    )
-    if login.username and login.password:
-        provider.auth.set_basic_auth(login.username, login.password.value)
-    return provider
+_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+class Client(oras.provider.Registry):  # type: ignore[misc]
+    """oras' registry client, with our do_request: see the module's docstring."""
+
+    def __init__(self, ref: ImageRef, login: Login, budget: Budget) -> None:
+        self.ref, self.login, self.budget = ref, login, budget
+        host = ref.endpoint
+        # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
+        insecure = _is_loopback(host) and not _speaks_tls(host, budget)
+        super().__init__(hostname=host, insecure=insecure, auth_backend="basic")
+        if login.ca is not None:
+            self.session.mount("https://", _TrustAlso(login.ca))
+        self.scope = f"repository:{ref.repository}:pull,push"
+        self._tokens: dict[str, str] = {}  # scope → bearer token
+        self._basic = False  # the registry asks for basic auth
+
+    def _credentials(self) -> tuple[str, str] | None:
+        if self.login.username and self.login.password:
+            return self.login.username, self.login.password.value
+        return None
+
+    def _token(self, challenge: dict[str, str], scope: str) -> str:
+        """A bearer token for `scope` (and what the challenge asked for), from its realm."""
+        realm = challenge.get("realm", "")
+        asked = {s for s in (scope, challenge.get("scope", "")) if s}
+        params = [("service", challenge.get("service", ""))] + [("scope", s) for s in asked]
+        answer = self.session.get(
+            realm,
+            params=params,
+            auth=self._credentials(),
+            timeout=self.budget.timeout(self.ref.registry),
+        )
+        if answer.status_code == 401:
+            raise auth_failed(self.ref.registry)
+        if answer.status_code != 200:
+            raise RegistryError(
+                f"token service {urlsplit(realm).netloc} of {self.ref.registry} answered "
+                f"HTTP {answer.status_code}"
+            )
+        document = answer.json()
+        token = document.get("token") or document.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token service {urlsplit(realm).netloc} gave no token")
+        return token
+
+    def _authorize(self, response: requests.Response, scope: str) -> bool:
+        """Learn from a 401 how to authenticate; whether sending again may help."""
+        header = response.headers.get("WWW-Authenticate", "")
+        scheme, _, rest = header.partition(" ")
+        if scheme.lower() == "bearer":
+            self._tokens[scope] = self._token(dict(_PARAM.findall(rest)), scope)
+            return True
+        if scheme.lower() == "basic" and not self._basic and self._credentials():
+            self._basic = True
+            return True
+        return False
+
+    def do_request(
+        self,
+        url: str,
+        method: str = "GET",
+        data: dict[str, Any] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """One request to the registry, authenticated for our repository's scope, sent again
+        after a 401 (with a token for the scope asked) and after 429/502-504 (after the
+        Retry-After the registry asks for), within the budget."""
+        registry = self.ref.registry
+        authorized = False
+        for tried in range(1, TRIES + 1):
+            sent = dict(headers or {})
+            token = self._tokens.get(self.scope)
+            if token is not None:
+                sent["Authorization"] = f"Bearer {token}"
+            credentials = self._credentials()
+            auth = credentials if self._basic and token is None else None
+            with _errors(self.ref):
+                response: requests.Response = self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    json=json,
+                    headers=sent,
+                    stream=stream,
+                    auth=auth,
+                    timeout=self.budget.timeout(registry),
+                )
+            if response.status_code == 401 and not authorized:
+                authorized = True
+                if credentials is None and response.headers.get("WWW-Authenticate"):
+                    raise RegistryError(
+                        f"registry {registry} wants a login: give --registry-username and "
+                        f"{PASSWORD_ENV}"
+                    )
+                if self._authorize(response, self.scope):
+                    continue
+            if response.status_code in _RETRIED and tried < TRIES:
+                self._wait(response, tried)
+                continue
+            break
+        if response.status_code in (401, 403):
+            self._refused(response)
+        return response
+
+    def _refused(self, response: requests.Response) -> None:
+        """A 401 or 403 that a token for our scope did not cure: the login lacks the right."""
+        if "insufficient_scope" in response.headers.get("WWW-Authenticate", "") + response.text:
+            raise RegistryError(
+                f"{self.ref.registry}: the login {self.login.username} may not push to "
+                f"{self.ref.repository} (insufficient_scope)"
+            )
+        _check(response, self.ref, _what(response))
+
+    def _wait(self, response: requests.Response, tried: int) -> None:
+        """Sleep as long as the registry asks (Retry-After, in seconds), else 1, 2, 4 s."""
+        asked = response.headers.get("Retry-After", "")
+        wait = float(asked) if asked.strip().isdigit() else 2.0 ** (tried - 1)
+        left = self.budget.left(self.ref.registry)
+        if wait >= left:
+            raise RegistryError(
+                f"registry {self.ref.registry} asks to wait {wait:.0f}s (HTTP "
+                f"{response.status_code}), longer than the push has left ({left:.0f}s)"
+            )
+        self.budget.stop.wait(wait)
+
+    def _check_200_response(self, response: requests.Response) -> None:
+        """oras' check of each upload: ours, one line (oras' own answer to a blob the registry
+        has already is a bare 200 with no request)."""
+        if response.status_code >= 300:
+            _check(response, self.ref, _what(response))
+
+    def check_login(self) -> None:
+        """Ask /v2/ who we must be, before any push: a registry that wants a login and has
+        none is refused in one line, with no blob sent."""
+        _check(self.do_request(f"{self.prefix}://{self.ref.endpoint}/v2/"), self.ref, "/v2/")
+
+    def manifest_url(self, reference: str) -> str:
+        return f"{self.prefix}://{self.ref.endpoint}/v2/{self.ref.repository}/manifests/{reference}"
+
+    def remote_digest(self, reference: str) -> str:
+        response = self.do_request(
+            self.manifest_url(reference), "HEAD", headers={"Accept": f"{INDEX}, {MANIFEST}"}
+        )
+        _check(response, self.ref, "HEAD of the manifest")
+        return str(response.headers.get("Docker-Content-Digest", ""))
 
 
 @contextmanager
@@ -103,122 +287,152 @@ def _errors(ref: ImageRef) -> Iterator[None]:
             f"registry {ref.registry}: TLS verification failed; give its CA with --registry-ca"
             f" ({type(err).__name__})"
         ) from None
+    except requests.exceptions.Timeout:
+        raise RegistryError(f"registry {ref.registry} did not answer in time") from None
     except requests.exceptions.ConnectionError as err:
         reason = unreachable_reason(str(err)) or "no connection"
         raise RegistryError(
             f"registry {ref.registry} unreachable ({reason}): is it up, is the address right?"
         ) from None
-    except requests.exceptions.Timeout:
-        raise RegistryError(f"registry {ref.registry} did not answer in time") from None
-    except ValueError as err:
-        if "401" in str(err) or "nauthorized" in str(err) or "UNAUTHORIZED" in str(err):
-            raise auth_failed(ref.registry) from None
+    except (ValueError, FileNotFoundError) as err:  # oras: a layout it cannot push
         raise RegistryError(f"push to {ref.registry} failed: {err}") from None
+
+
+def _what(response: requests.Response) -> str:
+    """`PUT /v2/team/app/manifests/v1`: the request a response answers."""
+    method = response.request.method if response.request is not None else "request"
+    return f"{method} {urlsplit(response.url or '').path}"
 
 
 def _check(response: requests.Response, ref: ImageRef, what: str) -> None:
     if response.status_code == 401:
         raise auth_failed(ref.registry)
+    if response.status_code == 403:
+        raise RegistryError(
+            f"{ref.registry} refused {what}: the login may not push to {ref.repository}"
+        )
     if response.status_code >= 300:
         raise RegistryError(f"{what} at {ref.registry} failed: HTTP {response.status_code}")
 
 
-def _manifest_url(provider: oras.provider.Registry, ref: ImageRef, reference: str) -> str:
-    return f"{provider.prefix}://{ref.registry}/v2/{ref.path}/manifests/{reference}"
-
-
-def _remote_digest(provider: oras.provider.Registry, ref: ImageRef, reference: str) -> str:
-    response = provider.do_request(
-        _manifest_url(provider, ref, reference), "HEAD", headers={"Accept": f"{INDEX}, {MANIFEST}"}
-    )
-    _check(response, ref, "HEAD of the manifest")
-    return str(response.headers.get("Docker-Content-Digest", ""))
-
-
-def push_image(tarball: Path, ref: ImageRef, login: Login, *, ref_name: str, digest: str) -> str:
+def push_image(
+    tarball: Path, ref: ImageRef, login: Login, budget: Budget, *, ref_name: str, digest: str
+) -> str:
     """Push the layout in `tarball` (its image named `ref_name` in index.json) to `ref`; fail
-    unless the registry then reports `digest`. Return `registry/path:tag@digest`."""
+    unless the registry then reports `digest`. Return `registry/repository:tag@digest`."""
     tag = ref.tag or "latest"
-    provider = _provider(ref, login)
     with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, _errors(ref):
+        client = Client(ref, login, budget)
+        client.check_login()
         with tarfile.open(tarball) as tar:
             tar.extractall(layout, filter="data")
+        _name_the_image(Path(layout), ref_name)
         response = oras.layout.Layout(layout).push_to_registry(
-            provider, target=f"{ref.registry}/{ref.path}:{tag}", tag=ref_name
+            client, target=f"{ref.endpoint}/{ref.repository}:{tag}", tag=ref_name
         )
         _check(response, ref, "push")
-        remote = _remote_digest(provider, ref, tag)
+        remote = client.remote_digest(tag)
     if remote != digest:
         raise RegistryError(
             f"{ref.registry} reports {remote or 'no digest'} for {ref.path}:{tag}, not the "
             f"pushed {digest}: the registry rewrote the manifest"
         )
-    return f"{ref.registry}/{ref.path}:{tag}@{digest}"
+    return f"{ref.canonical}:{tag}@{digest}"
 
 
-def _blob(layout: Path, data: bytes) -> dict[str, Any]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    path = layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return {"digest": digest, "size": len(data)}
+def _name_the_image(layout: Path, ref_name: str) -> None:
+    """oras finds the image to push by its name in index.json: the engine's own export (naive,
+    the builder image) names none, so its one image is given `ref_name` (index.json is not
+    pushed: the digest stays)."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    entries = index.get("manifests", [])
+    if len(entries) == 1 and REF_NAME not in entries[0].get("annotations", {}):
+        entries[0].setdefault("annotations", {})[REF_NAME] = ref_name
+        index_path.write_text(json.dumps(index))
 
 
 def _dump(document: object) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+def _descriptor(data: bytes) -> dict[str, Any]:
+    return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _listed(client: Client, tag: str) -> list[dict[str, Any]]:
+    """The referrers listed under the fallback tag: none if the tag does not exist; an error
+    if it cannot be read (a 401 or 429 is not "no referrers")."""
+    response = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": INDEX})
+    if response.status_code == 404:
+        return []
+    _check(response, client.ref, f"reading the tag {tag}")
+    manifests = response.json().get("manifests", [])
+    return [m for m in manifests if isinstance(m, dict) and "digest" in m]
+
+
 def push_sbom(
     sbom: bytes,
     ref: ImageRef,
     login: Login,
+    budget: Budget,
     *,
     subject: dict[str, Any],
     media_type: str,
     created: str,
 ) -> str:
     """Push `sbom` as a referrer of the image `subject` (its descriptor), and list it in the
-    index under the fallback tag `sha256-<hex>`. Return that tag."""
+    index under the fallback tag `sha256-<hex>`, beside what other tools listed there
+    (signatures, attestations: their manifests are in the registry already). Return the tag."""
     fallback = str(subject["digest"]).replace(":", "-")
-    provider = _provider(ref, login)
     with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, _errors(ref):
-        layout = Path(directory)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "artifactType": media_type,
-            "config": {"mediaType": EMPTY, **_blob(layout, b"{}")},
-            "layers": [
-                {
-                    "mediaType": media_type,
-                    **_blob(layout, sbom),
-                    "annotations": {"org.opencontainers.image.title": "sbom.spdx.json"},
-                }
-            ],
-            "subject": subject,
-            "annotations": {"org.opencontainers.image.created": created},
-        }
-        entry = {
-            "mediaType": MANIFEST,
-            **_blob(layout, _dump(manifest)),
-            "artifactType": media_type,
-        }
-        # The fallback tag's index lists every referrer: keep those already there.
-        existing = provider.do_request(
-            _manifest_url(provider, ref, fallback), "GET", headers={"Accept": INDEX}
+        client = Client(ref, login, budget)
+        container = client.get_container(f"{ref.endpoint}/{ref.repository}:{fallback}")
+        layers = []
+        for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
+            path = Path(directory) / name
+            path.write_bytes(data)
+            layer = {"mediaType": kind, **_descriptor(data)}
+            _check(client.upload_blob(str(path), container, layer), ref, "push of the SBOM")
+            layers.append(layer)
+        manifest = _dump(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "artifactType": media_type,
+                "config": layers[0],
+                "layers": [
+                    {
+                        **layers[1],
+                        "annotations": {"org.opencontainers.image.title": "sbom.spdx.json"},
+                    }
+                ],
+                "subject": subject,
+                "annotations": {"org.opencontainers.image.created": created},
+            }
         )
-        listed = existing.json().get("manifests", []) if existing.status_code == 200 else []
-        listed = [m for m in listed if m.get("digest") != entry["digest"]] + [entry]
-        index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": listed}
-        top = {
-            "mediaType": INDEX,
-            **_blob(layout, _dump(index)),
-            "annotations": {REF_NAME: fallback},
-        }
-        (layout / "oci-layout").write_bytes(_dump({"imageLayoutVersion": "1.0.0"}))
-        (layout / "index.json").write_bytes(_dump({"schemaVersion": 2, "manifests": [top]}))
-        response = oras.layout.Layout(str(layout)).push_to_registry(
-            provider, target=f"{ref.registry}/{ref.path}:{fallback}", tag=fallback
-        )
-        _check(response, ref, "push of the SBOM")
+        entry = {"mediaType": MANIFEST, **_descriptor(manifest), "artifactType": media_type}
+        put = {"Content-Type": MANIFEST}
+        answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
+        _check(answer, ref, "push of the SBOM")
+        _merge_into_tag(client, fallback, entry)
     return fallback
+
+
+def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
+    """List `entry` in the index under `tag`, keeping every entry already there. Two pushes
+    that merge at once can replace each other's index: read it back, merge again if ours is
+    gone (up to RACE_TRIES times), and say so if it stays gone."""
+    for _ in range(RACE_TRIES):
+        listed = _listed(client, tag)
+        if any(m["digest"] == entry["digest"] for m in listed):
+            return
+        index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
+        headers = {"Content-Type": INDEX}
+        _check(client.do_request(client.manifest_url(tag), "PUT", index, headers), client.ref, tag)
+        if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
+            return
+    raise RegistryError(
+        f"{client.ref.registry}: the SBOM's entry under {tag} was replaced by a concurrent push "
+        f"{RACE_TRIES} times; push again"
+    )

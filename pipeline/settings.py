@@ -127,6 +127,32 @@ class ImageRef:
     def __str__(self) -> str:
         return self.text
 
+    @property
+    def docker_hub(self) -> bool:
+        return self.registry in _DOCKER_HUB
+
+    @property
+    def endpoint(self) -> str:
+        """The host that serves the registry API: Docker Hub's is registry-1.docker.io (its
+        name, docker.io, answers /v2/ with a redirect to a web page)."""
+        return _DOCKER_HUB_API if self.docker_hub else self.registry
+
+    @property
+    def repository(self) -> str:
+        """The repository as the API names it: Docker Hub's official images live under
+        library/ (`alpine` is library/alpine), as docker and containerd resolve them."""
+        return f"library/{self.path}" if self.docker_hub and "/" not in self.path else self.path
+
+    @property
+    def canonical(self) -> str:
+        """registry/repository, in full: docker.io/library/alpine for `alpine`."""
+        return f"{'docker.io' if self.docker_hub else self.registry}/{self.repository}"
+
+
+# Docker's own names for Docker Hub, and the host of its API.
+_DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_DOCKER_HUB_API = "registry-1.docker.io"
+
 
 def parse_image_ref(text: str, *, option: str) -> ImageRef:
     """Check `text` against the reference grammar; SettingsError naming `option` if it fails."""
@@ -186,6 +212,7 @@ class Settings:
     user: str | None = None  # None: 65532:65532 on scratch and bases with that user
     lock: Path | None = None
     registry_ca: Path | None = None
+    push_timeout: float = 300.0  # seconds: a push that takes longer stops, and says so
     cache_bust: str = ""  # verify: a value that forces every build step to run again
     reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
@@ -289,6 +316,13 @@ def check_chart_path(path: Path) -> str:
 
 
 _USER = re.compile(r"^(?:\d+|[a-z_][a-z0-9_-]*)(?::(?:\d+|[a-z_][a-z0-9_-]*))?$")
+
+
+def check_push_timeout(seconds: float) -> float:
+    """--push-timeout: a positive number of seconds."""
+    if not seconds > 0:
+        raise SettingsError(f"--push-timeout {seconds:g}: give a positive number of seconds")
+    return seconds
 
 
 def check_user(user: str) -> str:
