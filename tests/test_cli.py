@@ -4,6 +4,7 @@ only to see the Settings it would get: this tests parsing, not the engine."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -259,6 +260,25 @@ def test_compare_bad_input_exits_2(
     assert result.exit_code == 2
     assert compared == []
     assert message in result.stderr
+
+
+def test_the_password_leaves_the_environment_once_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No child process (docker, the dagger CLI) inherits it: it is gone before the build."""
+    seen: list[bool] = []
+
+    def fake_execute(settings: Settings, *, verbose: bool) -> int:
+        seen.append("PIPELINE_REGISTRY_PASSWORD" in os.environ)
+        assert settings.registry_password is not None
+        assert settings.registry_password.value == "s3cret"
+        return 0
+
+    monkeypatch.setattr(cli, "execute", fake_execute)
+    args = ["multistage", "--publish", "127.0.0.1:5443/app:1", "--registry-username", "ci"]
+    result = runner.invoke(cli.app, args, env={"PIPELINE_REGISTRY_PASSWORD": "s3cret"})
+    assert result.exit_code == 0, result.output
+    assert seen == [False]
 
 
 def test_password_without_publish_is_ignored(captured: list[Settings]) -> None:

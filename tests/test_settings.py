@@ -137,3 +137,32 @@ def test_secret_never_prints() -> None:
 
 def test_default_output() -> None:
     assert str(default_output("helloworld", Variant.BUILDER)) == "build/helloworld-builder.tar"
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint", "repository", "canonical"),
+    [
+        # As docker and containerd resolve them: Docker Hub's API is registry-1.docker.io
+        # (docker.io/v2/ redirects to a web page), official images live under library/.
+        ("alpine", "registry-1.docker.io", "library/alpine", "docker.io/library/alpine"),
+        ("alpine:3.22", "registry-1.docker.io", "library/alpine", "docker.io/library/alpine"),
+        ("user/app:tag", "registry-1.docker.io", "user/app", "docker.io/user/app"),
+        ("docker.io/app", "registry-1.docker.io", "library/app", "docker.io/library/app"),
+        ("docker.io/library/app:1", "registry-1.docker.io", "library/app", "docker.io/library/app"),
+        ("index.docker.io/user/app", "registry-1.docker.io", "user/app", "docker.io/user/app"),
+        (
+            "registry-1.docker.io/app",
+            "registry-1.docker.io",
+            "library/app",
+            "docker.io/library/app",
+        ),
+        ("ghcr.io/team/app:1", "ghcr.io", "team/app", "ghcr.io/team/app"),
+        ("127.0.0.1:5000/app", "127.0.0.1:5000", "app", "127.0.0.1:5000/app"),
+        ("localhost/app", "localhost", "app", "localhost/app"),
+    ],
+)
+def test_docker_hub_names_resolve_as_docker_resolves_them(
+    text: str, endpoint: str, repository: str, canonical: str
+) -> None:
+    ref = parse_image_ref(text, option="--publish")
+    assert (ref.endpoint, ref.repository, ref.canonical) == (endpoint, repository, canonical)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pipeline.settings import parse_image_ref
 from tests.conftest import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
@@ -30,3 +34,23 @@ def test_workflow_pins_the_cli_of_dagger_json_and_runs_the_readme_command() -> N
     assert "dagger run python -m pipeline multistage --publish" in (ROOT / "README.md").read_text()
     assert "secrets.REGISTRY_PASSWORD" in text
     assert "PIPELINE_REGISTRY_PASSWORD" in text
+
+
+def test_the_image_reference_is_lowercased_as_registries_require() -> None:
+    """github.repository keeps the owner's capitals (Team/App); a reference may not have any."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["multistage"]["steps"]
+    step = next(s for s in steps if s.get("id") == "image")
+    assert "${{ steps.image.outputs.ref }}" in WORKFLOW.read_text()
+    with tempfile.NamedTemporaryFile("r") as output:
+        env = {
+            "PATH": os.environ["PATH"],
+            "REGISTRY": "ghcr.io",
+            "REPOSITORY": "Team-Go/Hello_App",
+            "GITHUB_SHA": "0123abc",
+            "GITHUB_OUTPUT": output.name,
+        }
+        done = subprocess.run(["bash", "-c", step["run"]], env=env, check=False)
+        assert done.returncode == 0
+        key, _, ref = output.read().strip().partition("=")
+    assert (key, ref) == ("ref", "ghcr.io/team-go/hello_app:0123abc")
+    assert parse_image_ref(ref, option="--publish").path == "team-go/hello_app"
