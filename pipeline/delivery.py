@@ -158,12 +158,12 @@ async def publish(
     """Push the exported image as it is (its digest kept), then its SBOM as a referrer, within
     --push-timeout. The pushed reference with its digest, and the SBOM's fallback tag (None
     without an SBOM)."""
-    from pipeline import registry  # oras and requests: only a push needs them
+    from pipeline import registry, transport  # oras and requests: only a push needs them
 
     ref = settings.publish
     assert ref is not None
-    login = registry.Login.of(settings)
-    budget = registry.Budget.of(settings.push_timeout)
+    login = transport.Login.of(settings)
+    budget = transport.Budget.of(settings.push_timeout)
 
     def push() -> tuple[str, str | None]:
         pushed = registry.push_image(

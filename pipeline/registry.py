@@ -1,318 +1,35 @@
 """Pushing the reproducible layout as it is: oras PUTs the manifest bytes unchanged, so the
 registry's digest is the one computed here (Dagger's publish would re-stamp the config).
 Then the SBOM, as an OCI 1.1 referrer of the image, also under the `sha256-<hex>` tag that
-registries without the referrers API are asked for.
-
-oras walks the layout and uploads; every request it makes goes through Client.do_request,
-which does what hosted registries need and oras 0.2 does not: a bearer token per scope
-(Docker's token protocol: a pull token does not push), a timeout on every request, a bounded
-retry of 429 and 502-504 that honours Retry-After, and a Budget that stops the push for real
-when it is over its time or interrupted."""
+registries without the referrers API are asked for, beside other tools' referrers. Every
+request goes through pipeline.transport's Client."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import socket
-import ssl
 import tarfile
 import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import oras.layout
-import oras.provider
-import requests
-import requests.adapters
 
-from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed, unreachable_reason
+from pipeline.errors import RegistryError
 from pipeline.reproducible import REF_NAME
-from pipeline.settings import ImageRef, Secret, Settings
+from pipeline.settings import ImageRef
+from pipeline.transport import (
+    INDEX,
+    MANIFEST,
+    Budget,
+    Client,
+    Login,
+    check_answer,
+    one_line_errors,
+)
 
-INDEX = "application/vnd.oci.image.index.v1+json"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
-CONNECT_TIMEOUT = 10.0  # seconds, each request (never past the budget's end)
-READ_TIMEOUT = 60.0
-TRIES = 4  # a request answered 429 or 502-504 is sent again, up to this many times in all
 RACE_TRIES = 3  # the SBOM index merged again when a concurrent push replaced ours
-_RETRIED = (429, 502, 503, 504)
-
-
-@dataclass(frozen=True)
-class Login:
-    """How to reach a registry: credentials and the CA that signs its certificate."""
-
-    username: str | None
-    password: Secret | None
-    ca: Path | None
-
-    @classmethod
-    def of(cls, settings: Settings) -> Login:
-        """The run's --registry-username, its password and --registry-ca."""
-        return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
-
-
-@dataclass
-class Budget:
-    """The end of a push (time.monotonic()) and a flag that stops it, shared with the thread
-    that pushes: checked before every request, and no request waits past the end."""
-
-    deadline: float
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    @classmethod
-    def of(cls, seconds: float) -> Budget:
-        return cls(time.monotonic() + seconds)
-
-    def left(self, registry: str) -> float:
-        """Seconds left; RegistryError if none are, or the push was stopped."""
-        if self.stop.is_set():
-            raise RegistryError(f"push to {registry} stopped")
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise RegistryError(f"registry {registry} did not finish the push in time")
-        return left
-
-    def timeout(self, registry: str) -> tuple[float, float]:
-        left = self.left(registry)
-        return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
-
-
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if name == "localhost":
-        return True
-    try:
-        return ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _speaks_tls(host: str, budget: Budget) -> bool:
-    name, _, port = host.rpartition(":")
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    wait = min(5.0, budget.left(host))
-    try:
-        with (
-            socket.create_connection((name or host, int(port or 443)), timeout=wait) as raw,
-            context.wrap_socket(raw),
-        ):
-            return True
-    except (OSError, ssl.SSLError, ValueError):
-        return False
-
-
-class _TrustAlso(requests.adapters.HTTPAdapter):
-    """HTTPS that trusts the system's CAs and one more (--registry-ca): token realms and blob
-    redirects often live on hosts with public certificates."""
-
-    def __init__(self, ca: Path) -> None:
-        self._context = ssl.create_default_context()
-        self._context.load_verify_locations(cafile=str(ca))
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-
-_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class Client(oras.provider.Registry):  # type: ignore[misc]
-    """oras' registry client, with our do_request: see the module's docstring."""
-
-    def __init__(self, ref: ImageRef, login: Login, budget: Budget) -> None:
-        self.ref, self.login, self.budget = ref, login, budget
-        host = ref.endpoint
-        # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
-        insecure = _is_loopback(host) and not _speaks_tls(host, budget)
-        super().__init__(hostname=host, insecure=insecure, auth_backend="basic")
-        if login.ca is not None:
-            self.session.mount("https://", _TrustAlso(login.ca))
-        self.scope = f"repository:{ref.repository}:pull,push"
-        self._tokens: dict[str, str] = {}  # scope → bearer token
-        self._basic = False  # the registry asks for basic auth
-
-    def _credentials(self) -> tuple[str, str] | None:
-        if self.login.username and self.login.password:
-            return self.login.username, self.login.password.value
-        return None
-
-    def _token(self, challenge: dict[str, str], scope: str) -> str:
-        """A bearer token for `scope` (and what the challenge asked for), from its realm."""
-        realm = challenge.get("realm", "")
-        asked = {s for s in (scope, challenge.get("scope", "")) if s}
-        params = [("service", challenge.get("service", ""))] + [("scope", s) for s in asked]
-        answer = self.session.get(
-            realm,
-            params=params,
-            auth=self._credentials(),
-            timeout=self.budget.timeout(self.ref.registry),
-        )
-        if answer.status_code == 401:
-            raise auth_failed(self.ref.registry)
-        if answer.status_code != 200:
-            raise RegistryError(
-                f"token service {urlsplit(realm).netloc} of {self.ref.registry} answered "
-                f"HTTP {answer.status_code}"
-            )
-        document = answer.json()
-        token = document.get("token") or document.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RegistryError(f"token service {urlsplit(realm).netloc} gave no token")
-        return token
-
-    def _authorize(self, response: requests.Response, scope: str) -> bool:
-        """Learn from a 401 how to authenticate; whether sending again may help."""
-        header = response.headers.get("WWW-Authenticate", "")
-        scheme, _, rest = header.partition(" ")
-        if scheme.lower() == "bearer":
-            self._tokens[scope] = self._token(dict(_PARAM.findall(rest)), scope)
-            return True
-        if scheme.lower() == "basic" and not self._basic and self._credentials():
-            self._basic = True
-            return True
-        return False
-
-    def do_request(
-        self,
-        url: str,
-        method: str = "GET",
-        data: dict[str, Any] | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        json: dict[str, Any] | None = None,
-        stream: bool = False,
-    ) -> requests.Response:
-        """One request to the registry, authenticated for our repository's scope, sent again
-        after a 401 (with a token for the scope asked) and after 429/502-504 (after the
-        Retry-After the registry asks for), within the budget."""
-        registry = self.ref.registry
-        authorized = False
-        for tried in range(1, TRIES + 1):
-            sent = dict(headers or {})
-            token = self._tokens.get(self.scope)
-            if token is not None:
-                sent["Authorization"] = f"Bearer {token}"
-            credentials = self._credentials()
-            auth = credentials if self._basic and token is None else None
-            with _errors(self.ref):
-                response: requests.Response = self.session.request(
-                    method,
-                    url,
-                    data=data,
-                    json=json,
-                    headers=sent,
-                    stream=stream,
-                    auth=auth,
-                    timeout=self.budget.timeout(registry),
-                )
-            if response.status_code == 401 and not authorized:
-                authorized = True
-                if credentials is None and response.headers.get("WWW-Authenticate"):
-                    raise RegistryError(
-                        f"registry {registry} wants a login: give --registry-username and "
-                        f"{PASSWORD_ENV}"
-                    )
-                if self._authorize(response, self.scope):
-                    continue
-            if response.status_code in _RETRIED and tried < TRIES:
-                self._wait(response, tried)
-                continue
-            break
-        if response.status_code in (401, 403):
-            self._refused(response)
-        return response
-
-    def _refused(self, response: requests.Response) -> None:
-        """A 401 or 403 that a token for our scope did not cure: the login lacks the right."""
-        if "insufficient_scope" in response.headers.get("WWW-Authenticate", "") + response.text:
-            raise RegistryError(
-                f"{self.ref.registry}: the login {self.login.username} may not push to "
-                f"{self.ref.repository} (insufficient_scope)"
-            )
-        _check(response, self.ref, _what(response))
-
-    def _wait(self, response: requests.Response, tried: int) -> None:
-        """Sleep as long as the registry asks (Retry-After, in seconds), else 1, 2, 4 s."""
-        asked = response.headers.get("Retry-After", "")
-        wait = float(asked) if asked.strip().isdigit() else 2.0 ** (tried - 1)
-        left = self.budget.left(self.ref.registry)
-        if wait >= left:
-            raise RegistryError(
-                f"registry {self.ref.registry} asks to wait {wait:.0f}s (HTTP "
-                f"{response.status_code}), longer than the push has left ({left:.0f}s)"
-            )
-        self.budget.stop.wait(wait)
-
-    def _check_200_response(self, response: requests.Response) -> None:
-        """oras' check of each upload: ours, one line (oras' own answer to a blob the registry
-        has already is a bare 200 with no request)."""
-        if response.status_code >= 300:
-            _check(response, self.ref, _what(response))
-
-    def check_login(self) -> None:
-        """Ask /v2/ who we must be, before any push: a registry that wants a login and has
-        none is refused in one line, with no blob sent."""
-        _check(self.do_request(f"{self.prefix}://{self.ref.endpoint}/v2/"), self.ref, "/v2/")
-
-    def manifest_url(self, reference: str) -> str:
-        return f"{self.prefix}://{self.ref.endpoint}/v2/{self.ref.repository}/manifests/{reference}"
-
-    def remote_digest(self, reference: str) -> str:
-        response = self.do_request(
-            self.manifest_url(reference), "HEAD", headers={"Accept": f"{INDEX}, {MANIFEST}"}
-        )
-        _check(response, self.ref, "HEAD of the manifest")
-        return str(response.headers.get("Docker-Content-Digest", ""))
-
-
-@contextmanager
-def _errors(ref: ImageRef) -> Iterator[None]:
-    """requests' and oras' failures as one line naming the registry."""
-    try:
-        yield
-    except requests.exceptions.SSLError as err:
-        raise RegistryError(
-            f"registry {ref.registry}: TLS verification failed; give its CA with --registry-ca"
-            f" ({type(err).__name__})"
-        ) from None
-    except requests.exceptions.Timeout:
-        raise RegistryError(f"registry {ref.registry} did not answer in time") from None
-    except requests.exceptions.ConnectionError as err:
-        reason = unreachable_reason(str(err)) or "no connection"
-        raise RegistryError(
-            f"registry {ref.registry} unreachable ({reason}): is it up, is the address right?"
-        ) from None
-    except (ValueError, FileNotFoundError) as err:  # oras: a layout it cannot push
-        raise RegistryError(f"push to {ref.registry} failed: {err}") from None
-
-
-def _what(response: requests.Response) -> str:
-    """`PUT /v2/team/app/manifests/v1`: the request a response answers."""
-    method = response.request.method if response.request is not None else "request"
-    return f"{method} {urlsplit(response.url or '').path}"
-
-
-def _check(response: requests.Response, ref: ImageRef, what: str) -> None:
-    if response.status_code == 401:
-        raise auth_failed(ref.registry)
-    if response.status_code == 403:
-        raise RegistryError(
-            f"{ref.registry} refused {what}: the login may not push to {ref.repository}"
-        )
-    if response.status_code >= 300:
-        raise RegistryError(f"{what} at {ref.registry} failed: HTTP {response.status_code}")
 
 
 def push_image(
@@ -321,7 +38,7 @@ def push_image(
     """Push the layout in `tarball` (its image named `ref_name` in index.json) to `ref`; fail
     unless the registry then reports `digest`. Return `registry/repository:tag@digest`."""
     tag = ref.tag or "latest"
-    with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, _errors(ref):
+    with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, one_line_errors(ref):
         client = Client(ref, login, budget)
         client.check_login()
         with tarfile.open(tarball) as tar:
@@ -330,7 +47,7 @@ def push_image(
         response = oras.layout.Layout(layout).push_to_registry(
             client, target=f"{ref.endpoint}/{ref.repository}:{tag}", tag=ref_name
         )
-        _check(response, ref, "push")
+        check_answer(response, ref, "push")
         remote = client.remote_digest(tag)
     if remote != digest:
         raise RegistryError(
@@ -366,7 +83,7 @@ def _listed(client: Client, tag: str) -> list[dict[str, Any]]:
     response = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": INDEX})
     if response.status_code == 404:
         return []
-    _check(response, client.ref, f"reading the tag {tag}")
+    check_answer(response, client.ref, f"reading the tag {tag}")
     manifests = response.json().get("manifests", [])
     return [m for m in manifests if isinstance(m, dict) and "digest" in m]
 
@@ -385,7 +102,7 @@ def push_sbom(
     index under the fallback tag `sha256-<hex>`, beside what other tools listed there
     (signatures, attestations: their manifests are in the registry already). Return the tag."""
     fallback = str(subject["digest"]).replace(":", "-")
-    with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, _errors(ref):
+    with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, one_line_errors(ref):
         client = Client(ref, login, budget)
         container = client.get_container(f"{ref.endpoint}/{ref.repository}:{fallback}")
         layers = []
@@ -393,7 +110,7 @@ def push_sbom(
             path = Path(directory) / name
             path.write_bytes(data)
             layer = {"mediaType": kind, **_descriptor(data)}
-            _check(client.upload_blob(str(path), container, layer), ref, "push of the SBOM")
+            check_answer(client.upload_blob(str(path), container, layer), ref, "push of the SBOM")
             layers.append(layer)
         manifest = _dump(
             {
@@ -414,7 +131,7 @@ def push_sbom(
         entry = {"mediaType": MANIFEST, **_descriptor(manifest), "artifactType": media_type}
         put = {"Content-Type": MANIFEST}
         answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
-        _check(answer, ref, "push of the SBOM")
+        check_answer(answer, ref, "push of the SBOM")
         _merge_into_tag(client, fallback, entry)
     return fallback
 
@@ -429,7 +146,9 @@ def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
             return
         index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
         headers = {"Content-Type": INDEX}
-        _check(client.do_request(client.manifest_url(tag), "PUT", index, headers), client.ref, tag)
+        check_answer(
+            client.do_request(client.manifest_url(tag), "PUT", index, headers), client.ref, tag
+        )
         if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
             return
     raise RegistryError(

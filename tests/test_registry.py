@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tarfile
@@ -37,9 +36,10 @@ import pytest
 import requests
 
 from pipeline.errors import RegistryError
-from pipeline.registry import INDEX, Budget, Client, Login, push_image, push_sbom
+from pipeline.registry import push_image, push_sbom
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import Secret, parse_image_ref
+from pipeline.transport import INDEX, Budget, Login
 from tests.conftest import ROOT, PipelineRunner, Testbed
 
 SPDX = "application/spdx+json"
@@ -242,7 +242,12 @@ def test_a_wait_longer_than_the_budget_fails_at_once(inside: Testbed, tmp_path: 
         start = time.monotonic()
         with pytest.raises(RegistryError, match=r"asks to wait 3600s \(HTTP 429\)"):
             push_image(
-                tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+                tarball,
+                ref,
+                Login(None, None, None),
+                Budget.of(60),
+                ref_name="hello:1",
+                digest=digest,
             )
     assert time.monotonic() - start < 5
 
@@ -255,7 +260,12 @@ def test_a_registry_that_never_answers_ends_within_the_budget(tmp_path: Path) ->
         start = time.monotonic()
         with pytest.raises(RegistryError, match=r"did not (answer|finish the push) in time"):
             push_image(
-                tarball, ref, Login(None, None, None), Budget.of(3), ref_name="hello:1", digest=digest
+                tarball,
+                ref,
+                Login(None, None, None),
+                Budget.of(3),
+                ref_name="hello:1",
+                digest=digest,
             )
         took = time.monotonic() - start
     assert took < 3 + 2, f"took {took:.1f}s for a 3 s budget"
@@ -334,7 +344,9 @@ def _pushed_subject(testbed: Testbed, tmp_path: Path, repository: str) -> dict[s
     tarball = tmp_path / "image.tar"
     digest = tiny_layout(tarball, "hello:1", unique().encode())
     ref = parse_image_ref(f"{testbed.registry}/{repository}:1", option="--publish")
-    push_image(tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest)
+    push_image(
+        tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+    )
     size = len(requests.get(f"http://{testbed.registry}/v2/{repository}/manifests/1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
                             timeout=30).content)  # fmt: skip
@@ -480,68 +492,6 @@ def test_a_pull_token_is_never_reused_for_a_push(inside: Testbed, tmp_path: Path
         {"type": "repository", "name": repository, "actions": ["pull", "push"]} in a["granted"]
         for a in ours
     ), ours
-
-
-def _self_signed_ca(directory: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 that it signs: (ca, cert, key)."""
-    ca_key, ca = directory / f"{name}-ca.key", directory / f"{name}-ca.pem"
-    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
-    ext = directory / f"{name}.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    for command in (
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
-         "-days", "2", "-subj", f"/CN={name} CA"],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
-         "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "2", "-extfile", ext],
-    ):  # fmt: skip
-        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
-    return ca, cert, key
-
-
-@contextlib.contextmanager
-def https_server(cert: Path, key: Path) -> Iterator[int]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_registry_ca_is_added_to_the_system_cas(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A token realm or a blob redirect with a public certificate still verifies when
-    --registry-ca names the registry's own CA (it used to replace the system store)."""
-    system_ca, system_cert, system_key = _self_signed_ca(tmp_path, "public")
-    own_ca, own_cert, own_key = _self_signed_ca(tmp_path, "own")
-    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("SSL_CERT_FILE", str(system_ca))  # the "system" store, for this test
-    with https_server(system_cert, system_key) as public, https_server(own_cert, own_key) as own:
-        ref = parse_image_ref(f"127.0.0.1:{own}/app:1", option="--publish")
-        client = Client(ref, Login(None, None, own_ca), Budget.of(30))
-        assert client.session.get(f"https://127.0.0.1:{own}/", timeout=10).text == "ok"
-        assert client.session.get(f"https://127.0.0.1:{public}/", timeout=10).text == "ok"
-        unknown = Client(ref, Login(None, None, system_ca), Budget.of(30))
-        with pytest.raises(requests.exceptions.SSLError):
-            unknown.session.get(f"https://127.0.0.1:{own}/", timeout=10)
 
 
 # --- the pipeline's --publish, against the real engine -----------------------------------

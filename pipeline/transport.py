@@ -1,0 +1,302 @@
+"""Talking to a registry the way hosted registries need: oras' registry client with our
+do_request. Every request oras makes goes through it: a bearer token per scope (Docker's token
+protocol: a pull token does not push), a timeout on every request, a bounded retry of 429 and
+502-504 that honours Retry-After, and a Budget that stops a push for real when it is over its
+time or interrupted. Its failures are one line each (RegistryError)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import oras.provider
+import requests
+import requests.adapters
+
+from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed, unreachable_reason
+from pipeline.settings import ImageRef, Secret, Settings
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONNECT_TIMEOUT = 10.0  # seconds, each request (never past the budget's end)
+READ_TIMEOUT = 60.0
+TRIES = 4  # a request answered 429 or 502-504 is sent again, up to this many times in all
+_RETRIED = (429, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class Login:
+    """How to reach a registry: credentials and the CA that signs its certificate."""
+
+    username: str | None
+    password: Secret | None
+    ca: Path | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Login:
+        """The run's --registry-username, its password and --registry-ca."""
+        return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
+
+
+@dataclass
+class Budget:
+    """The end of a push (time.monotonic()) and a flag that stops it, shared with the thread
+    that pushes: checked before every request, and no request waits past the end."""
+
+    deadline: float
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def of(cls, seconds: float) -> Budget:
+        return cls(time.monotonic() + seconds)
+
+    def left(self, registry: str) -> float:
+        """Seconds left; RegistryError if none are, or the push was stopped."""
+        if self.stop.is_set():
+            raise RegistryError(f"push to {registry} stopped")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RegistryError(f"registry {registry} did not finish the push in time")
+        return left
+
+    def timeout(self, registry: str) -> tuple[float, float]:
+        left = self.left(registry)
+        return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name == "localhost":
+        return True
+    try:
+        return ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _speaks_tls(host: str, budget: Budget) -> bool:
+    name, _, port = host.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    wait = min(5.0, budget.left(host))
+    try:
+        with (
+            socket.create_connection((name or host, int(port or 443)), timeout=wait) as raw,
+            context.wrap_socket(raw),
+        ):
+            return True
+    except (OSError, ssl.SSLError, ValueError):
+        return False
+
+
+class _TrustAlso(requests.adapters.HTTPAdapter):
+    """HTTPS that trusts the system's CAs and one more (--registry-ca): token realms and blob
+    redirects often live on hosts with public certificates."""
+
+    def __init__(self, ca: Path) -> None:
+        self._context = ssl.create_default_context()
+        self._context.load_verify_locations(cafile=str(ca))
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+class Client(oras.provider.Registry):  # type: ignore[misc]
+    """oras' registry client, with our do_request: see the module's docstring."""
+
+    def __init__(self, ref: ImageRef, login: Login, budget: Budget) -> None:
+        self.ref, self.login, self.budget = ref, login, budget
+        host = ref.endpoint
+        # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
+        insecure = _is_loopback(host) and not _speaks_tls(host, budget)
+        super().__init__(hostname=host, insecure=insecure, auth_backend="basic")
+        if login.ca is not None:
+            self.session.mount("https://", _TrustAlso(login.ca))
+        self.scope = f"repository:{ref.repository}:pull,push"
+        self._tokens: dict[str, str] = {}  # scope → bearer token
+        self._basic = False  # the registry asks for basic auth
+
+    def _credentials(self) -> tuple[str, str] | None:
+        if self.login.username and self.login.password:
+            return self.login.username, self.login.password.value
+        return None
+
+    def _token(self, challenge: dict[str, str], scope: str) -> str:
+        """A bearer token for `scope` (and what the challenge asked for), from its realm."""
+        realm = challenge.get("realm", "")
+        asked = {s for s in (scope, challenge.get("scope", "")) if s}
+        params = [("service", challenge.get("service", ""))] + [("scope", s) for s in asked]
+        answer = self.session.get(
+            realm,
+            params=params,
+            auth=self._credentials(),
+            timeout=self.budget.timeout(self.ref.registry),
+        )
+        if answer.status_code == 401:
+            raise auth_failed(self.ref.registry)
+        if answer.status_code != 200:
+            raise RegistryError(
+                f"token service {urlsplit(realm).netloc} of {self.ref.registry} answered "
+                f"HTTP {answer.status_code}"
+            )
+        document = answer.json()
+        token = document.get("token") or document.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token service {urlsplit(realm).netloc} gave no token")
+        return token
+
+    def _authorize(self, response: requests.Response, scope: str) -> bool:
+        """Learn from a 401 how to authenticate; whether sending again may help."""
+        header = response.headers.get("WWW-Authenticate", "")
+        scheme, _, rest = header.partition(" ")
+        if scheme.lower() == "bearer":
+            self._tokens[scope] = self._token(dict(_PARAM.findall(rest)), scope)
+            return True
+        if scheme.lower() == "basic" and not self._basic and self._credentials():
+            self._basic = True
+            return True
+        return False
+
+    def do_request(
+        self,
+        url: str,
+        method: str = "GET",
+        data: dict[str, Any] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """One request to the registry, authenticated for our repository's scope, sent again
+        after a 401 (with a token for the scope asked) and after 429/502-504 (after the
+        Retry-After the registry asks for), within the budget."""
+        registry = self.ref.registry
+        authorized = False
+        for tried in range(1, TRIES + 1):
+            sent = dict(headers or {})
+            token = self._tokens.get(self.scope)
+            if token is not None:
+                sent["Authorization"] = f"Bearer {token}"
+            credentials = self._credentials()
+            auth = credentials if self._basic and token is None else None
+            with one_line_errors(self.ref):
+                response: requests.Response = self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    json=json,
+                    headers=sent,
+                    stream=stream,
+                    auth=auth,
+                    timeout=self.budget.timeout(registry),
+                )
+            if response.status_code == 401 and not authorized:
+                authorized = True
+                if credentials is None and response.headers.get("WWW-Authenticate"):
+                    raise RegistryError(
+                        f"registry {registry} wants a login: give --registry-username and "
+                        f"{PASSWORD_ENV}"
+                    )
+                if self._authorize(response, self.scope):
+                    continue
+            if response.status_code in _RETRIED and tried < TRIES:
+                self._wait(response, tried)
+                continue
+            break
+        if response.status_code in (401, 403):
+            self._refused(response)
+        return response
+
+    def _refused(self, response: requests.Response) -> None:
+        """A 401 or 403 that a token for our scope did not cure: the login lacks the right."""
+        if "insufficient_scope" in response.headers.get("WWW-Authenticate", "") + response.text:
+            raise RegistryError(
+                f"{self.ref.registry}: the login {self.login.username} may not push to "
+                f"{self.ref.repository} (insufficient_scope)"
+            )
+        check_answer(response, self.ref, _what(response))
+
+    def _wait(self, response: requests.Response, tried: int) -> None:
+        """Sleep as long as the registry asks (Retry-After, in seconds), else 1, 2, 4 s."""
+        asked = response.headers.get("Retry-After", "")
+        wait = float(asked) if asked.strip().isdigit() else 2.0 ** (tried - 1)
+        left = self.budget.left(self.ref.registry)
+        if wait >= left:
+            raise RegistryError(
+                f"registry {self.ref.registry} asks to wait {wait:.0f}s (HTTP "
+                f"{response.status_code}), longer than the push has left ({left:.0f}s)"
+            )
+        self.budget.stop.wait(wait)
+
+    def _check_200_response(self, response: requests.Response) -> None:
+        """oras' check of each upload: ours, one line (oras' own answer to a blob the registry
+        has already is a bare 200 with no request)."""
+        if response.status_code >= 300:
+            check_answer(response, self.ref, _what(response))
+
+    def check_login(self) -> None:
+        """Ask /v2/ who we must be, before any push: a registry that wants a login and has
+        none is refused in one line, with no blob sent."""
+        check_answer(self.do_request(f"{self.prefix}://{self.ref.endpoint}/v2/"), self.ref, "/v2/")
+
+    def manifest_url(self, reference: str) -> str:
+        return f"{self.prefix}://{self.ref.endpoint}/v2/{self.ref.repository}/manifests/{reference}"
+
+    def remote_digest(self, reference: str) -> str:
+        response = self.do_request(
+            self.manifest_url(reference), "HEAD", headers={"Accept": f"{INDEX}, {MANIFEST}"}
+        )
+        check_answer(response, self.ref, "HEAD of the manifest")
+        return str(response.headers.get("Docker-Content-Digest", ""))
+
+
+@contextmanager
+def one_line_errors(ref: ImageRef) -> Iterator[None]:
+    """requests' and oras' failures as one line naming the registry."""
+    try:
+        yield
+    except requests.exceptions.SSLError as err:
+        raise RegistryError(
+            f"registry {ref.registry}: TLS verification failed; give its CA with --registry-ca"
+            f" ({type(err).__name__})"
+        ) from None
+    except requests.exceptions.Timeout:
+        raise RegistryError(f"registry {ref.registry} did not answer in time") from None
+    except requests.exceptions.ConnectionError as err:
+        reason = unreachable_reason(str(err)) or "no connection"
+        raise RegistryError(
+            f"registry {ref.registry} unreachable ({reason}): is it up, is the address right?"
+        ) from None
+    except (ValueError, FileNotFoundError) as err:  # oras: a layout it cannot push
+        raise RegistryError(f"push to {ref.registry} failed: {err}") from None
+
+
+def _what(response: requests.Response) -> str:
+    """`PUT /v2/team/app/manifests/v1`: the request a response answers."""
+    method = response.request.method if response.request is not None else "request"
+    return f"{method} {urlsplit(response.url or '').path}"
+
+
+def check_answer(response: requests.Response, ref: ImageRef, what: str) -> None:
+    if response.status_code == 401:
+        raise auth_failed(ref.registry)
+    if response.status_code == 403:
+        raise RegistryError(
+            f"{ref.registry} refused {what}: the login may not push to {ref.repository}"
+        )
+    if response.status_code >= 300:
+        raise RegistryError(f"{what} at {ref.registry} failed: HTTP {response.status_code}")
