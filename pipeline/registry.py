@@ -30,6 +30,7 @@ from pipeline.transport import (
 
 EMPTY = "application/vnd.oci.empty.v1+json"
 RACE_TRIES = 3  # the SBOM index merged again when a concurrent push replaced ours
+SETTLE = 0.5  # seconds between writing the SBOM index and reading it back
 
 
 def push_image(
@@ -137,18 +138,19 @@ def push_sbom(
 
 
 def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
-    """List `entry` in the index under `tag`, keeping every entry already there. Two pushes
-    that merge at once can replace each other's index: read it back, merge again if ours is
-    gone (up to RACE_TRIES times), and say so if it stays gone."""
+    """List `entry` in the index under `tag`, keeping every entry already there.
+
+    Registries have no compare-and-swap: two pushes that read the index at once each write it
+    back without the other's entry, and the later write wins. So each reads the index again
+    SETTLE seconds after its write (longer than another writer's read-to-write gap), merges
+    again if its entry is gone (up to RACE_TRIES times), and says so if it stays gone."""
     for _ in range(RACE_TRIES):
         listed = _listed(client, tag)
-        if any(m["digest"] == entry["digest"] for m in listed):
-            return
-        index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
-        headers = {"Content-Type": INDEX}
-        check_answer(
-            client.do_request(client.manifest_url(tag), "PUT", index, headers), client.ref, tag
-        )
+        if not any(m["digest"] == entry["digest"] for m in listed):
+            index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
+            put = client.do_request(client.manifest_url(tag), "PUT", index, {"Content-Type": INDEX})
+            check_answer(put, client.ref, tag)
+        client.budget.stop.wait(SETTLE)
         if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
             return
     raise RegistryError(
