@@ -13,29 +13,44 @@ from pipeline.report import Step
 
 
 class StepHook(Protocol):
-    """Told when a step starts and when it ends (with its time), as they happen."""
+    """Told when a step starts and when it ends (with its time and, for a transfer, its size),
+    as they happen. `label` names the image the step is for (its tag), "" for a step that
+    serves every image of the session (compare's one test run); `ok` is False when the step
+    ended in an exception (a failure, or a cancellation because another task failed)."""
 
-    def started(self, name: str) -> None: ...
+    def started(self, name: str, label: str) -> None: ...
 
-    def finished(self, step: Step) -> None: ...
+    def finished(self, step: Step, label: str, ok: bool) -> None: ...
+
+
+@dataclass
+class Running:
+    """A step under way: its body may say how many bytes it moved (an export, a push)."""
+
+    size: int | None = None
 
 
 @dataclass
 class Clock:
-    """Times the steps of one build; tells `hook`, if any, as each starts and ends."""
+    """Times the steps of one build; tells `hook`, if any, as each starts and ends, with the
+    clock's `label` (the image's tag: compare runs several builds' steps at once)."""
 
     hook: StepHook | None = None
+    label: str = ""
     steps: list[Step] = field(default_factory=list)
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str) -> Iterator[Running]:
         if self.hook is not None:
-            self.hook.started(name)
+            self.hook.started(name, self.label)
+        running = Running()
+        ok = False
         start = time.perf_counter()
         try:
-            yield
+            yield running
+            ok = True
         finally:
-            done = Step(name, time.perf_counter() - start)
+            done = Step(name, time.perf_counter() - start, running.size)
             self.steps.append(done)
             if self.hook is not None:
-                self.hook.finished(done)
+                self.hook.finished(done, self.label, ok)

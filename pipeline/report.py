@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1
 class Step:
     name: str
     seconds: float
+    size: int | None = None  # bytes moved (the tarball exported, the image pushed), if known
 
 
 @dataclass(frozen=True)
