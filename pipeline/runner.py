@@ -104,10 +104,11 @@ async def _deliver_images(
             # The variant's own image is made reproducible; the builder pattern's build image,
             # like the naive one, is what it is.
             epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
-            with job.clock.step("export" if role == "image" else f"export {role}"):
+            with job.clock.step("export" if role == "image" else f"export {role}") as running:
                 info, tarball = await delivery.export(
                     image, destination, job.scratch, [str(p) for p in job.platforms], session, epoch
                 )
+                running.size = info.compressed
             infos.append((info, tarball))
             report = delivery.image_report(
                 role, image, info, str(destination) if destination else None
@@ -150,7 +151,7 @@ async def _build_variant(
         session=session,
         platforms=settings.platforms or (session.native,),
         scratch=Path(tempfile.mkdtemp(prefix=f"{settings.variant}-", dir=session.scratch)),
-        clock=Clock(session.hook),
+        clock=Clock(session.hook, label=settings.tag),
     )
 
     async def build(current: Settings) -> Built:
@@ -178,10 +179,11 @@ async def _build_variant(
         reports[0] = replace(reports[0], sbom=str(sbom_path))
 
     if settings.publish is not None:
-        with job.clock.step("publish"):
+        with job.clock.step("publish") as running:
             published, referrer = await delivery.publish(
                 built.image, settings, tarball, info, document
             )
+            running.size = info.compressed
         reports[0] = replace(reports[0], published=published, sbom_tag=referrer)
     if settings.lock is not None:
         pins.write_lock(settings.lock, pinned)
