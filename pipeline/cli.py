@@ -34,6 +34,7 @@ from pipeline.options import (
     NameOpt,
     PackageOpt,
     PlatformOpt,
+    QuietOpt,
     Reproducible,
     RunOpt,
     RuntimeImageOpt,
@@ -125,6 +126,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         lock=flags.lock,
         registry_ca=flags.registry_ca,
         push_timeout=check_push_timeout(flags.push_timeout),
+        quiet=flags.quiet,
     )
 
 
@@ -192,12 +194,19 @@ def compare_command(
     markdown: MarkdownOpt = None,
     chart: ChartOpt = None,
     max_size: MaxSizeOpt = None,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Build every variant in one session and show them side by side, measured."""
     try:
         flags = BuildFlags(
-            source=source, package=package, test=test, go_image=go_image, name=name, run=run
+            source=source,
+            package=package,
+            test=test,
+            go_image=go_image,
+            name=name,
+            run=run,
+            quiet=quiet,
         )
         jobs = compare_jobs(
             replace(flags, no_output=True), runtime_image or [DEFAULT_RUNTIME_IMAGE]
@@ -226,6 +235,7 @@ def verify_command(
     user: UserOpt = None,
     source_date_epoch: EpochOpt = None,
     json_path: JsonOpt = None,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Build twice, the second time with every step run again, and compare the digests;
@@ -243,6 +253,7 @@ def verify_command(
         json_path=json_path,
         user=user,
         source_date_epoch=source_date_epoch,
+        quiet=quiet,
     )
     try:
         settings = build_settings(Variant(variant.value), flags)

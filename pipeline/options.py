@@ -166,6 +166,14 @@ EpochOpt = Annotated[
         show_default=False,
     ),
 ]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        help="Print the summary and errors only: no progress on stderr (for scripts).",
+        envvar="PIPELINE_QUIET",
+    ),
+]
 VerboseOpt = Annotated[
     bool,
     typer.Option("--verbose", help="Show tracebacks (for bug reports).", envvar="PIPELINE_VERBOSE"),
@@ -234,6 +242,7 @@ class BuildFlags:
     registry_ca: RegistryCaOpt = None
     push_timeout: PushTimeoutOpt = 300.0
     source_date_epoch: EpochOpt = None
+    quiet: QuietOpt = False
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})
 

@@ -216,6 +216,7 @@ class Settings:
     cache_bust: str = ""  # verify: a value that forces every build step to run again
     reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
+    quiet: bool = False  # the summary and errors only: no progress on stderr
 
     @property
     def key(self) -> str:
