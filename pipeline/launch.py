@@ -1,7 +1,8 @@
 """From checked Settings to an exit code: the one way into the engine (in_engine), each
-command's work (build, watch, compare, verify) and what it prints, and the errors turned into
-one line. No Typer here; Dagger and the runner are imported only once a build starts, so
-`--help` and bad flags answer at once."""
+command's work (build, watch, compare, verify) and what it prints (the progress on stderr as
+it works, pipeline.progress; the summary on stdout), and the errors turned into one line. No
+Typer here; Dagger and the runner are imported only once a build starts, so `--help` and bad
+flags answer at once."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import TypeVar
 
 from rich.console import Console
 
-from pipeline import compare, report
+from pipeline import compare, progress, report
 from pipeline.errors import BuildFailed, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
 from pipeline.settings import Settings, Variant
@@ -79,7 +80,8 @@ def execute(settings: Settings, *, verbose: bool) -> int:
     def work() -> int:
         tree = inspect_source(settings.source, settings.package)
         check_destinations(settings)
-        result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree))
+        with progress.display(quiet=settings.quiet, env=os.environ) as hook:
+            result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree, hook))
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
         report.render(result, Console(highlight=False))
@@ -98,6 +100,8 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
 
         def show(result: report.RunReport | PipelineError) -> None:
+            if hook is not None:
+                hook.pause()  # the live display makes way for the result
             if isinstance(result, PipelineError):
                 if isinstance(result, BuildFailed) and result.detail:
                     err.print(result.detail, markup=False)
@@ -106,9 +110,11 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
                 if settings.json_path is not None:
                     report.write_json(result, settings.json_path)
                 report.render(result, out)
-            err.print(f"watching {tree.root} for changes (Ctrl-C stops)", markup=False)
+            if not settings.quiet:
+                err.print(f"watching {tree.root} for changes (Ctrl-C stops)", markup=False)
 
-        in_engine(lambda runner: runner.watch(settings, tree, show))
+        with progress.display(quiet=settings.quiet, env=os.environ) as hook:
+            in_engine(lambda runner: runner.watch(settings, tree, show, hook))
         return 0
 
     return guarded(work, verbose=verbose)
@@ -141,7 +147,11 @@ def execute_compare(
         tree = inspect_source(jobs[0].source, jobs[0].package)
         for path, option in outputs.paths():
             check_destination(path, option=option)
-        reports: tuple[report.RunReport, ...] = in_engine(lambda runner: runner.compare(jobs, tree))
+        # The builds run at once: each step says which image it is for.
+        with progress.display(quiet=jobs[0].quiet, env=os.environ, labelled=True) as hook:
+            reports: tuple[report.RunReport, ...] = in_engine(
+                lambda runner: runner.compare(jobs, tree, hook)
+            )
         comparison = compare.compare(
             [(j.key, r) for j, r in zip(jobs, reports, strict=True)], budgets
         )
@@ -169,7 +179,8 @@ def execute_verify(settings: Settings, *, verbose: bool) -> int:
         tree = inspect_source(settings.source, settings.package)
         if settings.json_path is not None:
             check_destination(settings.json_path, option="--json")
-        verdict = in_engine(lambda runner: runner.verify(settings, tree))
+        with progress.display(quiet=settings.quiet, env=os.environ) as hook:
+            verdict = in_engine(lambda runner: runner.verify(settings, tree, hook))
         first, second = verdict.first.images[0].digest, verdict.second.images[0].digest
         if settings.json_path is not None:
             document = {
