@@ -84,7 +84,7 @@ def execute(settings: Settings, *, verbose: bool) -> int:
             result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree, hook))
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
-        report.render(result, Console(highlight=False))
+        report.render(result, report.stdout_console())
         return 0
 
     return guarded(work, verbose=verbose)
@@ -96,7 +96,7 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
     def work() -> int:
         tree = inspect_source(settings.source, settings.package)
         check_destinations(settings)
-        out = Console(highlight=False)
+        out = report.stdout_console()
         err = Console(stderr=True, highlight=False, soft_wrap=True)
 
         def show(result: report.RunReport | PipelineError) -> None:
@@ -163,7 +163,7 @@ def execute_compare(
             from pipeline import chart
 
             chart.draw(comparison, outputs.chart)
-        compare.render(comparison, Console(highlight=False))
+        compare.render(comparison, report.stdout_console())
         violations = comparison.violations()
         for line in violations:
             Console(stderr=True, soft_wrap=True).print(f"over budget: {line}", markup=False)

@@ -15,6 +15,7 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,18 @@ class RunReport:
         data["platforms"] = list(self.platforms)
         data["steps"] = [{"name": s.name, "seconds": round(s.seconds, 3)} for s in self.steps]
         return data
+
+
+WIDE = 400  # columns for a summary with no terminal to fit: wide enough to cut nothing
+
+
+def stdout_console() -> Console:
+    """Where the summary goes: a terminal's own width; in a pipe or a CI log, COLUMNS if it is
+    set, else WIDE, so that no image name, size or path is cut (rich would take 80)."""
+    console = Console(highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(highlight=False, width=WIDE)
+    return console
 
 
 def human_size(size: int) -> str:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline.report import human_size
 from pipeline.settings import SettingsError, parse_budget, parse_size
-from tests.conftest import PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed
 
 BASES = ("--runtime-image", "busybox:1.35", "--runtime-image", "scratch")
 
@@ -169,3 +171,21 @@ def test_budget_parse_error_exits_2(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "error: --max-size 'multistage=ten': 'ten' is not a size; write e.g. multistage=10MB"
     )
+
+
+@pytest.mark.engine
+def test_piped_without_columns_nothing_is_cut(pipeline: PipelineRunner, tmp_path: Path) -> None:
+    """In a CI log (a pipe, no COLUMNS) rich would fit the table in 80 columns and cut every
+    cell (`he…`, `3.…`); every image name and size must come out whole."""
+    env = {k: v for k, v in pipeline.env.items() if k != "COLUMNS"}
+    report = tmp_path / "compare.json"
+    done = subprocess.run(
+        pipeline.command("compare", *BASES, "--no-test", "--quiet", "--json", str(report)),
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    for row in json.loads(report.read_text())["rows"]:
+        assert row["ref"] in done.stdout, row["ref"]
+        assert human_size(row["uncompressed"]) in done.stdout
+        assert human_size(row["compressed"]) in done.stdout
