@@ -27,6 +27,9 @@ TB_TOKEN_ISSUER=$TB_NAME-token-service
 TB_AUTH_USER=pipeline
 TB_DOCKER_SOCK=$TB_RUN/docker.sock
 TB_ENGINE_SOCK=$TB_RUN/engine.sock
+# The engine shared over mutual TLS: stunnel in front of TB_ENGINE_SOCK, which admits only
+# clients whose certificate the test bed's CA signed (clients: tls://TB_ENGINE_TLS?ca_path=…).
+TB_ENGINE_TLS=127.0.0.1:8443
 TB_DOCKER=/usr/bin/docker # Debian's client: it has BuildKit; /usr/local/bin/docker may not
 TB_GO_VERSION=1.26.8
 TB_CNI_VERSION=v1.9.0
@@ -71,6 +74,13 @@ spawn_in_netns() {
 
 pid_alive() {
 	[ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+# The runner host of the engine through the TLS terminator, with the test client's certificate.
+engine_tls_host() {
+	local d=$TB_STATE/tls
+	printf 'tls://%s?ca_path=%s&cert_path=%s&key_path=%s' "$TB_ENGINE_TLS" \
+		"$d/ca.pem" "$d/engine-client.pem" "$d/engine-client.key"
 }
 
 engine_installed() {
