@@ -16,6 +16,7 @@ import anyio
 import dagger
 from dagger import dag
 
+from pipeline import provision
 from pipeline.clock import StepHook
 from pipeline.errors import (
     BuildFailed,
@@ -114,6 +115,11 @@ def query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
             f"{changed.group(1)} kept changing while the source was uploaded ({UPLOAD_TRIES} "
             "tries): run again once the tree is still"
         )
+    if "engine is shutting down" in message:
+        return provision.EngineGone(
+            "the Dagger engine is shutting down (stopped during the run): nothing was written;"
+            " run again once it is back"
+        )
     if "no space left on device" in message:
         return OutputError(f"no space left on the device of the output: {head}")
     if "401 Unauthorized" in message or "unauthorized" in message.lower():
@@ -168,15 +174,23 @@ async def in_session(
     scratch = _scratch_dir()
     own: BaseException | None = None
     connected = False
+    runner = provision.runner_from_env()
     try:
-        async with dagger.connection(dagger.Config(log_output=None)):
+        async with (
+            provision.session(runner) as child,
+            dagger.connection(dagger.Config(log_output=None)),
+        ):
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
                 session = Session(native, scratch, hook)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, settings, session)
-                    return await body(session)
+                    # An engine that goes away ends the run here, within seconds.
+                    group.start_soon(provision.watchdog, runner, child)
+                    result = await body(session)
+                    group.cancel_scope.cancel()
+                    return result
             except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = translate(err, settings)

@@ -1,0 +1,233 @@
+"""pipeline.provision: the runner-host forms it can probe, and probes of real sockets; a run
+pointed at no engine says so in one line, at once. Against the test bed's engine, the faults
+of a shared engine: the engine killed (SIGKILL) or stopped (SIGTERM) mid-build ends every run
+within 30 s with one line and nothing half-written, and the next run after a restart builds;
+one client killed mid-build leaves the others to finish, and its session child ends too.
+
+The engine tests here stop the test bed's engine and start it again (tests/testbed/up)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.provision import Runner
+from tests.conftest import ROOT, PipelineRunner, Testbed
+
+SLOW_TEST = """package main
+
+import (
+	"testing"
+	"time"
+)
+
+// A test that keeps the build busy long enough to pull the engine out from under it.
+func TestTakesItsTime(t *testing.T) { time.Sleep(90 * time.Second) }
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme", "where"),
+    [
+        ("unix:///run/dagger/engine.sock", "unix", "/run/dagger/engine.sock"),
+        ("tcp://10.0.0.5:1234", "tcp", "10.0.0.5:1234"),
+        ("image://registry.dagger.io/engine:v0.21.11", None, None),
+        ("kube-pod://dagger-engine?namespace=ci", None, None),
+    ],
+)
+def test_runner_hosts_it_can_probe(text: str, scheme: str | None, where: str | None) -> None:
+    runner = Runner.parse(text)
+    if scheme is None:
+        assert runner is None
+        return
+    assert runner is not None
+    assert runner.scheme == scheme
+    assert (runner.path or f"{runner.host}:{runner.port}") == where
+
+
+def test_probes_of_real_sockets(tmp_path: Path) -> None:
+    path = tmp_path / "engine.sock"
+    runner = Runner.parse(f"unix://{path}")
+    assert runner is not None
+    assert runner.probe() == "No such file or directory"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        listening.listen()
+        assert runner.probe() is None
+    assert runner.probe() == "Connection refused"
+    with socket.socket() as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        port = tcp.getsockname()[1]
+    refused = Runner.parse(f"tcp://127.0.0.1:{port}")
+    assert refused is not None
+    assert refused.probe() == "Connection refused"
+
+
+def test_no_engine_at_the_address_is_one_line_at_once(tmp_path: Path) -> None:
+    cli = shutil.which("dagger")
+    if cli is None:
+        pytest.skip("the dagger CLI is not installed: the SDK's own provisioning answers then")
+    env = {
+        **os.environ,
+        "_EXPERIMENTAL_DAGGER_RUNNER_HOST": f"unix://{tmp_path}/nothing.sock",
+        "_EXPERIMENTAL_DAGGER_CLI_BIN": cli,
+    }
+    env.pop("DAGGER_SESSION_PORT", None)
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "multistage", "--no-output"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: no Dagger engine at unix://{tmp_path}/nothing.sock (No such file or directory)"
+    ]
+    assert time.monotonic() - start < 10
+
+
+# --- faults against the test bed's engine ------------------------------------------------
+
+
+def _engine_pid(testbed: Testbed) -> int:
+    return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
+
+
+@pytest.fixture
+def engine_back(testbed: Testbed) -> Iterator[None]:
+    """The test bed's engine running again after the test, whatever it did to it."""
+    yield
+    pid = _engine_pid(testbed)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.5)
+    up = subprocess.run(
+        [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr[-2000:]
+
+
+def _slow_tree(tmp_path: Path, name: str) -> Path:
+    source = tmp_path / name
+    shutil.copytree(ROOT / "go-src", source)
+    (source / "slow_test.go").write_text(SLOW_TEST + f"\n// {uuid.uuid4().hex}\n")
+    return source
+
+
+def _start(pipeline: PipelineRunner, source: Path, output: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        pipeline.command("multistage", "--source", str(source), "--output", str(output),
+                         "--runtime-image", "busybox:1.35", "--quiet"),
+        cwd=ROOT, env={**pipeline.env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _sessions_of(pid: int) -> list[int]:
+    """The `dagger session` processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"session" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _busy(runs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every run is inside its slow go test (its session up, its test started)."""
+    time.sleep(12)
+    for run in runs:
+        assert run.poll() is None, run.communicate()
+        assert _sessions_of(run.pid), "no session child: the run has not connected"
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_engine_gone_mid_build_ends_every_run_within_30s(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None, how: int
+) -> None:
+    runs = [
+        _start(pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar")
+        for n in range(2)
+    ]
+    _busy(runs)
+    os.kill(_engine_pid(testbed), how)
+    stopped = time.monotonic()
+    for n, run in enumerate(runs):
+        _, stderr = run.communicate(timeout=60)
+        took = time.monotonic() - stopped
+        assert run.returncode == 1, stderr
+        assert took < 30, f"run {n} took {took:.1f}s to end after the engine went"
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        assert "Dagger" in lines[0], lines[0]
+        assert "Traceback" not in stderr
+        # Nothing half-written: no tarball, no temporary file beside it.
+        out = tmp_path / f"out{n}"
+        written = list(out.glob("*")) if out.exists() else []
+        assert written == [], written
+        assert _sessions_of(run.pid) == []
+
+
+@pytest.mark.engine
+def test_after_a_restart_the_next_run_builds(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None
+) -> None:
+    os.kill(_engine_pid(testbed), signal.SIGTERM)
+    time.sleep(1)
+    down = pipeline("multistage", "--no-test", "--no-output", timeout=120)
+    assert down.returncode == 1
+    assert down.stderr.strip().startswith("error: no Dagger engine at unix://"), down.stderr
+    pid = _engine_pid(testbed)
+    while Path(f"/proc/{pid}").exists():
+        time.sleep(0.5)
+    up = subprocess.run(
+        [str(ROOT / "tests/testbed/up")], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr[-2000:]
+    again = pipeline("multistage", "--no-test", "--output", str(tmp_path / "image.tar"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "image.tar").is_file()
+
+
+@pytest.mark.engine
+def test_one_client_killed_mid_build_leaves_the_others_to_finish(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    quick = tmp_path / "quick"
+    shutil.copytree(ROOT / "go-src", quick)
+    victim = _start(pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
+    time.sleep(8)
+    others = [_start(pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
+    time.sleep(2)
+    sessions = _sessions_of(victim.pid)
+    assert sessions, "the victim has no session child yet"
+    victim.kill()
+    victim.wait()
+    for n, other in enumerate(others):
+        _, stderr = other.communicate(timeout=300)
+        assert other.returncode == 0, stderr
+        assert (tmp_path / f"other{n}.tar").is_file()
+    # The killed client's session child ends too (its stdin closed), rather than linger.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{s}").exists() for s in sessions):
+        time.sleep(0.5)
+    lingering = [s for s in sessions if Path(f"/proc/{s}").exists()]
+    assert lingering == [], f"session children still running: {lingering}"
+    assert not (tmp_path / "victim.tar").exists()
