@@ -92,9 +92,22 @@ class Runner:
                         closed = False
                     return "the TLS terminator closed the connection" if closed else None
         except ssl.SSLError as err:
-            return f"TLS refused: {err.reason or err}"
+            return _tls_refusal(str(err.reason or err))
         except OSError as err:
             return err.strerror or type(err).__name__
+
+
+def _tls_refusal(reason: str) -> str:
+    """What a failed TLS handshake with the engine's terminator means, and what to do."""
+    if "CERTIFICATE_REQUIRED" in reason or "HANDSHAKE_FAILURE" in reason:
+        hint = "it wants a client certificate: give cert_path and key_path in the runner host"
+    elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+        hint = "it does not trust the CA of this client's certificate (cert_path)"
+    elif "CERTIFICATE_VERIFY_FAILED" in reason:
+        hint = "its certificate is not signed by ca_path"
+    else:
+        hint = "TLS refused"
+    return f"{hint}; {reason}"
 
 
 def _cli() -> str | None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.provision import Runner
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / "tests" / "testbed" / "env"
 NO_ENGINE = (
@@ -85,10 +87,12 @@ class Testbed:
 
 
 def _engine_reachable(env: dict[str, str]) -> bool:
+    """An engine answers: a `dagger run` session, or the runner host's address (a unix
+    socket, or a TCP or mutual-TLS port, as a shared engine is reached)."""
     if os.environ.get("DAGGER_SESSION_PORT"):
         return True
-    host = env.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "")
-    return host.startswith("unix://") and Path(host.removeprefix("unix://")).is_socket()
+    runner = Runner.parse(env.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST", ""))
+    return runner is not None and runner.probe() is None
 
 
 @pytest.fixture(scope="session")

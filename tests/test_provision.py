@@ -95,6 +95,38 @@ def test_no_engine_at_the_address_is_one_line_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10
 
 
+@pytest.mark.engine
+@pytest.mark.parametrize(
+    ("client", "says"),
+    [
+        ("other CA", "it does not trust the CA of this client's certificate"),
+        ("no certificate", "it wants a client certificate"),
+    ],
+)
+def test_a_refused_client_is_told_in_one_line_within_seconds(
+    pipeline: PipelineRunner, testbed: Testbed, client: str, says: str
+) -> None:
+    """The dagger CLI retries a refused certificate for 10 minutes, saying only
+    `connecting to engine`: the TLS handshake is tried first, and its refusal named."""
+    if "TESTBED_ENGINE_TLS" not in testbed.env:
+        pytest.skip("the test bed has no TLS terminator in front of its engine")
+    host = f"tls://{testbed['TESTBED_ENGINE_TLS']}?ca_path={testbed['TESTBED_CA']}"
+    if client == "other CA":
+        host += f"&cert_path={testbed['TESTBED_OTHER_CA_CLIENT_CERT']}"
+        host += f"&key_path={testbed['TESTBED_OTHER_CA_CLIENT_KEY']}"
+    start = time.monotonic()
+    ran = pipeline(
+        "multistage", "--no-output", extra_env={"_EXPERIMENTAL_DAGGER_RUNNER_HOST": host},
+        timeout=120,
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert ran.returncode == 1
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith(f"error: no Dagger engine at {host} ({says}"), lines[0]
+    assert took < 10, f"{took:.1f}s"
+
+
 # --- faults against the test bed's engine ------------------------------------------------
 
 
