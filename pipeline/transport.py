@@ -292,11 +292,18 @@ def _what(response: requests.Response) -> str:
 
 
 def check_answer(response: requests.Response, ref: ImageRef, what: str) -> None:
-    if response.status_code == 401:
+    """RegistryError, one line naming the registry, unless the answer is a success."""
+    code = response.status_code
+    if code == 401:
         raise auth_failed(ref.registry)
-    if response.status_code == 403:
+    if code == 403:
         raise RegistryError(
-            f"{ref.registry} refused {what}: the login may not push to {ref.repository}"
+            f"registry {ref.registry} refused {what}: the login may not push to {ref.repository}"
         )
-    if response.status_code >= 300:
-        raise RegistryError(f"{what} at {ref.registry} failed: HTTP {response.status_code}")
+    if code == 404 and "/blobs/uploads/" in (response.url or ""):
+        raise RegistryError(
+            f"registry {ref.registry} lost an upload under way (HTTP 404: it restarted, or "
+            "expired the upload): push again"
+        )
+    if code >= 300:
+        raise RegistryError(f"registry {ref.registry}: {what} failed: HTTP {code}")

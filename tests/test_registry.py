@@ -624,3 +624,80 @@ def test_an_interrupted_push_stops_and_the_run_exits(
     assert code == 130, progress.read_text()
     assert took < 5, f"exited {took:.1f}s after ^C"
     assert "Traceback" not in progress.read_text()
+
+
+@contextlib.contextmanager
+def own_registry(directory: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], int]]]:
+    """A registry of this test's own (Debian's docker-registry, as the test bed's): its
+    address, a function that restarts it (SIGKILL, then the same storage), and one that counts
+    the blob uploads it has started."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    config = directory / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: info, accesslog: {disabled: false}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {directory / 'storage'}}}}}\n"
+        f"http: {{addr: {address}}}\n"
+    )
+    log = directory / "registry.log"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        with log.open("ab") as out:
+            processes.append(
+                subprocess.Popen(["docker-registry", "serve", str(config)], stdout=out, stderr=out)
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"http://{address}/v2/", timeout=1)
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the registry at {address} did not start: {log.read_text()}")
+
+    def restart() -> None:
+        processes[-1].kill()
+        processes[-1].wait()
+        start()
+
+    def uploads() -> int:
+        return log.read_text(errors="replace").count('"POST /v2/')
+
+    start()
+    try:
+        yield address, restart, uploads
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.engine
+def test_a_registry_restarted_mid_push_is_one_line_and_the_run_again_succeeds(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    with own_registry(tmp_path) as (address, restart, uploads):
+        reference = f"{address}/restarted/naive:1"
+        command = pipeline.command(
+            "naive", "--no-test", "--no-run", "--no-output", "--quiet", "--publish", reference
+        )
+        run = subprocess.Popen(
+            command, cwd=ROOT, env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None and uploads() == 0:
+            time.sleep(0.05)
+        assert uploads() > 0, "the push never started"
+        restart()
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 1, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        assert lines[0].startswith(f"error: registry {address}"), lines[0]
+        again = pipeline(
+            "naive", "--no-test", "--no-run", "--no-output", "--quiet", "--publish", reference
+        )
+        assert again.returncode == 0, again.stderr
+        assert f"{reference}@sha256:" in again.stdout
