@@ -578,7 +578,7 @@ def test_a_publish_to_a_registry_that_never_answers_ends_within_its_bound(
     with silent_server() as port:
         start = time.monotonic()
         ran = pipeline(
-            "multistage", "--no-test", "--no-run", "--no-output",
+            "multistage", "--no-test", "--no-run", "--no-output", "--quiet",
             "--publish", f"127.0.0.1:{port}/silent/hello:1", "--push-timeout", str(bound),
             timeout=300,
         )  # fmt: skip
