@@ -16,7 +16,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from pipeline import provision
+from pipeline import provision, schema
 from pipeline.clock import StepHook
 from pipeline.errors import (
     BuildFailed,
@@ -178,6 +178,7 @@ async def in_session(
     try:
         async with (
             provision.session(runner) as child,
+            schema.cached(),  # issue 14: the engine's schema from the cache (pipeline/schema.py)
             dagger.connection(dagger.Config(log_output=None)),
         ):
             connected = True
