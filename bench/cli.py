@@ -1,20 +1,26 @@
 """The command line of the bench: flags → Options → bench.run → tables, JSON, Markdown, exit
-code. The only module of bench/ that imports Typer; nothing here imports dagger, so `--help`
-and bad flags answer at once.
+code; and `load`: flags → LoadOptions → bench.load → the same. The only module of bench/ that
+imports Typer; nothing here imports dagger, so `--help` and bad flags answer at once.
 
 Run it inside the test bed's network namespace, where the registry, the Docker daemon and the
 engine are:
 
     . tests/testbed/env && tests/testbed/exec .venv/bin/python -m bench --quick
+    tests/testbed/exec .venv/bin/python -m bench load --quick
 
 `--baseline REF` adds pipeline/ as committed at REF as a third side of every comparison
 (bench/baseline.py); a REF that names no commit ends the bench at once, exit 1.
+
+`load` exits 1 when a run failed, a digest differed from its run alone, or a fault check
+failed; the throughput goal is reported, not enforced (it depends on the machine).
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +28,8 @@ import typer
 from rich.console import Console
 
 from bench import baseline as baselines
-from bench import report
+from bench import load as loads
+from bench import load_report, report
 from bench.programs import PROGRAMS, BenchError
 from bench.run import PEERS, Options, fetch_all, run
 from bench.scenarios import Scenario
@@ -30,6 +37,9 @@ from bench.scenarios import Scenario
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "bench.json"
 DEFAULT_MARKDOWN = HERE / "results" / "bench.md"
+DEFAULT_LOAD_JSON = HERE / "results" / "load.json"
+DEFAULT_LOAD_MARKDOWN = HERE / "results" / "load.md"
+PASSWORD_FLAG = "--registry-password"
 DEFAULT_WORK = HERE / ".work"
 DEFAULT_SAMPLES = 5
 # A cold sample costs a full compile of the standard library and the dependencies, on both
@@ -101,8 +111,9 @@ def resolve(
     )
 
 
-@app.command()
+@app.callback(invoke_without_command=True)
 def main(
+    ctx: typer.Context,
     samples: Annotated[
         int | None,
         typer.Option(
@@ -183,7 +194,19 @@ def main(
     runtime_image: Annotated[str, typer.Option(help="The runtime base.")] = "busybox:1.35",
 ) -> None:
     """Time our pipeline against `docker build` and ko, side by side: same programs, same
-    bases, same machine. Prints medians and ratios; writes every sample as JSON."""
+    bases, same machine. Prints medians and ratios; writes every sample as JSON. `load`: many
+    pipeline runs at once against one engine."""
+    if ctx.invoked_subcommand is not None:
+        sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
+        given = [
+            flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"
+        ]
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)}: not an option of `{ctx.invoked_subcommand}`; give its "
+                "own options after it"
+            )
+        return
     console, log = Console(), Console(stderr=True)
     try:
         options = resolve(
@@ -213,3 +236,206 @@ def main(
     report.render(results, console)
     report.write(results, json_path, markdown)
     log.print(f"wrote {json_path}" + (f" and {markdown}" if markdown else ""), highlight=False)
+
+
+def resolve_load(
+    *,
+    runs: int | None,
+    quick: bool,
+    faults: bool,
+    work: Path,
+    engine: str | None,
+    dagger_cli: str | None,
+    registry: str | None,
+    registry_username: str | None,
+    registry_password: str | None,
+    registry_ca: Path | None,
+    go_image: str,
+    runtime_image: str,
+) -> loads.LoadOptions:
+    """The load flags as one LoadOptions value (bad combinations and what is missing raise
+    typer.BadParameter: exit 2, before any work)."""
+    if quick and runs is not None:
+        raise typer.BadParameter(
+            f"--quick makes {loads.QUICK_RUNS} runs of hello world; drop --runs",
+            param_hint="--quick",
+        )
+    if not engine:
+        raise typer.BadParameter(
+            "which engine? give a runner host (tls://HOST:PORT?ca_path=...&cert_path=..."
+            "&key_path=...), or TESTBED_ENGINE_TLS_HOST (tests/testbed/env)",
+            param_hint="--engine",
+        )
+    cli = dagger_cli or shutil.which("dagger")
+    if not cli:
+        raise typer.BadParameter("no dagger on PATH: give its path", param_hint="--dagger-cli")
+    programs = loads.QUICK_PROGRAMS if quick else tuple(PROGRAMS)
+    count = loads.QUICK_RUNS if quick else (runs or loads.DEFAULT_RUNS)
+    publishes = any(r.publish for r in loads.plan(count, programs))
+    missing = [
+        flag
+        for flag, value in (
+            ("--registry", registry),
+            ("--registry-username", registry_username),
+            (PASSWORD_FLAG, registry_password),
+            ("--registry-ca", registry_ca),
+        )
+        if not value
+    ]
+    if publishes and missing:
+        raise typer.BadParameter(
+            f"a run publishes: give {', '.join(missing)} (or tests/testbed/env's "
+            "TESTBED_AUTH_REGISTRY, TESTBED_AUTH_USER, TESTBED_AUTH_PASSWORD, TESTBED_CA)",
+            param_hint=missing[0],
+        )
+    return loads.LoadOptions(
+        runs=count,
+        programs=programs,
+        faults=faults,
+        work=work.resolve(),
+        go_image=go_image,
+        runtime_image=runtime_image,
+        reach=loads.Reach(
+            runner_host=engine,
+            cli=cli,
+            registry=registry or "",
+            username=registry_username or "",
+            password=registry_password or "",
+            ca=(registry_ca or Path()).resolve(),
+        ),
+        quick=quick,
+    )
+
+
+def masked(argv: Sequence[str]) -> list[str]:
+    """The arguments with the value of --registry-password hidden: they go into the JSON."""
+    shown: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            shown.append("***")
+        elif arg.startswith(PASSWORD_FLAG + "="):
+            shown.append(PASSWORD_FLAG + "=***")
+        else:
+            shown.append(arg)
+        hide = arg == PASSWORD_FLAG
+    return shown
+
+
+@app.command("load")
+def load(
+    runs: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Pipeline runs in each pass, taken in turn from the mix: hello world and age, "
+            "multistage and builder, two platforms, one --publish.",
+            show_default=str(loads.DEFAULT_RUNS),
+        ),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help=f"{loads.QUICK_RUNS} runs, hello world only (multistage, builder, two "
+            "platforms, --publish): a smoke run."
+        ),
+    ] = False,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults/--no-faults",
+            help="After the timed passes, the fault pass: the runs at once again while one "
+            "more client is SIGKILLed mid-build; PASS/FAIL per check.",
+        ),
+    ] = True,
+    json_path: Annotated[
+        Path, typer.Option("--json", help="Where to write every run of every pass, as JSON.")
+    ] = DEFAULT_LOAD_JSON,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Where to write the tables as Markdown.")
+    ] = DEFAULT_LOAD_MARKDOWN,
+    work: Annotated[
+        Path, typer.Option(help="Work directory (git-ignored): sources, tarballs, reports.")
+    ] = DEFAULT_WORK,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RUNNER_HOST",
+            envvar="TESTBED_ENGINE_TLS_HOST",
+            help="The engine every run reaches, as _EXPERIMENTAL_DAGGER_RUNNER_HOST: "
+            "tls://HOST:PORT?ca_path=...&cert_path=...&key_path=... for mutual TLS.",
+            show_default=False,
+        ),
+    ] = None,
+    dagger_cli: Annotated[
+        str | None,
+        typer.Option(
+            envvar="_EXPERIMENTAL_DAGGER_CLI_BIN",
+            help="The dagger CLI the runs' SDK starts.",
+            show_default="dagger on PATH",
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TESTBED_AUTH_REGISTRY",
+            help="The registry (with a login) the --publish run pushes to, as "
+            "REGISTRY/load/PROGRAM:TAG.",
+            show_default=False,
+        ),
+    ] = None,
+    registry_username: Annotated[
+        str | None,
+        typer.Option(envvar="TESTBED_AUTH_USER", help="Its user.", show_default=False),
+    ] = None,
+    registry_password: Annotated[
+        str | None,
+        typer.Option(
+            PASSWORD_FLAG,
+            envvar=["PIPELINE_REGISTRY_PASSWORD", "TESTBED_AUTH_PASSWORD"],
+            help="Its password; better from the environment. Given to the --publish run "
+            "alone, in PIPELINE_REGISTRY_PASSWORD; never printed or written.",
+            show_default=False,
+        ),
+    ] = None,
+    registry_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="TESTBED_CA", help="Its CA (PEM).", show_default=False),
+    ] = None,
+    go_image: Annotated[str, typer.Option(help="The Go toolchain image.")] = "golang:1.26",
+    runtime_image: Annotated[
+        str, typer.Option(help="The runtime base (two-platform runs: scratch).")
+    ] = "busybox:1.35",
+) -> None:
+    """Many builds, one engine: N pipeline runs, each its own process, one after another and
+    then all at once, against one engine (over mutual TLS); their wall times (p50, p95,
+    max), the throughput at once against one after another, whether each digest is that of
+    its run alone, and a client SIGKILLed mid-build while the others go on."""
+    console, log = Console(), Console(stderr=True)
+    options = resolve_load(
+        runs=runs,
+        quick=quick,
+        faults=faults,
+        work=work,
+        engine=engine,
+        dagger_cli=dagger_cli,
+        registry=registry,
+        registry_username=registry_username,
+        registry_password=registry_password,
+        registry_ca=registry_ca,
+        go_image=go_image,
+        runtime_image=runtime_image,
+    )
+    command = shlex.join(["python", "-m", "bench", *masked(sys.argv[1:])])
+    try:
+        results = loads.run(options, command, lambda line: log.print(line, highlight=False))
+    except BenchError as err:
+        log.print(f"bench load: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    load_report.render(results, console)
+    load_report.write(results, json_path, markdown)
+    log.print(f"wrote {json_path}" + (f" and {markdown}" if markdown else ""), highlight=False)
+    failed = [c.name for c in results.checks() if c.enforced and not c.passed]
+    if failed:
+        log.print(f"bench load: FAIL: {'; '.join(failed)}", highlight=False, markup=False)
+        raise typer.Exit(code=1)

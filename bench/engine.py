@@ -1,10 +1,11 @@
-"""The bench's own Dagger calls: empty the engine's cache (a cold start for ours), pull the
-base images back in (cold means no build cache, not no base images), and the probe that
-times the fixed costs of a session: connect, upload the source, resolve the bases, close.
+"""The bench's own Dagger calls: ask the engine's version, empty the engine's cache (a cold
+start for ours), pull the base images back in (cold means no build cache, not no base images),
+and the probe that times the fixed costs of a session: connect, upload the source, resolve the
+bases, close.
 
-Run as `python -m bench.engine prune|bases|probe ...` in a fresh interpreter, so that the
-harness itself never imports dagger and the probe's timings start from nothing. Each prints
-one JSON object on stdout.
+Run as `python -m bench.engine version|prune|bases|probe ...` in a fresh interpreter, so that
+the harness itself never imports dagger and the probe's timings start from nothing. Each
+prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -90,8 +91,21 @@ async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, 
     return {"seconds": times, "engine_version": engine_version}
 
 
+async def version() -> dict[str, Any]:
+    """The engine's version, and how long a session took to open, ask and close."""
+    import dagger
+    from dagger import dag
+
+    start = time.perf_counter()
+    async with dagger.connection(dagger.Config(log_output=None)):
+        engine_version = await dag.version()
+    return {"engine_version": engine_version, "seconds": time.perf_counter() - start}
+
+
 def main(argv: Sequence[str]) -> int:
     match list(argv):
+        case ["version"]:
+            result = anyio.run(version)
         case ["prune"]:
             result = anyio.run(prune)
         case ["bases", *images] if images:
@@ -100,7 +114,7 @@ def main(argv: Sequence[str]) -> int:
             result = anyio.run(probe, Path(source), package, images)
         case _:
             print(
-                "usage: python -m bench.engine prune | bases IMAGE... "
+                "usage: python -m bench.engine version | prune | bases IMAGE... "
                 "| probe SOURCE PACKAGE IMAGE...",
                 file=sys.stderr,
             )

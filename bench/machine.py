@@ -41,7 +41,8 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def describe(*, docker: str, ko: Path | None) -> dict[str, Any]:
+def describe(*, docker: str | None, ko: Path | None) -> dict[str, Any]:
+    """The machine, and the versions of the tools given (None: not part of this run)."""
     memory_kb = _field(Path("/proc/meminfo"), "MemTotal").split()[0]
     dagger_cli = os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN", "dagger")
     dirty = _output(["git", "-C", str(REPO), "status", "--porcelain", "--", "pipeline"])
@@ -53,8 +54,12 @@ def describe(*, docker: str, ko: Path | None) -> dict[str, Any]:
         "os": _field(Path("/etc/os-release"), "PRETTY_NAME"),
         "python": platform.python_version(),
         "go": _output(["go", "version"]),
-        "docker_client": _output([docker, "version", "--format", "{{.Client.Version}}"]),
-        "docker_server": _output([docker, "version", "--format", "{{.Server.Version}}"]),
+        "docker_client": (
+            _output([docker, "version", "--format", "{{.Client.Version}}"]) if docker else None
+        ),
+        "docker_server": (
+            _output([docker, "version", "--format", "{{.Server.Version}}"]) if docker else None
+        ),
         "ko": _output([str(ko), "version"]) if ko else None,
         "dagger_sdk": metadata.version("dagger-io"),
         "dagger_cli": _output([dagger_cli, "version"]),

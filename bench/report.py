@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -422,42 +422,47 @@ def breakdown_notes(breakdown: Breakdown) -> list[str]:
     return notes
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title, title_justify="left")
+TEXT_COLUMNS = frozenset({"program", "scenario", "peer", "side", "part"})
+
+
+def table(
+    title: str, header: list[str], rows: list[list[str]], *, text: Collection[str] = TEXT_COLUMNS
+) -> Table:
+    """A rich table of these cells: the columns named in `text` (and `how ...`) to the left,
+    the others (numbers) to the right."""
+    shown = Table(title=title, title_justify="left")
     for column in header:
-        numeric = column not in {"program", "scenario", "peer", "side", "part"} and not (
-            column.startswith("how")
-        )
-        table.add_column(column, justify="right" if numeric else "left")
+        numeric = column not in text and not column.startswith("how")
+        shown.add_column(column, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*row)
-    return table
+        shown.add_row(*row)
+    return shown
 
 
 def render(results: Results, console: Console) -> None:
     """The tables: speed (medians and ratios), before and after (with --baseline), sizes, and
     where our time goes."""
-    console.print(_table(SPEED_TITLE, *speed_cells(results)))
+    console.print(table(SPEED_TITLE, *speed_cells(results)))
     for note in speed_notes(results):
         console.print(note, highlight=False)
     if results.baseline is not None:
-        console.print(_table(before_after_title(results), *before_after_cells(results)))
+        console.print(table(before_after_title(results), *before_after_cells(results)))
         for note in before_after_notes(results):
             console.print(note, highlight=False)
         console.print("now/before: below 1, the current pipeline is faster", highlight=False)
     if results.sizes:
-        console.print(_table("sizes: the image of each side", *size_cells(results)))
+        console.print(table("sizes: the image of each side", *size_cells(results)))
         for line in size_ratios(results):
             console.print(line, highlight=False)
     for breakdown in results.breakdowns:
         title = f"where our time goes: {breakdown.program}"
-        console.print(_table(title, *breakdown_cells(breakdown)))
+        console.print(table(title, *breakdown_cells(breakdown)))
         for note in breakdown_notes(breakdown):
             console.print(note, highlight=False)
     console.print(f"bench took {results.seconds:.0f}s", highlight=False)
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -497,7 +502,7 @@ def markdown(results: Results) -> str:
         "",
         "## Speed (median wall time; ratio = ours / peer)",
         "",
-        _markdown_table(*speed_cells(results)),
+        markdown_table(*speed_cells(results)),
         "",
         *[f"- {note}" for note in speed_notes(results)],
         "",
@@ -513,7 +518,7 @@ def markdown(results: Results) -> str:
             + ("" if b.get("watch", True) else " (except the watch scenario: it has no --watch)")
             + "; ratio = now / before: below 1, the current pipeline is faster.",
             "",
-            _markdown_table(*before_after_cells(results)),
+            markdown_table(*before_after_cells(results)),
             "",
             *[f"- {note}" for note in before_after_notes(results)],
             "",
@@ -523,7 +528,7 @@ def markdown(results: Results) -> str:
             "## Sizes (from the registry each side pushed to; ours (export): its OCI tarball; "
             "floor = the binary alone)",
             "",
-            _markdown_table(*size_cells(results)),
+            markdown_table(*size_cells(results)),
             "",
             *[f"- {line}" for line in size_ratios(results)],
             "",
@@ -532,7 +537,7 @@ def markdown(results: Results) -> str:
         parts += [
             f"## Where our time goes: {breakdown.program}",
             "",
-            _markdown_table(*breakdown_cells(breakdown)),
+            markdown_table(*breakdown_cells(breakdown)),
             "",
             *[f"- {note}" for note in breakdown_notes(breakdown)],
             "",
@@ -542,12 +547,13 @@ def markdown(results: Results) -> str:
 
 def write(results: Results, json_path: Path, markdown_path: Path | None) -> None:
     """The JSON (and the Markdown), each written whole: to a temporary name, then renamed."""
-    _write_text(json_path, json.dumps(results.to_json(), indent=2) + "\n")
+    write_text(json_path, json.dumps(results.to_json(), indent=2) + "\n")
     if markdown_path is not None:
-        _write_text(markdown_path, markdown(results))
+        write_text(markdown_path, markdown(results))
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """`text` at `path`, whole or not at all: written to a temporary name, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)

@@ -112,11 +112,13 @@ def _run(command: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = N
     return seconds
 
 
-def engine_call(*args: str) -> dict[str, Any]:
-    """`python -m bench.engine ARGS`: the bench's own Dagger calls, in a fresh interpreter."""
+def engine_call(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`python -m bench.engine ARGS`: the bench's own Dagger calls, in a fresh interpreter
+    (with `env`, if given, as its environment: another engine's address)."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.engine", *args],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
