@@ -32,7 +32,10 @@ import anyio.abc
 
 from pipeline.errors import EngineUnavailable
 
-CONNECT_TIMEOUT = 30.0  # seconds until the session's first line (the CLI retries until 40+)
+# Seconds until the session's first line, where the engine is already running at an address
+# we probed (the CLI would retry a refused one for 10 minutes). An engine the CLI starts itself
+# (image://, the default) may first be pulled: that wait is the CLI's own.
+CONNECT_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 5.0  # seconds a closed session may take to exit before it is killed
 PROBE_EVERY = 1.0
 PROBE_TIMEOUT = 2.0
@@ -163,11 +166,12 @@ async def session(runner: Runner | None) -> AsyncIterator[anyio.abc.Process | No
 
 
 async def _first_line(process: anyio.abc.Process, log: Path, runner: Runner | None) -> str:
-    """The session's connect parameters, within CONNECT_TIMEOUT."""
+    """The session's connect parameters, within CONNECT_TIMEOUT where the engine runs at an
+    address we probed."""
     assert process.stdout is not None
     where = runner.text if runner else "the engine"
     buffer = b""
-    with anyio.move_on_after(CONNECT_TIMEOUT) as waited:
+    with anyio.move_on_after(CONNECT_TIMEOUT if runner is not None else None) as waited:
         with contextlib.suppress(anyio.EndOfStream):
             while b"\n" not in buffer:
                 buffer += await process.stdout.receive()
