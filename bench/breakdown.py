@@ -6,7 +6,7 @@ once at the end where the program runs without arguments, the tarball exported; 
 
 - python start, the CLI's imports and `import dagger`: `python -c pass`,
   `python -m pipeline --help`, and the SDK imported as the pipeline imports it (without its
-  runtime argument checks: `pipeline.cli.sdk_checks_off`) less `import pipeline.cli`, each
+  runtime argument checks: `pipeline.launch.sdk_checks_off`) less `import pipeline.cli`, each
   the median of three, in fresh interpreters;
 - session connect (most of it the SDK's schema introspection query), source upload, pinning
   the bases, session close: the probe (`python -m bench.engine probe`), which opens a
@@ -36,7 +36,7 @@ from bench.report import Breakdown, Part
 from bench.sides import Ours, engine_call
 
 REPEATS = 3
-IMPORT_DAGGER = "from pipeline.cli import sdk_checks_off\nwith sdk_checks_off():\n import dagger"
+IMPORT_DAGGER = "from pipeline.launch import sdk_checks_off\nwith sdk_checks_off():\n import dagger"
 
 
 def _wall(command: list[str]) -> float:
