@@ -156,7 +156,9 @@ async def session(runner: Runner | None) -> AsyncIterator[anyio.abc.Process | No
     with tempfile.TemporaryDirectory(prefix="pipeline-session-") as directory:
         log = Path(directory) / "stderr"
         with log.open("wb") as stderr:
-            process = await anyio.open_process(command, stderr=stderr)
+            # A group of its own: a Ctrl-C at the terminal interrupts us, and we close it;
+            # it must not end on its own first (that would read as a lost engine).
+            process = await anyio.open_process(command, stderr=stderr, start_new_session=True)
         try:
             params = json.loads(await _first_line(process, log, runner))
             with _handed_over(int(params["port"]), str(params["session_token"])):
