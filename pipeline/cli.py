@@ -25,6 +25,7 @@ from pipeline.launch import (
 )
 from pipeline.options import (
     BuildFlags,
+    CacheFromOpt,
     ChartOpt,
     EpochOpt,
     GoImageOpt,
@@ -35,12 +36,14 @@ from pipeline.options import (
     PackageOpt,
     PlatformOpt,
     QuietOpt,
+    RegistryCaOpt,
     Reproducible,
     RunOpt,
     RuntimeImageOpt,
     RuntimeImagesOpt,
     SourceOpt,
     TestOpt,
+    UsernameOpt,
     UserOpt,
     VariantOpt,
     VerboseOpt,
@@ -58,6 +61,7 @@ from pipeline.settings import (
     Secret,
     Settings,
     Variant,
+    check_cache_ref,
     check_chart_path,
     check_name,
     check_package,
@@ -94,9 +98,13 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     if flags.runtime_image != SCRATCH:
         parse_image_ref(flags.runtime_image, option="--runtime-image")
     publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
+    cache_from = (
+        check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
+    )
+    cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
     password = Secret(flags.registry_password) if flags.registry_password else None
-    check_registry_auth(publish, flags.registry_username, password)
-    if publish is None:
+    check_registry_auth(publish, flags.registry_username, password, cache_from, cache_to)
+    if publish is None and cache_from is None and cache_to is None:
         password = None  # not needed, not kept
     name = check_name(flags.name)
     if flags.no_output and flags.output is not None:
@@ -126,6 +134,8 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         lock=flags.lock,
         registry_ca=flags.registry_ca,
         push_timeout=check_push_timeout(flags.push_timeout),
+        cache_from=cache_from,
+        cache_to=cache_to,
         quiet=flags.quiet,
     )
 
@@ -234,12 +244,16 @@ def verify_command(
     platform: PlatformOpt = None,
     user: UserOpt = None,
     source_date_epoch: EpochOpt = None,
+    cache_from: CacheFromOpt = None,
+    registry_username: UsernameOpt = None,
+    registry_ca: RegistryCaOpt = None,
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Build twice, the second time with every step run again, and compare the digests;
-    name what differs (layer, file, config field). Exit 1 if anything does."""
+    """Build twice, the second time with every step run again on fresh Go caches (never a
+    --cache-from), and compare the digests; name what differs (layer, file, config field).
+    Exit 1 if anything does: with --cache-from, a poisoned cache shows up here."""
     flags = BuildFlags(
         source=source,
         package=package,
@@ -253,6 +267,10 @@ def verify_command(
         json_path=json_path,
         user=user,
         source_date_epoch=source_date_epoch,
+        cache_from=cache_from,
+        registry_username=registry_username,
+        registry_ca=registry_ca,
+        registry_password=os.environ.pop(PASSWORD_ENV, None) or None,
         quiet=quiet,
     )
     try:

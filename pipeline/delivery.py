@@ -8,7 +8,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -24,6 +24,9 @@ from pipeline.report import ImageReport
 from pipeline.reproducible import normalise
 from pipeline.settings import Settings
 from pipeline.variants import Image
+
+if TYPE_CHECKING:
+    from pipeline.transport import Budget
 
 NO_LOADER = "no supported api for loading image"
 T = TypeVar("T")
@@ -124,7 +127,7 @@ def sbom_document(buildinfo: str, settings: Settings, info: ImageInfo, tag: str)
     return sbom.build_sbom(sbom.parse_buildinfo(buildinfo), subject)
 
 
-async def _in_thread(work: Callable[[], T], budget: Any) -> T:
+async def in_thread(work: Callable[[], T], budget: Budget) -> T:
     """`work()` in a daemon thread of its own, awaited: a push that is interrupted or over
     its budget is told to stop (budget.stop), and it never keeps the process from exiting
     (anyio's worker threads would: they are joined at exit)."""
@@ -183,13 +186,18 @@ async def publish(
         )
         return pushed, tag
 
+    return await bounded(push, budget, settings.push_timeout, ref.registry)
+
+
+async def bounded(work: Callable[[], T], budget: Budget, seconds: float, registry: str) -> T:
+    """`work()` (a registry's) in a thread of its own, stopped after `seconds`."""
     try:
-        with anyio.fail_after(settings.push_timeout):
-            return await _in_thread(push, budget)
+        with anyio.fail_after(seconds):
+            return await in_thread(work, budget)
     except TimeoutError:
         raise RegistryError(
-            f"registry {ref.registry} did not finish the push within "
-            f"{settings.push_timeout:g}s: is it up, is the address right? (--push-timeout)"
+            f"registry {registry} did not finish within {seconds:g}s: is it up, is the "
+            "address right? (--push-timeout)"
         ) from None
 
 

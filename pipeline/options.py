@@ -143,7 +143,7 @@ RegistryCaOpt = Annotated[
     Path | None,
     typer.Option(
         "--registry-ca",
-        help="CA certificate (PEM) of the --publish registry.",
+        help="CA certificate (PEM) of the --publish (and cache) registry.",
         envvar="PIPELINE_REGISTRY_CA",
         show_default=False,
     ),
@@ -154,6 +154,26 @@ PushTimeoutOpt = Annotated[
         "--push-timeout",
         help="Seconds a --publish push may take before it stops and the run fails.",
         envvar="PIPELINE_PUSH_TIMEOUT",
+    ),
+]
+CacheFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-from",
+        help="Start the Go build (and module) cache from what --cache-to saved at this "
+        "REGISTRY/REPO:TAG. A missing or broken cache is a warning: the build goes on cold.",
+        envvar="PIPELINE_CACHE_FROM",
+        show_default=False,
+    ),
+]
+CacheToOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-to",
+        help="After a successful build, save the Go caches it used to REGISTRY/REPO:TAG "
+        "(trusted branches only: a cache is compiler input).",
+        envvar="PIPELINE_CACHE_TO",
+        show_default=False,
     ),
 ]
 EpochOpt = Annotated[
@@ -241,6 +261,8 @@ class BuildFlags:
     lock: LockOpt = None
     registry_ca: RegistryCaOpt = None
     push_timeout: PushTimeoutOpt = 300.0
+    cache_from: CacheFromOpt = None
+    cache_to: CacheToOpt = None
     source_date_epoch: EpochOpt = None
     quiet: QuietOpt = False
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).

@@ -10,6 +10,7 @@ import hashlib
 import json
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from pipeline.transport import (
 )
 
 EMPTY = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+Layer = dict[str, Any]
 RACE_TRIES = 3  # the SBOM index merged again when a concurrent push replaced ours
 SETTLE = 0.5  # seconds between writing the SBOM index and reading it back
 
@@ -78,6 +81,129 @@ def _descriptor(data: bytes) -> dict[str, Any]:
     return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
+def _upload(client: Client, container: Any, path: Path, media_type: str, what: str) -> Layer:
+    """Upload the file at `path` as a blob (skipped if the registry has it); its descriptor."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    layer: Layer = {
+        "mediaType": media_type,
+        "digest": f"sha256:{digest.hexdigest()}",
+        "size": path.stat().st_size,
+    }
+    check_answer(client.upload_blob(str(path), container, layer), client.ref, what)
+    return layer
+
+
+def push_artifact(
+    files: Sequence[tuple[Path, str]],
+    ref: ImageRef,
+    tag: str,
+    login: Login,
+    budget: Budget,
+    *,
+    artifact_type: str,
+    annotations: dict[str, str],
+) -> tuple[str, int]:
+    """Push `files` (path, media type) as the layers of an OCI artifact tagged `tag` under
+    `ref`'s repository (blobs the registry has are not sent again). Its digest and size."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pipeline-artifact-") as directory,
+        one_line_errors(ref),
+    ):
+        client = Client(ref, login, budget)
+        client.check_login()
+        container = client.get_container(f"{ref.endpoint}/{ref.repository}:{tag}")
+        empty = Path(directory) / "config"
+        empty.write_bytes(b"{}")
+        what = f"push to {ref.repository}:{tag}"
+        config = _upload(client, container, empty, EMPTY, what)
+        layers = [
+            {**_upload(client, container, path, kind, what), "annotations": {TITLE: path.name}}
+            for path, kind in files
+        ]
+        manifest = _dump(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "artifactType": artifact_type,
+                "config": config,
+                "layers": layers,
+                "annotations": annotations,
+            }
+        )
+        put = {"Content-Type": MANIFEST}
+        answer = client.do_request(client.manifest_url(tag), "PUT", manifest, put)
+        check_answer(answer, ref, what)
+    size = sum(int(layer["size"]) for layer in layers)
+    return _descriptor(manifest)["digest"], size
+
+
+class NotFound(RegistryError):
+    """The registry has no manifest under the tag asked for."""
+
+
+def pull_artifact(
+    ref: ImageRef,
+    tag: str,
+    login: Login,
+    budget: Budget,
+    directory: Path,
+    *,
+    artifact_type: str,
+) -> list[tuple[Path, str]]:
+    """The layers of the artifact tagged `tag` under `ref`'s repository, as files in
+    `directory` (each checked against its digest and size), with their media types. NotFound
+    if there is none; RegistryError if it is not an `artifact_type` or a blob is corrupt."""
+    with one_line_errors(ref):
+        client = Client(ref, login, budget, actions="pull")
+        answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
+        if answer.status_code == 404:
+            raise NotFound(f"{ref.canonical}:{tag} does not exist (yet)")
+        check_answer(answer, ref, f"reading {ref.repository}:{tag}")
+        try:
+            manifest = answer.json()
+            found = manifest.get("artifactType")
+            layers = [
+                (str(la["digest"]), int(la["size"]), str(la["mediaType"]))
+                for la in manifest["layers"]
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RegistryError(f"{ref.canonical}:{tag} is not an OCI manifest") from None
+        if found != artifact_type:
+            raise RegistryError(
+                f"{ref.canonical}:{tag} is a {found or 'image'}, not a {artifact_type}"
+            )
+        pulled = []
+        for index, (digest, size, media_type) in enumerate(layers):
+            path = directory / f"layer-{index}"
+            _download(client, digest, size, path)
+            pulled.append((path, media_type))
+    return pulled
+
+
+def _download(client: Client, digest: str, size: int, path: Path) -> None:
+    """GET the blob `digest` into `path`; RegistryError unless its bytes match."""
+    url = f"{client.prefix}://{client.ref.endpoint}/v2/{client.ref.repository}/blobs/{digest}"
+    answer = client.do_request(url, "GET", stream=True)
+    check_answer(answer, client.ref, f"GET of the blob {digest[:19]}")
+    hasher, written = hashlib.sha256(), 0
+    with answer, path.open("wb") as file:
+        for chunk in answer.iter_content(1 << 20):
+            client.budget.left(client.ref.registry)
+            written += len(chunk)
+            if written > size:
+                break
+            hasher.update(chunk)
+            file.write(chunk)
+    if written != size or f"sha256:{hasher.hexdigest()}" != digest:
+        raise RegistryError(
+            f"{client.ref.registry}: the blob {digest[:19]}… is corrupt (its bytes do not match"
+            " its digest)"
+        )
+
+
 def _listed(client: Client, tag: str) -> list[dict[str, Any]]:
     """The referrers listed under the fallback tag: none if the tag does not exist; an error
     if it cannot be read (a 401 or 429 is not "no referrers")."""
@@ -110,9 +236,7 @@ def push_sbom(
         for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
             path = Path(directory) / name
             path.write_bytes(data)
-            layer = {"mediaType": kind, **_descriptor(data)}
-            check_answer(client.upload_blob(str(path), container, layer), ref, "push of the SBOM")
-            layers.append(layer)
+            layers.append(_upload(client, container, path, kind, "push of the SBOM"))
         manifest = _dump(
             {
                 "schemaVersion": 2,
@@ -122,7 +246,7 @@ def push_sbom(
                 "layers": [
                     {
                         **layers[1],
-                        "annotations": {"org.opencontainers.image.title": "sbom.spdx.json"},
+                        "annotations": {TITLE: "sbom.spdx.json"},
                     }
                 ],
                 "subject": subject,

@@ -57,6 +57,30 @@ class ImageReport:
 
 
 @dataclass(frozen=True)
+class GoCache:
+    """What the Go caches of a run with --cache-from/--cache-to did."""
+
+    started_from: str  # "none" (empty), "engine" (the engine's own volumes) or "registry"
+    restored_from: str | None = None  # registry/repository:tag, when started from the registry
+    restored_size: int | None = None  # bytes pulled
+    saved_to: str | None = None  # registry/repository:tag@digest, after --cache-to
+    saved_size: int | None = None  # bytes of the artifact's layers
+    warnings: tuple[str, ...] = ()  # each a cache that could not be used, and why
+
+    def summary(self) -> str:
+        """`go cache: started from 127.0.0.1:5000/c:main-… (12.1MB); saved 12.3MB to …`"""
+        if self.restored_from is not None:
+            text = f"started from {self.restored_from} ({human_size(self.restored_size or 0)})"
+        else:
+            text = {"none": "started empty", "engine": "started from the engine's own"}.get(
+                self.started_from, self.started_from
+            )
+        if self.saved_to is not None:
+            text += f"; saved {human_size(self.saved_size or 0)} to {self.saved_to}"
+        return f"go cache: {text}"
+
+
+@dataclass(frozen=True)
 class RunReport:
     variant: str
     go_image: str
@@ -68,6 +92,11 @@ class RunReport:
     cache: str = "unknown"  # "cold": go build ran now; "warm": it came from the cache
     notes: tuple[str, ...] = ()  # what the run did not do, and why
     bases: dict[str, str] = field(default_factory=dict)  # requested → pinned (name@digest)
+    go_cache: GoCache | None = None  # with --cache-from/--cache-to only
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.go_cache.warnings if self.go_cache is not None else ()
 
     def seconds(self, step: str) -> float:
         return sum(s.seconds for s in self.steps if s.name == step)
@@ -151,6 +180,8 @@ def render(report: RunReport, console: Console) -> None:
         console.print(f"base {requested}: {pinned.partition('@')[2]}", markup=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
+    if report.go_cache is not None:
+        console.print(report.go_cache.summary(), markup=False)
     if report.printed is not None:
         console.print(f"run printed: {report.printed.rstrip()!r}")
     console.print(

@@ -16,14 +16,14 @@ import dagger
 import watchfiles
 from dagger import dag
 
-from pipeline import delivery, pins
+from pipeline import delivery, gocache, pins
 from pipeline.anatomy import dissect
 from pipeline.clock import Clock, StepHook
 from pipeline.engine import Session, in_session, translate, uploading
 from pipeline.errors import PipelineError
 from pipeline.oci import ImageInfo
 from pipeline.outputs import write_bytes
-from pipeline.report import ImageReport, RunReport, Step
+from pipeline.report import GoCache, ImageReport, RunReport, Step
 from pipeline.reproducible import differences
 from pipeline.settings import SCRATCH, Platform, Settings
 from pipeline.source import SourceTree, is_build_input
@@ -222,11 +222,39 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
     """Build one variant in one Dagger session and return what it made."""
 
     async def body(session: Session) -> RunReport:
+        restored = await _restore_cache(settings, session)
         tested = (await _vet_and_test(settings, tree, session),) if settings.test else ()
         report = await _build_variant(settings, tree, session, dissect_images=False)
-        return replace(report, steps=(*tested, *report.steps))
+        report = replace(report, steps=(*restored.steps, *tested, *report.steps))
+        if restored.go_cache is None or settings.cache_to is None:
+            return replace(report, go_cache=restored.go_cache)
+        clock = Clock(session.hook, label=settings.tag)
+        with clock.step("save cache") as running:
+            platforms = settings.platforms or (session.native,)
+            saved = await gocache.save(settings, tree, session, platforms, restored.go_cache)
+            running.size = saved.saved_size
+        return replace(report, steps=(*report.steps, *clock.steps), go_cache=saved)
 
     return await in_session(body, settings, hook)
+
+
+@dataclass(frozen=True)
+class _Restored:
+    go_cache: GoCache | None
+    steps: tuple[Step, ...]
+
+
+async def _restore_cache(settings: Settings, session: Session) -> _Restored:
+    """With --cache-from/--cache-to: what the build's Go caches start from (restored from the
+    registry into empty volumes where there is a cache to restore)."""
+    if not gocache.wanted(settings):
+        return _Restored(None, ())
+    clock = Clock(session.hook, label=settings.tag)
+    with clock.step("restore cache") as running:
+        platforms = settings.platforms or (session.native,)
+        started = await gocache.restore(settings, session, platforms)
+        running.size = started.restored_size
+    return _Restored(started, tuple(clock.steps))
 
 
 async def compare(
@@ -270,10 +298,23 @@ async def verify(settings: Settings, tree: SourceTree, hook: StepHook | None = N
 
     async def body(session: Session) -> Verdict:
         once = replace(
-            settings, output=session.scratch / "first.tar", load=False, publish=None, run=False
+            settings,
+            output=session.scratch / "first.tar",
+            load=False,
+            publish=None,
+            run=False,
+            cache_to=None,
         )
+        restored = await _restore_cache(once, session)
         first = await _build_variant(once, tree, session, dissect_images=False)
-        again = replace(once, output=session.scratch / "second.tar", cache_bust=uuid.uuid4().hex)
+        first = replace(first, go_cache=restored.go_cache)
+        # Fresh Go caches, no --cache-from: a poisoned cache shows up as a difference.
+        again = replace(
+            once,
+            output=session.scratch / "second.tar",
+            cache_bust=uuid.uuid4().hex,
+            cache_from=None,
+        )
         second = await _build_variant(again, tree, session, dissect_images=False)
         found = await anyio.to_thread.run_sync(
             differences, session.scratch / "first.tar", session.scratch / "second.tar"
@@ -323,6 +364,7 @@ async def watch(
     async def builds(session: Session) -> None:
         nonlocal changed
         current = settings
+        await _restore_cache(settings, session)  # --cache-to is for one-shot builds
         while True:
             try:
                 tested = (await _vet_and_test(current, tree, session),) if current.test else ()

@@ -213,6 +213,9 @@ class Settings:
     lock: Path | None = None
     registry_ca: Path | None = None
     push_timeout: float = 300.0  # seconds: a push that takes longer stops, and says so
+    # The Go caches through a registry: read before the build, written after it succeeds.
+    cache_from: ImageRef | None = None
+    cache_to: ImageRef | None = None
     cache_bust: str = ""  # verify: a value that forces every build step to run again
     reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
@@ -227,6 +230,12 @@ class Settings:
     def tag(self) -> str:
         """`<name>:<key>`, the image's local name."""
         return f"{self.name}:{self.key}"
+
+    @property
+    def login_registry(self) -> str | None:
+        """The registry the login is for: --publish's, else the cache's (never sent elsewhere)."""
+        ref = self.publish or self.cache_to or self.cache_from
+        return None if ref is None else ref.registry
 
     @property
     def scratch(self) -> bool:
@@ -255,17 +264,38 @@ def check_package(package: str) -> str:
 
 
 def check_registry_auth(
-    publish: ImageRef | None, username: str | None, password: Secret | None
+    publish: ImageRef | None,
+    username: str | None,
+    password: Secret | None,
+    *caches: ImageRef | None,
 ) -> None:
-    """Credentials only make sense together and with --publish. (A password alone in the
-    environment, with neither, is not an error: CI often exports it for every job.)"""
-    if username is None and publish is None:
+    """Credentials only make sense together and with a registry to use them on (--publish,
+    --cache-from, --cache-to). (A password alone in the environment, with neither, is not an
+    error: CI often exports it for every job.)"""
+    remote = publish is not None or any(c is not None for c in caches)
+    if username is None and not remote:
         return
     if (username is None) != (password is None):
         missing = PASSWORD_ENV if password is None else "--registry-username"
         raise SettingsError(f"registry credentials are incomplete: set {missing} as well")
-    if username is not None and publish is None:
-        raise SettingsError("--registry-username is only used with --publish REF")
+    if username is not None and not remote:
+        raise SettingsError(
+            "--registry-username is only used with --publish, --cache-from or --cache-to"
+        )
+
+
+def check_cache_ref(text: str, *, option: str) -> ImageRef:
+    """--cache-from/--cache-to: a repository and a tag; each platform set and Go image gets a
+    tag of its own beside it (main → main-linux-amd64-<go>), so a digest cannot name it."""
+    ref = parse_image_ref(text, option=option)
+    if ref.digest:
+        raise SettingsError(
+            f"{option} {text!r}: give REGISTRY/REPOSITORY[:TAG], not a digest: the cache is"
+            " written under tags derived from it"
+        )
+    if len(ref.tag or "latest") > 80:
+        raise SettingsError(f"{option} {text!r}: keep the tag under 80 characters")
+    return ref
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMG]i?B|B)?\s*$")

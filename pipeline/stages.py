@@ -3,6 +3,8 @@ it; nothing runs until the runner awaits a leaf."""
 
 from __future__ import annotations
 
+import hashlib
+
 import dagger
 from dagger import dag
 
@@ -53,13 +55,46 @@ def go_env(container: dagger.Container, tree: SourceTree) -> dagger.Container:
     return container
 
 
+def cache_volumes(settings: Settings) -> tuple[str, str] | None:
+    """The keys of the Go build and module cache volumes; None for a build on fresh caches
+    (verify's second build: nothing a cache holds can reach it).
+
+    A build that uses a registry cache gets volumes of its own, one pair per cache REF and
+    trust level: what a --cache-to build saves comes from volumes that only builds allowed to
+    write that cache have written (a pull request's build on a shared engine, reading the
+    same cache, cannot slip entries into them)."""
+    if settings.cache_bust:
+        return None
+    ref, trust = (
+        (settings.cache_to, "write") if settings.cache_to else (settings.cache_from, "read")
+    )
+    if ref is None:
+        return "pipeline-go-build", "pipeline-go-mod"
+    named = f"{trust} {ref.canonical}:{ref.tag or 'latest'}"
+    key = hashlib.sha256(named.encode()).hexdigest()[:16]
+    return f"pipeline-go-build-{key}", f"pipeline-go-mod-{key}"
+
+
+def with_go_caches(container: dagger.Container, settings: Settings) -> dagger.Container:
+    """The Go build and module caches mounted as the settings' volumes, or (on fresh caches)
+    empty directories of the container's own."""
+    volumes = cache_volumes(settings)
+    if volumes is None:
+        return container.with_env_variable("GOCACHE", "/tmp/go-build").with_env_variable(
+            "GOMODCACHE", "/tmp/go-mod"
+        )
+    build, mod = volumes
+    return (
+        container.with_mounted_cache(GO_MOD_CACHE, dag.cache_volume(mod))
+        .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume(build))
+        .with_env_variable("GOCACHE", GO_BUILD_CACHE)
+    )
+
+
 def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
     """The golang image with the source at /src and the module and build caches as volumes."""
     container = (
-        golang(settings)
-        .with_mounted_cache(GO_MOD_CACHE, dag.cache_volume("pipeline-go-mod"))
-        .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume("pipeline-go-build"))
-        .with_env_variable("GOCACHE", GO_BUILD_CACHE)
+        with_go_caches(golang(settings), settings)
         .with_workdir(SOURCE_DIR)
         .with_directory(SOURCE_DIR, source_dir(tree, reload=reloads(settings)))
     )

@@ -43,8 +43,11 @@ class Login:
     ca: Path | None
 
     @classmethod
-    def of(cls, settings: Settings) -> Login:
-        """The run's --registry-username, its password and --registry-ca."""
+    def of(cls, settings: Settings, ref: ImageRef | None = None) -> Login:
+        """The run's --registry-username, its password and --registry-ca, for `ref` (default
+        --publish): the credentials go to the registry they are for, never to another."""
+        if ref is not None and ref.registry != settings.login_registry:
+            return cls(None, None, settings.registry_ca)
         return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
 
 
@@ -119,7 +122,9 @@ _PARAM = re.compile(r'(\w+)="([^"]*)"')
 class Client(oras.provider.Registry):  # type: ignore[misc]
     """oras' registry client, with our do_request: see the module's docstring."""
 
-    def __init__(self, ref: ImageRef, login: Login, budget: Budget) -> None:
+    def __init__(
+        self, ref: ImageRef, login: Login, budget: Budget, *, actions: str = "pull,push"
+    ) -> None:
         self.ref, self.login, self.budget = ref, login, budget
         host = ref.endpoint
         # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
@@ -127,7 +132,7 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
         super().__init__(hostname=host, insecure=insecure, auth_backend="basic")
         if login.ca is not None:
             self.session.mount("https://", _TrustAlso(login.ca))
-        self.scope = f"repository:{ref.repository}:pull,push"
+        self.scope = f"repository:{ref.repository}:{actions}"  # a reader asks for "pull"
         self._tokens: dict[str, str] = {}  # scope → bearer token
         self._basic = False  # the registry asks for basic auth
 

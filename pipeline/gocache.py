@@ -1,0 +1,243 @@
+"""The Go caches through a registry: --cache-from restores the Go build cache (and, for sources
+that are not vendored, the module download cache) into the build's cache volumes before the
+build; --cache-to saves what the build used after it succeeds. A cache is an optimisation,
+never a dependency: every failure here is a warning, and the build goes on without it.
+
+What travels is an OCI artifact (ARTIFACT), one gzipped tar per cache, tagged under the REF
+per platform set and Go image, so that they do not evict each other's caches.
+
+"What the build used": Go touches a build cache entry's mtime when it uses it and the mtime is
+more than an hour old. Restored entries are given mtimes two hours in the past, so after the
+build an entry newer than an hour before the session began was used (or made) by it; the
+save takes those and nothing else, and the artifact does not grow with every commit."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import dagger
+
+from pipeline.delivery import bounded
+from pipeline.engine import Session
+from pipeline.errors import PipelineError
+from pipeline.report import GoCache
+from pipeline.settings import ImageRef, Platform, Settings
+from pipeline.source import SourceTree
+from pipeline.stages import golang, toolchain, with_go_caches
+
+ARTIFACT = "application/vnd.pipeline.go-cache.v1"
+BUILD_LAYER = "application/vnd.pipeline.go-build-cache.v1.tar+gzip"
+MOD_LAYER = "application/vnd.pipeline.go-mod-cache.v1.tar+gzip"
+FILES = {BUILD_LAYER: "go-build.tar.gz", MOD_LAYER: "go-mod.tar.gz"}
+MOUNT = "/pipeline-cache"
+RESTORED_AGE = 7200  # seconds: older than the hour after which Go touches an entry it uses
+WINDOW = 3660  # seconds before the session's start: what Go's touch leaves (an hour) + slack
+
+# Restore into empty volumes only (a volume the engine has filled is newer than any artifact);
+# a tarball that does not unpack leaves the volumes empty again. README, written last, is what
+# Go writes in a cache directory it starts: a volume without it is empty or half-written.
+_RESTORE = r"""
+set -u
+if [ -e "$GOCACHE/README" ]; then echo engine; exit 0; fi
+mods=$(go env GOMODCACHE)
+ok=1
+tar -xzf /pipeline-cache/go-build.tar.gz -C "$GOCACHE" --no-same-owner || ok=0
+if [ -e /pipeline-cache/go-mod.tar.gz ]; then
+  mkdir -p "$mods"
+  tar -xzf /pipeline-cache/go-mod.tar.gz -C "$mods" --no-same-owner || ok=0
+fi
+if [ "$ok" = 0 ]; then
+  find "$GOCACHE" -mindepth 1 -delete
+  rm -rf "$mods/cache/download"
+  echo corrupt
+  exit 0
+fi
+find "$GOCACHE" -type f -exec touch -c -d "@$(( $(date +%s) - $1 ))" {} +
+echo 'This directory holds cached build artifacts from the Go build system.' > "$GOCACHE/README"
+echo restored
+"""
+
+# The entries used since $1 (seconds since the epoch), as a tarball whose bytes depend on the
+# entries alone (sorted names, no times, no owners): the same cache pushes the same blob.
+# With $2 = mod: the module download cache's .mod/.info files and the zips of the modules
+# that provide the packages built ($3: go list's -test flag, or nothing).
+_SAVE = r"""
+set -eu
+pack() {
+  LC_ALL=C sort -z | tar --null -T - --no-recursion --mtime=@0 --owner=0 --group=0 \
+    --numeric-owner --format=gnu -cf - | gzip -n -1
+}
+mkdir -p /pipeline-cache
+cd "$GOCACHE"
+find . -type f -newermt "@$1" ! -name README ! -name trim.txt -print0 \
+  | pack > /pipeline-cache/go-build.tar.gz
+if [ "$2" = mod ]; then
+  format='{{with .Module}}{{if not .Main}}{{.Path}}@{{.Version}}{{end}}{{end}}'
+  used=$(go list -deps $3 -f "$format" ./... | sort -u)
+  cd "$(go env GOMODCACHE)"
+  {
+    find cache/download -type f \( -name '*.mod' -o -name '*.info' \) -print0
+    for module in $used; do
+      path=${module%@*} version=${module##*@}
+      [ -n "$version" ] || continue
+      escaped=$(printf '%s' "$path" | sed 's/[A-Z]/!\L&/g')
+      for suffix in zip ziphash; do
+        file="cache/download/$escaped/@v/$version.$suffix"
+        if [ -f "$file" ]; then printf '%s\0' "$file"; fi
+      done
+    done
+  } | pack > /pipeline-cache/go-mod.tar.gz
+fi
+"""
+
+_TAG_UNSAFE = re.compile(r"[^\w.-]")
+
+
+def wanted(settings: Settings) -> bool:
+    """Whether the run uses a registry cache at all."""
+    return settings.cache_from is not None or settings.cache_to is not None
+
+
+def cache_tag(ref: ImageRef, settings: Settings, platforms: Sequence[Platform]) -> str:
+    """The tag of the cache for these platforms and this Go image, under `ref`'s tag:
+    main → main-linux-amd64-go-3f2a9c1d0e4b (the Go image as the user named it, hashed)."""
+    targets = "_".join(_TAG_UNSAFE.sub("-", str(p).replace("/", "-")) for p in platforms)
+    if len(targets) > 40:
+        targets = hashlib.sha256(targets.encode()).hexdigest()[:12]
+    go = hashlib.sha256(settings.go_image.encode()).hexdigest()[:12]
+    return f"{ref.tag or 'latest'}-{targets}-go-{go}"
+
+
+def _caches(settings: Settings) -> dagger.Container:
+    """The golang image with the build's cache volumes, in a container no cache answers."""
+    return with_go_caches(golang(settings), settings).with_env_variable(
+        "PIPELINE_CACHE_RUN", uuid.uuid4().hex
+    )
+
+
+def _without(option: str, ref: ImageRef, cause: str) -> str:
+    """The warning of a cache that could not be used."""
+    then = "building without it" if option == "--cache-from" else "the build stands, uncached"
+    return f"{option} {ref}: {cause}; {then}"
+
+
+async def restore(settings: Settings, session: Session, platforms: Sequence[Platform]) -> GoCache:
+    """Fill the build's empty cache volumes from --cache-from; say what the build starts from:
+    "none" (empty volumes), "engine" (volumes this engine filled) or "registry"."""
+    ref = settings.cache_from
+    probe = _caches(settings).with_exec(
+        ["sh", "-c", 'if [ -e "$GOCACHE/README" ]; then echo engine; else echo none; fi']
+    )
+    state = (await probe.stdout()).strip()
+    if state == "engine" or ref is None:
+        return GoCache(started_from=state)
+    tag = cache_tag(ref, settings, platforms)
+    source = f"{ref.canonical}:{tag}"
+    directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
+    try:
+        files = await _pull(settings, ref, tag, directory)
+    except PipelineError as err:
+        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, str(err)),))
+    container = _caches(settings)
+    for path in files:
+        container = container.with_mounted_file(f"{MOUNT}/{path.name}", _host_file(path))
+    done = container.with_exec(["sh", "-c", _RESTORE, "sh", str(RESTORED_AGE)])
+    outcome = (await done.stdout()).strip()
+    if outcome == "corrupt":
+        cause = f"{source} does not unpack (a corrupt cache)"
+        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
+    if outcome == "engine":  # another build on this engine filled the volumes meanwhile
+        return GoCache(started_from="engine")
+    size = sum(path.stat().st_size for path in files)
+    return GoCache(started_from="registry", restored_from=source, restored_size=size)
+
+
+def _host_file(path: Path) -> dagger.File:
+    from dagger import dag
+
+    return dag.host().file(str(path), no_cache=True)
+
+
+async def _pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> list[Path]:
+    """The artifact's cache tarballs on the host, named as the restore script expects."""
+    from pipeline import registry, transport  # oras and requests: only a cache needs them
+
+    login = transport.Login.of(settings, ref)
+    budget = transport.Budget.of(settings.push_timeout)
+    pull = functools.partial(
+        registry.pull_artifact, ref, tag, login, budget, directory, artifact_type=ARTIFACT
+    )
+    layers = await bounded(pull, budget, settings.push_timeout, ref.registry)
+    files = []
+    for path, media_type in layers:
+        if media_type in FILES:
+            files.append(path.rename(path.with_name(FILES[media_type])))
+    if not any(path.name == FILES[BUILD_LAYER] for path in files):
+        raise PipelineError(f"{ref.canonical}:{tag} holds no Go build cache")
+    return files
+
+
+async def save(
+    settings: Settings,
+    tree: SourceTree,
+    session: Session,
+    platforms: Sequence[Platform],
+    started: GoCache,
+) -> GoCache:
+    """After a successful build: push the cache entries it used to --cache-to. `started` (what
+    restore said) comes back with what was saved, or with one more warning."""
+    ref = settings.cache_to
+    assert ref is not None
+    await session.clock.wait()
+    modules = tree.module and not tree.vendored
+    script = [
+        "sh",
+        "-c",
+        _SAVE,
+        "sh",
+        str(int(session.started) - WINDOW),
+        "mod" if modules else "",
+        "-test" if settings.test else "",
+    ]
+    packed = toolchain(settings, tree).with_env_variable("PIPELINE_CACHE_RUN", uuid.uuid4().hex)
+    directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.scratch))
+    tag = cache_tag(ref, settings, platforms)
+    try:
+        await packed.with_exec(script).directory(MOUNT).export(str(directory))
+        pushed, size = await _push(settings, ref, tag, directory, modules=bool(modules))
+    except (PipelineError, dagger.ExecError) as err:
+        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warning = _without("--cache-to", ref, cause)
+        return replace(started, warnings=(*started.warnings, warning))
+    return replace(started, saved_to=f"{ref.canonical}:{tag}@{pushed}", saved_size=size)
+
+
+async def _push(
+    settings: Settings, ref: ImageRef, tag: str, directory: Path, *, modules: bool
+) -> tuple[str, int]:
+    from pipeline import registry, transport  # oras and requests: only a cache needs them
+
+    files = [(directory / FILES[BUILD_LAYER], BUILD_LAYER)]
+    if modules:
+        files.append((directory / FILES[MOD_LAYER], MOD_LAYER))
+    login = transport.Login.of(settings, ref)
+    budget = transport.Budget.of(settings.push_timeout)
+    annotations = {"org.opencontainers.image.description": f"Go caches for {settings.go_image}"}
+    push = functools.partial(
+        registry.push_artifact,
+        files,
+        ref,
+        tag,
+        login,
+        budget,
+        artifact_type=ARTIFACT,
+        annotations=annotations,
+    )
+    return await bounded(push, budget, settings.push_timeout, ref.registry)
