@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 from pipeline.report import GoCache
 from pipeline.settings import ImageRef, Platform, Settings
 from pipeline.source import SourceTree
-from pipeline.stages import golang, toolchain, with_go_caches
+from pipeline.stages import SOURCE_DIR, golang, toolchain, with_go_caches
 
 ARTIFACT = "application/vnd.pipeline.go-cache.v1"
 BUILD_LAYER = "application/vnd.pipeline.go-build-cache.v1.tar+gzip"
@@ -67,7 +67,7 @@ echo restored
 # The entries used since $1 (seconds since the epoch), as a tarball whose bytes depend on the
 # entries alone (sorted names, no times, no owners): the same cache pushes the same blob.
 # With $2 = mod: the module download cache's .mod/.info files and the zips of the modules
-# that provide the packages built ($3: go list's -test flag, or nothing).
+# that provide the packages built ($3: go list's -test flag, or nothing; $4: the source).
 _SAVE = r"""
 set -eu
 pack() {
@@ -80,7 +80,7 @@ find . -type f -newermt "@$1" ! -name README ! -name trim.txt -print0 \
   | pack > /pipeline-cache/go-build.tar.gz
 if [ "$2" = mod ]; then
   format='{{with .Module}}{{if not .Main}}{{.Path}}@{{.Version}}{{end}}{{end}}'
-  used=$(go list -deps $3 -f "$format" ./... | sort -u)
+  used=$(cd "$4" && go list -deps $3 -f "$format" ./... | sort -u)
   cd "$(go env GOMODCACHE)"
   {
     find cache/download -type f \( -name '*.mod' -o -name '*.info' \) -print0
@@ -205,6 +205,7 @@ async def save(
         str(int(session.started) - WINDOW),
         "mod" if modules else "",
         "-test" if settings.test else "",
+        SOURCE_DIR,
     ]
     packed = toolchain(settings, tree).with_env_variable("PIPELINE_CACHE_RUN", uuid.uuid4().hex)
     directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.scratch))

@@ -7,6 +7,7 @@ flags answer at once."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import traceback
@@ -74,6 +75,13 @@ def check_destinations(settings: Settings) -> None:
     check_destination(build_tar, option="--output (the builder image)")
 
 
+def warn(warnings: tuple[str, ...]) -> None:
+    """What the run could do without (a cache), one line each on stderr."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False)
+
+
 def execute(settings: Settings, *, verbose: bool) -> int:
     """Run the build and print the summary; return the exit code."""
 
@@ -82,6 +90,7 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         check_destinations(settings)
         with progress.display(quiet=settings.quiet, env=os.environ) as hook:
             result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree, hook))
+        warn(result.warnings)
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
         report.render(result, report.stdout_console())
@@ -182,6 +191,8 @@ def execute_verify(settings: Settings, *, verbose: bool) -> int:
         with progress.display(quiet=settings.quiet, env=os.environ) as hook:
             verdict = in_engine(lambda runner: runner.verify(settings, tree, hook))
         first, second = verdict.first.images[0].digest, verdict.second.images[0].digest
+        warn(verdict.first.warnings)
+        cache = verdict.first.go_cache
         if settings.json_path is not None:
             document = {
                 "schema_version": 1,
@@ -189,11 +200,16 @@ def execute_verify(settings: Settings, *, verbose: bool) -> int:
                 "reproducible": verdict.reproducible,
                 "digests": [first, second],
                 "differences": list(verdict.differences),
+                "go_cache": None if cache is None else dataclasses.asdict(cache),
             }
             write_text(settings.json_path, json.dumps(document, indent=2) + "\n")
         console = Console(highlight=False, soft_wrap=True)
         console.print(f"first build:  {first}", markup=False)
-        console.print(f"second build: {second} (every step run again)", markup=False)
+        if cache is not None:
+            console.print(f"  {cache.summary()}", markup=False)
+        console.print(
+            f"second build: {second} (every step run again, on fresh Go caches)", markup=False
+        )
         if verdict.reproducible:
             console.print(f"reproducible: {settings.tag} builds to the same digest", markup=False)
             return 0

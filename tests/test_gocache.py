@@ -1,0 +1,327 @@
+"""pipeline.gocache: the Go caches through the test bed's real registries, against the real
+engine.
+
+A fresh runner is stood in for by fresh volumes: a run whose --cache-to (or, reading only,
+--cache-from) names a repository no run used before gets cache volumes of its own, empty, and
+its build exec is not one the engine has answered before (its mounts differ), so `go build`
+really runs on what was restored. The bench's fresh-runner scenario uses a new engine."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pipeline.gocache import ARTIFACT, BUILD_LAYER, MOD_LAYER, cache_tag
+from pipeline.registry import push_artifact
+from pipeline.settings import (
+    Platform,
+    Secret,
+    Settings,
+    SettingsError,
+    Variant,
+    check_cache_ref,
+    check_registry_auth,
+    parse_image_ref,
+)
+from pipeline.stages import cache_volumes
+from pipeline.transport import Budget, Login
+from tests.conftest import ROOT, PipelineRunner, Ran, Testbed
+
+AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
+BASES = ("--go-image", "golang:1.26", "--runtime-image", "busybox:1.35")
+
+
+def unique() -> str:
+    return f"{time.time_ns():x}"[-12:]
+
+
+# --- keys, tags, settings ------------------------------------------------------------------
+
+
+def _settings(**changes: Any) -> Settings:
+    return Settings(variant=Variant.MULTISTAGE, **changes)
+
+
+def test_each_platform_set_and_go_image_has_a_tag_of_its_own() -> None:
+    ref = parse_image_ref("127.0.0.1:5000/team/cache:main", option="--cache-to")
+    tags = {
+        cache_tag(ref, _settings(go_image=go), platforms)
+        for go in ("golang:1.26", "golang:1.25")
+        for platforms in ((AMD64,), (ARM64,), (AMD64, ARM64))
+    }
+    assert len(tags) == 6
+    assert all(t.startswith("main-linux-") and len(t) <= 128 for t in tags), tags
+    many = tuple(Platform("linux", a) for a in ("amd64", "arm64", "386", "ppc64le", "s390x"))
+    long = cache_tag(ref, _settings(), many)
+    assert len(long) < 80
+    assert long.startswith("main-")
+    untagged = parse_image_ref("127.0.0.1:5000/team/cache", option="--cache-to")
+    assert cache_tag(untagged, _settings(), (AMD64,)).startswith("latest-linux-amd64-go-")
+
+
+def test_writers_readers_and_fresh_builds_use_different_volumes() -> None:
+    main = parse_image_ref("127.0.0.1:5000/team/cache:main", option="--cache-to")
+    other = parse_image_ref("127.0.0.1:5000/team/cache:other", option="--cache-to")
+    plain = cache_volumes(_settings())
+    writer = cache_volumes(_settings(cache_to=main, cache_from=main))
+    reader = cache_volumes(_settings(cache_from=main))
+    assert plain == ("pipeline-go-build", "pipeline-go-mod")
+    assert len({plain, writer, reader, cache_volumes(_settings(cache_to=other))}) == 4
+    assert cache_volumes(_settings(cache_from=main, cache_bust="x")) is None
+
+
+def test_a_cache_ref_is_a_repository_and_tag() -> None:
+    assert check_cache_ref("127.0.0.1:5000/c:main", option="--cache-to").tag == "main"
+    with pytest.raises(SettingsError, match="not a digest"):
+        check_cache_ref(f"127.0.0.1:5000/c@sha256:{'a' * 64}", option="--cache-from")
+    with pytest.raises(SettingsError, match="not an image reference"):
+        check_cache_ref("127.0.0.1:5000/C:main", option="--cache-from")
+
+
+def test_credentials_go_with_a_cache_ref_and_only_to_its_registry() -> None:
+    cache = parse_image_ref("registry.example:5443/team/cache:main", option="--cache-to")
+    elsewhere = parse_image_ref("127.0.0.1:5000/team/cache:main", option="--cache-from")
+    password = Secret("s3cret")
+    check_registry_auth(None, "ci", password, None, cache)  # no --publish needed
+    with pytest.raises(SettingsError, match="--cache-from or --cache-to"):
+        check_registry_auth(None, "ci", password, None, None)
+    settings = _settings(
+        cache_to=cache, cache_from=elsewhere, registry_username="ci", registry_password=password
+    )
+    assert Login.of(settings, cache).password == password
+    assert Login.of(settings, elsewhere) == Login(None, None, None)
+
+
+# --- against the engine and the registries -------------------------------------------------
+
+
+def _build(
+    pipeline: PipelineRunner, tmp: Path, name: str, *args: str, source: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Ran, dict[str, Any]]:  # fmt: skip
+    report = tmp / f"{name}.json"
+    ran = pipeline(
+        "multistage", "--no-test", "--no-run", *BASES, "--source", str(source or ROOT / "go-src"),
+        "--output", str(tmp / f"{name}.tar"), "--json", str(report), *args, extra_env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr
+    return ran, json.loads(report.read_text())
+
+
+def _warnings(ran: Ran) -> list[str]:
+    return [line for line in ran.stderr.splitlines() if line.startswith("warning:")]
+
+
+def _artifact(testbed: Testbed, saved_to: str, *creds: str) -> dict[str, Any]:
+    """The cache's manifest, read with skopeo by the digest the run reported (plain HTTP
+    without `creds`)."""
+    name, _, digest = saved_to.partition("@")
+    creds = creds or ("--tls-verify=false",)
+    raw = testbed.skopeo("inspect", "--raw", *creds, f"docker://{name.rsplit(':', 1)[0]}@{digest}")
+    assert raw.returncode == 0, raw.stderr
+    assert "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest() == digest
+    manifest: dict[str, Any] = json.loads(raw.stdout)
+    return manifest
+
+
+def _members(testbed: Testbed, repository: str, layer: dict[str, Any]) -> dict[str, int]:
+    """Name → size of the files in a cache layer, from the plain registry."""
+    url = f"http://{testbed.registry}/v2/{repository}/blobs/{layer['digest']}"
+    blob = requests.get(url, timeout=60).content
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        return {m.name: m.size for m in tar.getmembers() if m.isfile()}
+
+
+@pytest.mark.engine
+def test_a_cold_run_saves_and_a_fresh_runner_restores_to_the_same_digest(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    user, password = testbed["TESTBED_AUTH_USER"], testbed["TESTBED_AUTH_PASSWORD"]
+    ref = f"{testbed.auth_registry}/ci/cache-{unique()}:main"
+    login = ["--registry-username", user, "--registry-ca", testbed["TESTBED_CA"]]
+    env = {"PIPELINE_REGISTRY_PASSWORD": password}
+    cold, first = _build(pipeline, tmp_path, "cold", "--cache-to", ref, *login, env=env)
+    assert first["go_cache"]["started_from"] == "none"
+    saved = first["go_cache"]["saved_to"]
+    assert saved.startswith(f"{ref}-linux-amd64-go-"), saved
+    manifest = _artifact(
+        testbed, saved, "--creds", f"{user}:{password}", "--cert-dir", testbed["TESTBED_CERTS_DIR"]
+    )
+    assert manifest["artifactType"] == ARTIFACT
+    # go-src is a module (not vendored): its module cache travels too (empty: no requirements)
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [BUILD_LAYER, MOD_LAYER]
+    assert first["go_cache"]["saved_size"] == sum(la["size"] for la in manifest["layers"])
+
+    warm, second = _build(pipeline, tmp_path, "warm", "--cache-from", ref, *login, env=env)
+    assert second["go_cache"]["started_from"] == "registry"
+    assert second["go_cache"]["restored_from"] == saved.partition("@")[0]
+    assert f"go cache: started from {saved.partition('@')[0]}" in warm.stdout
+    _plain, third = _build(pipeline, tmp_path, "plain")
+    assert third["go_cache"] is None
+    digests = {r["images"][0]["digest"] for r in (first, second, third)}
+    assert len(digests) == 1, "the cache changed the image"
+    for ran in (cold, warm):
+        assert _warnings(ran) == []
+        assert password not in ran.stdout + ran.stderr
+    for written in tmp_path.iterdir():
+        assert password.encode() not in written.read_bytes(), written
+
+
+@pytest.mark.engine
+def test_a_runner_saves_only_what_its_build_used(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    """Commit 1 saves; commit 2, on a fresh runner restored from it, saves its own entries:
+    not commit 1's compiled main package, and about as much as commit 1 did."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    repository = f"ci/used-{unique()}"
+    one, two = f"{testbed.registry}/{repository}:one", f"{testbed.registry}/{repository}:two"
+    _, first = _build(pipeline, tmp_path, "one", "--cache-to", one, source=source)
+    with (source / "helloworld.go").open("a") as file:
+        file.write("\n// commit 2\nvar commit = 2\n")
+    _, second = _build(pipeline, tmp_path, "two", "--cache-from", one, "--cache-to", two,
+                       source=source)  # fmt: skip
+    assert second["go_cache"]["started_from"] == "registry"
+    layers = [_artifact(testbed, r["go_cache"]["saved_to"])["layers"][0] for r in (first, second)]
+    before, after = (_members(testbed, repository, layer) for layer in layers)
+    dropped = set(before) - set(after)
+    assert dropped, "commit 1's own entries were saved again"
+    assert set(after) - set(before), "commit 2 made no entries of its own"
+    assert sum(after.values()) <= 1.1 * sum(before.values())
+    assert len(after) <= 1.1 * len(before)
+
+
+@pytest.mark.engine
+def test_without_a_usable_cache_the_build_goes_on_with_one_warning(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    repository = f"ci/broken-{unique()}"
+    missing = f"{testbed.registry}/{repository}:missing"
+    corrupt = f"{testbed.registry}/{repository}:corrupt"
+    closed = f"127.0.0.1:5009/{repository}:main"  # nothing listens there
+    ref = parse_image_ref(corrupt, option="--cache-from")
+    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
+    junk = tmp_path / "go-build.tar.gz"
+    junk.write_bytes(gzip.compress(b"not a tar archive, though gzipped" * 100))
+    push_artifact(
+        [(junk, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
+        Budget.of(60), artifact_type=ARTIFACT, annotations={},
+    )  # fmt: skip
+    _, plain = _build(pipeline, tmp_path, "plain")
+    cases = {
+        "missing": (["--cache-from", missing], "does not exist"),
+        "corrupt": (["--cache-from", corrupt], "does not unpack"),
+        "from-unreachable": (["--cache-from", closed], "unreachable"),
+        "to-unreachable": (["--cache-to", closed], "unreachable"),
+    }
+    for name, (args, cause) in cases.items():
+        started = time.monotonic()
+        ran, result = _build(pipeline, tmp_path, name, *args)
+        (warning,) = _warnings(ran)
+        assert cause in warning, (name, warning)
+        assert args[1] in warning, (name, warning)
+        assert result["go_cache"]["started_from"] == "none", name
+        assert result["images"][0]["digest"] == plain["images"][0]["digest"], name
+        assert (tmp_path / f"{name}.tar").is_file()
+        assert time.monotonic() - started < 120, name
+
+
+@pytest.mark.engine
+def test_verify_catches_a_poisoned_cache(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    """A cache whose compiled main package was altered (same size: Go checks no more) builds
+    a different binary; verify's second build, on fresh caches, shows it."""
+    repository = f"ci/poison-{unique()}"
+    good, bad = f"{testbed.registry}/{repository}:good", f"{testbed.registry}/{repository}:bad"
+    _, first = _build(pipeline, tmp_path, "good", "--cache-to", good)
+    layer = _artifact(testbed, first["go_cache"]["saved_to"])["layers"][0]
+    url = f"http://{testbed.registry}/v2/{repository}/blobs/{layer['digest']}"
+    poisoned = tmp_path / "go-build.tar.gz"
+    changed = 0
+    with tarfile.open(fileobj=io.BytesIO(requests.get(url, timeout=60).content)) as src, \
+            tarfile.open(poisoned, "w:gz") as dst:  # fmt: skip
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and b"Hello " in data and member.name.endswith("-d"):
+                data, changed = data.replace(b"Hello ", b"Jello "), changed + 1
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    assert changed, "no compiled entry holds the greeting"
+    ref = parse_image_ref(bad, option="--cache-from")
+    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
+    push_artifact(
+        [(poisoned, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)),
+        Login(None, None, None), Budget.of(60), artifact_type=ARTIFACT, annotations={},
+    )  # fmt: skip
+    ran = pipeline("verify", *BASES, "--cache-from", bad, "--json", str(tmp_path / "v.json"))
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["go_cache"]["started_from"] == "registry"
+    assert not verdict["reproducible"]
+    assert verdict["differences"]
+    honest = pipeline("verify", *BASES, "--cache-from", good)
+    assert honest.returncode == 0, honest.stdout + honest.stderr
+
+
+def _module_cache_artifact(tmp: Path) -> Path:
+    """The withdeps fixture's module (from the host's module cache) as a go-mod layer."""
+    mods = Path(
+        subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod"}
+    subprocess.run(["go", "mod", "download", "github.com/google/uuid"],
+                   cwd=ROOT / "tests/fixtures/withdeps", env=env, check=True)  # fmt: skip
+    layer = tmp / "go-mod.tar.gz"
+    with tarfile.open(layer, "w:gz") as tar:
+        download = mods / "cache/download/github.com/google/uuid/@v"
+        for path in sorted(download.glob("v1.6.0.*")):
+            tar.add(path, arcname=str(path.relative_to(mods)))
+    return layer
+
+
+@pytest.mark.engine
+def test_the_module_cache_travels_for_sources_not_vendored(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    """The engine's containers have no module proxy here: withdeps builds only if its
+    module comes from the cache, and the cache it saves must carry it on."""
+    repository = f"ci/mods-{unique()}"
+    seed, saved = f"{testbed.registry}/{repository}:seed", f"{testbed.registry}/{repository}:ci"
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    ref = parse_image_ref(seed, option="--cache-from")
+    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
+    push_artifact(
+        [(empty, BUILD_LAYER), (_module_cache_artifact(tmp_path), MOD_LAYER)], ref,
+        cache_tag(ref, settings, (AMD64,)), Login(None, None, None), Budget.of(60),
+        artifact_type=ARTIFACT, annotations={},
+    )  # fmt: skip
+    source = ROOT / "tests/fixtures/withdeps"
+    _, first = _build(pipeline, tmp_path, "first", "--name", "withdeps", "--cache-from", seed,
+                      "--cache-to", saved, source=source)  # fmt: skip
+    assert first["go_cache"]["started_from"] == "registry"
+    manifest = _artifact(testbed, first["go_cache"]["saved_to"])
+    assert [la["mediaType"] for la in manifest["layers"]] == [BUILD_LAYER, MOD_LAYER]
+    modules = _members(testbed, repository, manifest["layers"][1])
+    assert "cache/download/github.com/google/uuid/@v/v1.6.0.zip" in modules, modules
+    _, again = _build(pipeline, tmp_path, "again", "--name", "withdeps", "--cache-from", saved,
+                      source=source)  # fmt: skip
+    assert again["go_cache"]["started_from"] == "registry"
+    assert again["images"][0]["digest"] == first["images"][0]["digest"]
