@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.settings import parse_image_ref
+from pipeline.settings import check_cache_ref, parse_image_ref
 from tests.conftest import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
@@ -51,6 +51,24 @@ def test_the_image_reference_is_lowercased_as_registries_require() -> None:
         }
         done = subprocess.run(["bash", "-c", step["run"]], env=env, check=False)
         assert done.returncode == 0
-        key, _, ref = output.read().strip().partition("=")
-    assert (key, ref) == ("ref", "ghcr.io/team-go/hello_app:0123abc")
-    assert parse_image_ref(ref, option="--publish").path == "team-go/hello_app"
+        outputs = dict(line.partition("=")[::2] for line in output.read().splitlines())
+    assert outputs["ref"] == "ghcr.io/team-go/hello_app:0123abc"
+    assert parse_image_ref(outputs["ref"], option="--publish").path == "team-go/hello_app"
+    assert check_cache_ref(outputs["cache"], option="--cache-to").path == "team-go/hello_app-cache"
+
+
+def test_main_reads_and_writes_the_go_cache_and_pull_requests_only_read_it() -> None:
+    """A cache is compiler input: only trusted builds (pushes to main) may write it."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert "pull_request" in workflow[True]  # YAML 1.1 reads the key `on` as True
+    builds = {
+        s["if"]: s["with"]["args"].split()
+        for s in workflow["jobs"]["multistage"]["steps"]
+        if "pipeline" in s.get("with", {}).get("args", "")
+    }
+    main = builds["github.event_name != 'pull_request'"]
+    pull = builds["github.event_name == 'pull_request'"]
+    assert {"--cache-from", "--cache-to", "--publish"} <= set(main)
+    assert "--cache-from" in pull
+    assert "--cache-to" not in pull
+    assert "--publish" not in pull
