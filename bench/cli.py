@@ -17,10 +17,12 @@ failed; the throughput goal is reported, not enforced (it depends on the machine
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -28,11 +30,12 @@ import typer
 from rich.console import Console
 
 from bench import baseline as baselines
+from bench import fresh, load_report, machine, report
 from bench import load as loads
-from bench import load_report, report
 from bench.programs import PROGRAMS, BenchError
 from bench.run import PEERS, Options, fetch_all, run
 from bench.scenarios import Scenario
+from bench.sides import Workspace
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "bench.json"
@@ -439,3 +442,57 @@ def load(
     if failed:
         log.print(f"bench load: FAIL: {'; '.join(failed)}", highlight=False, markup=False)
         raise typer.Exit(code=1)
+
+
+@app.command("fresh")
+def fresh_command(
+    programs: Annotated[
+        list[str] | None, typer.Option(help="Programs to build (repeatable).")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Timed samples of each side.")] = 3,
+    commits: Annotated[
+        int, typer.Option(min=2, help="Successive commits for the artifact's size.")
+    ] = fresh.COMMITS,
+    json_path: Annotated[Path, typer.Option("--json")] = HERE / "results" / "fresh.json",
+    markdown: Annotated[Path, typer.Option()] = HERE / "results" / "fresh.md",
+    work: Annotated[Path, typer.Option()] = DEFAULT_WORK,
+    registry: Annotated[str, typer.Option(envvar="TESTBED_REGISTRY")] = "127.0.0.1:5000",
+    docker: Annotated[str, typer.Option(envvar="TESTBED_DOCKER")] = "/usr/bin/docker",
+) -> None:
+    """The fresh-runner scenario: a one-line change built by each side from no local state,
+    with what it saved last time in the registry (ours with --cache-from/--cache-to, ours
+    without, docker with its registry cache, ko with a CI cache step). Ours builds on the
+    test bed's fresh runner, a second engine started anew on an empty state directory."""
+    log = Console(stderr=True)
+    chosen = _choices(programs, list(PROGRAMS), "--programs") or tuple(PROGRAMS)
+    workspace = Workspace(
+        root=work.resolve(),
+        registry=registry,
+        docker=docker,
+        ko=work.resolve() / "bin" / "ko",
+        go_image="golang:1.26",
+        runtime_image="busybox:1.35",
+        platform="linux/amd64",
+    )
+    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    try:
+        results = fresh.run(
+            workspace, chosen, samples, commits, lambda line: log.print(line, highlight=False)
+        )
+    except BenchError as err:
+        log.print(f"bench fresh: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["command"] = command
+    m = machine.describe(docker=docker, ko=workspace.ko)
+    results["machine"] = m
+    described = (
+        f"{m.get('cpu_count')} CPUs, {m.get('memory_bytes', 0) / 2**30:.0f} GiB; docker "
+        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger engine "
+        f"{m.get('dagger_engine', '?')}"
+    )
+    text = fresh.markdown(results, command, described)
+    Console().print(text, markup=False, highlight=False)
+    report.write_text(json_path, json.dumps(results, indent=2) + "\n")
+    report.write_text(markdown, text)
+    log.print(f"wrote {json_path} and {markdown}", highlight=False)

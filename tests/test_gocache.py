@@ -1,10 +1,12 @@
 """pipeline.gocache: the Go caches through the test bed's real registries, against the real
 engine.
 
-A fresh runner is stood in for by fresh volumes: a run whose --cache-to (or, reading only,
---cache-from) names a repository no run used before gets cache volumes of its own, empty, and
-its build exec is not one the engine has answered before (its mounts differ), so `go build`
-really runs on what was restored. The bench's fresh-runner scenario uses a new engine."""
+A fresh CI runner is the test bed's second engine, started on an empty state directory
+(`tests/testbed/up --fresh-runner`). Where a test needs many fresh starts, fresh volumes
+stand in for it: a run whose --cache-to (or, reading only, --cache-from) names a repository
+no run used before gets cache volumes of its own, empty, and its build exec is not one the
+engine has answered before (its mounts differ), so `go build` really runs on what was
+restored."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,19 @@ def test_credentials_go_with_a_cache_ref_and_only_to_its_registry() -> None:
 # --- against the engine and the registries -------------------------------------------------
 
 
+@pytest.fixture
+def fresh_runner(engine_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The environment of a run on a new runner's engine (an empty state directory)."""
+    up = subprocess.run(
+        [str(ROOT / "tests/testbed/up"), "--fresh-runner"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr[-2000:]
+    host = up.stdout.strip().rpartition("runner host: ")[2]
+    yield {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": host}
+    subprocess.run([str(ROOT / "tests/testbed/down"), "--fresh-runner"], check=False)
+
+
 def _build(
     pipeline: PipelineRunner, tmp: Path, name: str, *args: str, source: Path | None = None,
     env: dict[str, str] | None = None,
@@ -146,8 +162,8 @@ def _members(testbed: Testbed, repository: str, layer: dict[str, Any]) -> dict[s
 
 
 @pytest.mark.engine
-def test_a_cold_run_saves_and_a_fresh_runner_restores_to_the_same_digest(
-    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+def test_a_cold_run_saves_and_a_fresh_engine_restores_to_the_same_digest(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, fresh_runner: dict[str, str]
 ) -> None:
     user, password = testbed["TESTBED_AUTH_USER"], testbed["TESTBED_AUTH_PASSWORD"]
     ref = f"{testbed.auth_registry}/ci/cache-{unique()}:main"
@@ -165,7 +181,9 @@ def test_a_cold_run_saves_and_a_fresh_runner_restores_to_the_same_digest(
     assert [layer["mediaType"] for layer in manifest["layers"]] == [BUILD_LAYER, MOD_LAYER]
     assert first["go_cache"]["saved_size"] == sum(la["size"] for la in manifest["layers"])
 
-    warm, second = _build(pipeline, tmp_path, "warm", "--cache-from", ref, *login, env=env)
+    warm, second = _build(
+        pipeline, tmp_path, "warm", "--cache-from", ref, *login, env={**env, **fresh_runner}
+    )
     assert second["go_cache"]["started_from"] == "registry"
     assert second["go_cache"]["restored_from"] == saved.partition("@")[0]
     assert f"go cache: started from {saved.partition('@')[0]}" in warm.stdout

@@ -30,6 +30,10 @@ TB_ENGINE_SOCK=$TB_RUN/engine.sock
 # The engine shared over mutual TLS: stunnel in front of TB_ENGINE_SOCK, which admits only
 # clients whose certificate the test bed's CA signed (clients: tls://TB_ENGINE_TLS?ca_path=…).
 TB_ENGINE_TLS=127.0.0.1:8443
+# A fresh CI runner's engine (up --fresh-runner): its own namespace, state and socket.
+TB_RUNNER=$TB_NAME-runner
+TB_RUNNER_NETNS=/run/netns/$TB_RUNNER
+TB_RUNNER_SOCK=/run/$TB_NAME/runner-engine.sock
 TB_DOCKER=/usr/bin/docker # Debian's client: it has BuildKit; /usr/local/bin/docker may not
 TB_GO_VERSION=1.26.8
 TB_CNI_VERSION=v1.9.0
@@ -99,4 +103,18 @@ host_fingerprint() {
 		ip -o addr show | awk '{print $2, $4}'
 		ss -ltnH 2>/dev/null | awk '{print $4}' | sort
 	} | sha256sum | cut -d' ' -f1
+}
+
+# stop_runner_engine: the fresh runner's engine stopped (TERM, then KILL after 30 s).
+stop_runner_engine() {
+	local pidf=/run/$TB_NAME/runner-engine.pid pid i
+	pid_alive "$pidf" || return 0
+	pid=$(cat "$pidf")
+	kill "$pid" 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	rm -f "$pidf"
 }

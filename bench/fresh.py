@@ -1,0 +1,242 @@
+"""The fresh-runner scenario (`python -m bench fresh`): a CI job on a hosted runner starts with
+no local state, and the registry keeps what each side saved last time. One one-line change is
+built by each side from nothing but the registry:
+
+- `ours (cache)`: a new engine on an empty state directory (the test bed's fresh runner:
+  `tests/testbed/up --fresh-runner`), then `python -m pipeline multistage --cache-from R
+  --cache-to R`;
+- `ours (no cache)`: the same new engine, the same build without the cache flags;
+- `docker`: the builder cache emptied (cache mounts included) and the bases removed, then
+  `docker build --cache-from` the image it pushed last time (BuildKit's inline cache: the best
+  docker 20.10 without buildx offers), and the push of the new one (what the next job reads);
+- `ko`: an empty GOCACHE, restored from the tarball the last job saved (a CI cache step), the
+  build, and the tarball saved again, all timed.
+
+Every side pulls its bases from the test bed's registry. Then the artifact's size over
+COMMITS successive one-line commits, each on fresh cache volumes restored from the last one."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
+from bench.sides import LABEL, Docker, Ko, Ours, Workspace, _run
+
+SIDES = ("ours (cache)", "ours (no cache)", "docker", "ko")
+COMMITS = 10
+
+
+def fresh_engine() -> str:
+    """A new runner's engine: the test bed's second engine, (re)started on an emptied state
+    directory (`tests/testbed/up --fresh-runner`); its runner host."""
+    up = subprocess.run(
+        [str(REPO / "tests" / "testbed" / "up"), "--fresh-runner"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    host = up.stdout.strip().rpartition("runner host: ")[2]
+    if up.returncode != 0 or not host:
+        raise BenchError(f"tests/testbed/up --fresh-runner failed: {up.stderr.strip()[-500:]}")
+    return host
+
+
+def stop_fresh_engine() -> None:
+    subprocess.run(
+        [str(REPO / "tests" / "testbed" / "down"), "--fresh-runner"],
+        capture_output=True,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """What each side needs to start from nothing but the registry."""
+
+    workspace: Workspace
+    program: Program
+    source: Path
+
+    @property
+    def cache_ref(self) -> str:
+        return f"{self.workspace.registry}/bench-fresh/{self.program.name}-cache:main"
+
+    def ours(self, cache: bool) -> tuple[float, dict[str, Any]]:
+        host = fresh_engine()  # not timed: a runner's engine is there when the job starts
+        side = Ours(self.workspace, publish=False)
+        report = side.file(self.program, "-fresh.json")
+        command = side.command(self.program, self.source, report)
+        if cache:
+            command += ["--cache-from", self.cache_ref, "--cache-to", self.cache_ref]
+        seconds = _run(command, env={**os.environ, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": host})
+        data = json.loads(report.read_text())
+        return seconds, {
+            "steps": {s["name"]: s["seconds"] for s in data["steps"]},
+            "go_cache": data.get("go_cache"),
+            "digest": data["images"][0]["digest"],
+        }
+
+    def docker(self) -> tuple[float, dict[str, Any]]:
+        ws = self.workspace
+        docker = Docker(ws)
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        ref = f"{ws.registry}/bench-fresh/{self.program.name}-docker:main"
+        bases = [f"{ws.registry}/library/{i}" for i in (ws.go_image, ws.runtime_image)]
+        docker.empty_caches()
+        subprocess.run([ws.docker, "rmi", "--force", ref, *bases], env=env, capture_output=True)
+        build = [
+            ws.docker, "build", "--quiet", "--file", str(REPO / "bench" / "Dockerfile"),
+            "--build-arg", f"GO_IMAGE={bases[0]}", "--build-arg", f"RUNTIME_IMAGE={bases[1]}",
+            "--build-arg", f"PACKAGE={self.program.package}", "--build-arg",
+            "BUILDKIT_INLINE_CACHE=1", "--cache-from", ref, "--label", LABEL, "--tag", ref,
+            str(self.source),
+        ]  # fmt: skip
+        start = time.perf_counter()
+        built = _run(build, env=env)
+        pushed = _run([ws.docker, "push", ref], env=env)
+        return time.perf_counter() - start, {"steps": {"build": built, "push": pushed}}
+
+    def ko(self) -> tuple[float, dict[str, Any]]:
+        ko = Ko(self.workspace)
+        saved = self.workspace.root / "cache" / f"ko-fresh-{self.program.name}.tar.gz"
+        ko.empty_caches()
+        start = time.perf_counter()
+        ko.gocache.mkdir(parents=True, exist_ok=True)
+        if saved.exists():
+            with tarfile.open(saved) as tar:
+                tar.extractall(ko.gocache, filter="data")
+        restored = time.perf_counter() - start
+        built = ko.build(self.program, self.source).seconds
+        mark = time.perf_counter()
+        with tarfile.open(saved.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
+            tar.add(ko.gocache, arcname=".")
+        saved.with_suffix(".tmp").rename(saved)
+        seconds = time.perf_counter() - start
+        steps = {"restore": restored, "build": built, "save": time.perf_counter() - mark}
+        return seconds, {"steps": steps, "saved_bytes": saved.stat().st_size}
+
+    def sample(self, side: str) -> tuple[float, dict[str, Any]]:
+        if side == "docker":
+            return self.docker()
+        if side == "ko":
+            return self.ko()
+        return self.ours(cache=side == "ours (cache)")
+
+
+def artifact_sizes(fresh: Fresh, commits: int, log: Callable[[str], None]) -> list[int]:
+    """The cache artifact's size after each of `commits` successive one-line commits, each
+    on fresh cache volumes (a new repository per commit) restored from the commit before."""
+    side = Ours(fresh.workspace, publish=False)
+    base = f"{fresh.workspace.registry}/bench-fresh/{fresh.program.name}-commits-{time.time_ns():x}"
+    sizes: list[int] = []
+    previous: str | None = None
+    target = fresh.source / fresh.program.source_file
+    original = target.read_bytes()
+    try:
+        for commit in range(1, commits + 1):
+            target.write_bytes(original + f'\nvar _ = "bench commit {commit}"\n'.encode())
+            ref = f"{base}-{commit}:main"
+            report = side.file(fresh.program, f"-commit{commit}.json")
+            command = [*side.command(fresh.program, fresh.source, report), "--cache-to", ref]
+            if previous:
+                command += ["--cache-from", previous]
+            _run(command)
+            cache = json.loads(report.read_text())["go_cache"]
+            if cache.get("saved_size") is None:
+                raise BenchError(f"commit {commit}: nothing saved: {cache.get('warnings')}")
+            sizes.append(int(cache["saved_size"]))
+            log(f"{fresh.program.name}: commit {commit}: artifact {sizes[-1]} bytes")
+            previous = ref
+    finally:
+        target.write_bytes(original)
+    return sizes
+
+
+def run(
+    workspace: Workspace,
+    programs: tuple[str, ...],
+    samples: int,
+    commits: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Every side's fresh-runner build of a one-line change, `samples` times (after one
+    untimed round that leaves each side's cache in the registry), then the artifact sizes."""
+    results: dict[str, Any] = {"programs": {}, "samples": samples, "commits": commits}
+    try:
+        for name in programs:
+            program = PROGRAMS[name]
+            fresh = Fresh(workspace, program, fetch(program, workspace.root))
+            timings: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+            for round_ in range(samples + 1):
+                with edited(fresh.source / program.source_file, f"fresh-{round_}-{time.time_ns()}"):
+                    for side in SIDES:
+                        seconds, detail = fresh.sample(side)
+                        log(
+                            f"{name}: {side}: {seconds:.2f}s" + (" (priming)" if not round_ else "")
+                        )
+                        if round_:
+                            timings[side].append({"seconds": seconds, **detail})
+            sizes = artifact_sizes(fresh, commits, log)
+            results["programs"][name] = {"timings": timings, "artifact_sizes": sizes}
+    finally:
+        stop_fresh_engine()
+    return results
+
+
+def median(samples: list[dict[str, Any]]) -> float:
+    return float(statistics.median(float(s["seconds"]) for s in samples))
+
+
+def table(results: dict[str, Any]) -> list[list[str]]:
+    """Rows: program, side, median seconds, n, vs ours (no cache), vs docker."""
+    rows = []
+    for name, data in results["programs"].items():
+        timings = data["timings"]
+        medians = {side: median(timings[side]) for side in SIDES if timings[side]}
+        for side, seconds in medians.items():
+            rows.append(
+                [
+                    name,
+                    side,
+                    f"{seconds:.2f}s",
+                    str(len(timings[side])),
+                    f"{medians['ours (cache)'] / seconds:.2f}x",
+                ]
+            )
+    return rows
+
+
+def markdown(results: dict[str, Any], command: str, machine: str) -> str:
+    """The scenario's tables as Markdown."""
+    lines = [
+        "# Fresh runner: a one-line change built from nothing but the registry",
+        "",
+        f"Made with `{command}` on {results['date']}. Machine: {machine}.",
+        "",
+        (__doc__ or "").split("\n\n", 1)[0].replace("\n", " "),
+        "",
+        "## Wall time (median; `ours (cache)` / side: below 1, ours with the cache is faster)",
+        "",
+        "| program | side | median | n | ours (cache) / side |",
+        "|---|---|---|---|---|",
+        *(f"| {' | '.join(row)} |" for row in table(results)),
+        "",
+        f"## The cache artifact over {results['commits']} successive one-line commits",
+        "",
+        "| program | sizes (MB), commit 1 → last | last / first |",
+        "|---|---|---|",
+    ]
+    for name, data in results["programs"].items():
+        sizes = data["artifact_sizes"]
+        listed = ", ".join(f"{s / 1e6:.2f}" for s in sizes)
+        lines.append(f"| {name} | {listed} | {sizes[-1] / sizes[0]:.3f}x |")
+    return "\n".join(lines) + "\n"
