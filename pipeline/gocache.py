@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import dagger
 
 from pipeline.delivery import bounded
@@ -130,26 +131,50 @@ def _without(option: str, ref: ImageRef, cause: str) -> str:
 
 async def restore(settings: Settings, session: Session, platforms: Sequence[Platform]) -> GoCache:
     """Fill the build's empty cache volumes from --cache-from; say what the build starts from:
-    "none" (empty volumes), "engine" (volumes this engine filled) or "registry"."""
+    "none" (empty volumes), "engine" (volumes this engine filled) or "registry". The artifact
+    is downloaded while the engine looks at its volumes (on a new runner, while it pulls the
+    Go image), and the download is dropped if they are warm."""
     ref = settings.cache_from
     probe = _caches(settings).with_exec(
         ["sh", "-c", 'if [ -e "$GOCACHE/README" ]; then echo engine; else echo none; fi']
     )
-    state = (await probe.stdout()).strip()
-    if state == "engine" or ref is None:
-        return GoCache(started_from=state)
+    if ref is None:
+        return GoCache(started_from=(await probe.stdout()).strip())
     tag = cache_tag(ref, settings, platforms)
-    source = f"{ref.canonical}:{tag}"
     directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
-    try:
-        files = await _pull(settings, ref, tag, directory)
-    except PipelineError as err:
-        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, str(err)),))
+    pulled: list[list[Path] | PipelineError] = []
+
+    async def pull() -> None:
+        try:
+            pulled.append(await _pull(settings, ref, tag, directory))
+        except PipelineError as err:
+            pulled.append(err)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(pull)
+        state = (await probe.stdout()).strip()
+        if state == "engine":
+            group.cancel_scope.cancel()
+    if state == "engine":
+        return GoCache(started_from="engine")
+    if isinstance(pulled[0], PipelineError):
+        return GoCache(
+            started_from="none", warnings=(_without("--cache-from", ref, str(pulled[0])),)
+        )
+    return await _unpack(settings, ref, f"{ref.canonical}:{tag}", pulled[0])
+
+
+async def _unpack(settings: Settings, ref: ImageRef, source: str, files: list[Path]) -> GoCache:
+    """The downloaded tarballs unpacked into the build's volumes, if they are still empty."""
     container = _caches(settings)
     for path in files:
         container = container.with_mounted_file(f"{MOUNT}/{path.name}", _host_file(path))
     done = container.with_exec(["sh", "-c", _RESTORE, "sh", str(RESTORED_AGE)])
-    outcome = (await done.stdout()).strip()
+    try:
+        outcome = (await done.stdout()).strip()
+    except dagger.QueryError as err:
+        cause = f"the restore failed ({_first_line(err)})"
+        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
     if outcome == "corrupt":
         cause = f"{source} does not unpack (a corrupt cache)"
         return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
@@ -157,6 +182,10 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         return GoCache(started_from="engine")
     size = sum(path.stat().st_size for path in files)
     return GoCache(started_from="registry", restored_from=source, restored_size=size)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _host_file(path: Path) -> dagger.File:
@@ -213,9 +242,8 @@ async def save(
     try:
         await packed.with_exec(script).directory(MOUNT).export(str(directory))
         pushed, size = await _push(settings, ref, tag, directory, modules=bool(modules))
-    except (PipelineError, dagger.ExecError) as err:
-        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
-        warning = _without("--cache-to", ref, cause)
+    except (PipelineError, dagger.QueryError) as err:
+        warning = _without("--cache-to", ref, _first_line(err))
         return replace(started, warnings=(*started.warnings, warning))
     return replace(started, saved_to=f"{ref.canonical}:{tag}@{pushed}", saved_size=size)
 

@@ -116,6 +116,7 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
                     err.print(result.detail, markup=False)
                 err.print(f"error: {result}", markup=False)
             else:
+                warn(result.warnings)
                 if settings.json_path is not None:
                     report.write_json(result, settings.json_path)
                 report.render(result, out)

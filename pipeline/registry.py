@@ -173,7 +173,8 @@ def pull_artifact(
             raise RegistryError(f"{ref.canonical}:{tag} is not an OCI manifest") from None
         if found != artifact_type:
             raise RegistryError(
-                f"{ref.canonical}:{tag} is a {found or 'image'}, not a {artifact_type}"
+                f"{ref.canonical}:{tag} is not a {artifact_type} (its artifactType: "
+                f"{found or 'none'})"
             )
         pulled = []
         for index, (digest, size, media_type) in enumerate(layers):

@@ -364,12 +364,15 @@ async def watch(
     async def builds(session: Session) -> None:
         nonlocal changed
         current = settings
-        await _restore_cache(settings, session)  # --cache-to is for one-shot builds
+        # --cache-to is for one-shot builds; what the first build started from is shown.
+        restored = await _restore_cache(settings, session)
         while True:
             try:
                 tested = (await _vet_and_test(current, tree, session),) if current.test else ()
                 report = await _build_variant(current, tree, session, dissect_images=False)
-                show(replace(report, steps=(*tested, *report.steps)))
+                steps = (*restored.steps, *tested, *report.steps)
+                show(replace(report, steps=steps, go_cache=restored.go_cache))
+                restored = _Restored(None, ())
             except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
                 failure = translate(err, settings)
                 if not isinstance(failure, PipelineError):
