@@ -2,13 +2,13 @@
 no local state, and the registry keeps what each side saved last time. One one-line change is
 built by each side from nothing but the registry:
 
-- `ours (cache)`: a new engine on an empty state directory (the test bed's fresh runner:
-  `tests/testbed/up --fresh-runner`), then `python -m pipeline multistage --cache-from R
-  --cache-to R`;
+- `ours (cache)`: a new runner (the test bed's second engine and dockerd, on emptied state
+  directories: `tests/testbed/up --fresh-runner`), then `python -m pipeline multistage
+  --cache-from R --cache-to R`;
 - `ours (no cache)`: the same new engine, the same build without the cache flags;
-- `docker`: the builder cache emptied (cache mounts included) and the bases removed, then
-  `docker build --cache-from` the image it pushed last time (BuildKit's inline cache: the best
-  docker 20.10 without buildx offers), and the push of the new one (what the next job reads);
+- `docker`: the new runner's dockerd (no image, no build cache), `docker build --cache-from`
+  the image it pushed last time (BuildKit's inline cache: the best docker 20.10 without buildx
+  offers), and the push of the new one (what the next job reads);
 - `ko`: an empty GOCACHE, restored from the tarball the last job saved (a CI cache step), the
   build, and the tarball saved again, all timed.
 
@@ -29,28 +29,35 @@ from pathlib import Path
 from typing import Any
 
 from bench.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
-from bench.sides import LABEL, Docker, Ko, Ours, Workspace, _run
+from bench.sides import LABEL, Ko, Ours, Workspace, _run
 
 SIDES = ("ours (cache)", "ours (no cache)", "docker", "ko")
 COMMITS = 10
 
 
-def fresh_engine() -> str:
-    """A new runner's engine: the test bed's second engine, (re)started on an emptied state
-    directory (`tests/testbed/up --fresh-runner`); its runner host."""
-    up = subprocess.run(
-        [str(REPO / "tests" / "testbed" / "up"), "--fresh-runner"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    host = up.stdout.strip().rpartition("runner host: ")[2]
-    if up.returncode != 0 or not host:
-        raise BenchError(f"tests/testbed/up --fresh-runner failed: {up.stderr.strip()[-500:]}")
-    return host
+@dataclass(frozen=True)
+class Runner:
+    """A new runner: the test bed's second engine and dockerd, started anew on emptied state
+    directories (`tests/testbed/up --fresh-runner`)."""
+
+    engine: str  # the runner host
+    docker: str  # DOCKER_HOST
+
+    @classmethod
+    def start(cls) -> Runner:
+        up = subprocess.run(
+            [str(REPO / "tests" / "testbed" / "up"), "--fresh-runner"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        said = dict(line.partition(": ")[::2] for line in up.stdout.splitlines() if ": " in line)
+        if up.returncode != 0 or "runner host" not in said:
+            raise BenchError(f"tests/testbed/up --fresh-runner failed: {up.stderr.strip()[-500:]}")
+        return cls(said["runner host"], said["runner docker"])
 
 
-def stop_fresh_engine() -> None:
+def stop_runner() -> None:
     subprocess.run(
         [str(REPO / "tests" / "testbed" / "down"), "--fresh-runner"],
         capture_output=True,
@@ -71,13 +78,14 @@ class Fresh:
         return f"{self.workspace.registry}/bench-fresh/{self.program.name}-cache:main"
 
     def ours(self, cache: bool) -> tuple[float, dict[str, Any]]:
-        host = fresh_engine()  # not timed: a runner's engine is there when the job starts
+        runner = Runner.start()  # not timed: a runner is there when the job starts
         side = Ours(self.workspace, publish=False)
         report = side.file(self.program, "-fresh.json")
         command = side.command(self.program, self.source, report)
         if cache:
             command += ["--cache-from", self.cache_ref, "--cache-to", self.cache_ref]
-        seconds = _run(command, env={**os.environ, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": host})
+        env = {**os.environ, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": runner.engine}
+        seconds = _run(command, env=env)
         data = json.loads(report.read_text())
         return seconds, {
             "steps": {s["name"]: s["seconds"] for s in data["steps"]},
@@ -87,12 +95,10 @@ class Fresh:
 
     def docker(self) -> tuple[float, dict[str, Any]]:
         ws = self.workspace
-        docker = Docker(ws)
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        runner = Runner.start()  # its dockerd: no image, no build cache
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_HOST": runner.docker}
         ref = f"{ws.registry}/bench-fresh/{self.program.name}-docker:main"
         bases = [f"{ws.registry}/library/{i}" for i in (ws.go_image, ws.runtime_image)]
-        docker.empty_caches()
-        subprocess.run([ws.docker, "rmi", "--force", ref, *bases], env=env, capture_output=True)
         build = [
             ws.docker, "build", "--quiet", "--file", str(REPO / "bench" / "Dockerfile"),
             "--build-arg", f"GO_IMAGE={bases[0]}", "--build-arg", f"RUNTIME_IMAGE={bases[1]}",
@@ -188,7 +194,7 @@ def run(
             sizes = artifact_sizes(fresh, commits, log)
             results["programs"][name] = {"timings": timings, "artifact_sizes": sizes}
     finally:
-        stop_fresh_engine()
+        stop_runner()
     return results
 
 

@@ -118,8 +118,8 @@ def fresh_runner(engine_env: dict[str, str]) -> Iterator[dict[str, str]]:
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert up.returncode == 0, up.stderr[-2000:]
-    host = up.stdout.strip().rpartition("runner host: ")[2]
-    yield {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": host}
+    said = dict(line.partition(": ")[::2] for line in up.stdout.splitlines())
+    yield {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"]}
     subprocess.run([str(ROOT / "tests/testbed/down"), "--fresh-runner"], check=False)
 
 

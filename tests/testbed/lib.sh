@@ -34,6 +34,7 @@ TB_ENGINE_TLS=127.0.0.1:8443
 TB_RUNNER=$TB_NAME-runner
 TB_RUNNER_NETNS=/run/netns/$TB_RUNNER
 TB_RUNNER_SOCK=/run/$TB_NAME/runner-engine.sock
+TB_RUNNER_DOCKER_SOCK=/run/$TB_NAME/runner-docker.sock
 TB_DOCKER=/usr/bin/docker # Debian's client: it has BuildKit; /usr/local/bin/docker may not
 TB_GO_VERSION=1.26.8
 TB_CNI_VERSION=v1.9.0
@@ -105,16 +106,19 @@ host_fingerprint() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# stop_runner_engine: the fresh runner's engine stopped (TERM, then KILL after 30 s).
+# stop_runner_engine: the fresh runner's engine and dockerd stopped (TERM, then KILL after
+# 30 s).
 stop_runner_engine() {
-	local pidf=/run/$TB_NAME/runner-engine.pid pid i
-	pid_alive "$pidf" || return 0
-	pid=$(cat "$pidf")
-	kill "$pid" 2>/dev/null || true
-	for ((i = 0; i < 150; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.2
+	local pidf pid i
+	for pidf in /run/$TB_NAME/runner-engine.pid /run/$TB_NAME/runner-dockerd.pid; do
+		pid_alive "$pidf" || continue
+		pid=$(cat "$pidf")
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 150; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		rm -f "$pidf"
 	done
-	kill -9 "$pid" 2>/dev/null || true
-	rm -f "$pidf"
 }
