@@ -488,8 +488,8 @@ def fresh_command(
     results["machine"] = m
     described = (
         f"{m.get('cpu_count')} CPUs, {m.get('memory_bytes', 0) / 2**30:.0f} GiB; docker "
-        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger engine "
-        f"{m.get('dagger_engine', '?')}"
+        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger SDK "
+        f"{m.get('dagger_sdk', '?')}"
     )
     text = fresh.markdown(results, command, described)
     Console().print(text, markup=False, highlight=False)

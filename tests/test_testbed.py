@@ -694,3 +694,37 @@ def test_the_dagger_cli_keeps_retrying_a_refused_certificate(
     assert "tls: certificate required" in stderr
     refusals = engine_tls.log_lines(offset, REFUSED_LINE)
     assert len(refusals) >= CLI_REFUSED_WATCH / 3, f"only {len(refusals)} attempts were refused"
+
+
+@pytest.mark.engine
+def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
+    testbed: Testbed, engine_env: dict[str, str]
+) -> None:
+    """`up --fresh-runner`: a second engine and dockerd on emptied state, in a namespace whose
+    registry serves what the test bed's does; started again, it is empty again."""
+    up = ROOT / "tests" / "testbed" / "up"
+    try:
+        for _ in range(2):
+            started = subprocess.run(
+                [str(up), "--fresh-runner"], capture_output=True, text=True, check=False
+            )
+            assert started.returncode == 0, started.stderr[-2000:]
+            said = dict(line.partition(": ")[::2] for line in started.stdout.splitlines())
+            docker = [testbed["TESTBED_DOCKER"], "-H", said["runner docker"]]
+            images = subprocess.run(
+                [*docker, "images", "-q"], capture_output=True, text=True, check=True
+            )
+            assert images.stdout.strip() == "", "the runner's dockerd is not empty"
+            pulled = subprocess.run(
+                [*docker, "pull", f"{testbed.registry}/library/busybox:1.35"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert pulled.returncode == 0, pulled.stderr
+            version = subprocess.run(
+                ["dagger", "core", "version"],
+                env={**engine_env, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"]},
+                capture_output=True, text=True, check=False, timeout=120,
+            )  # fmt: skip
+            assert version.returncode == 0, version.stderr[-2000:]
+    finally:
+        subprocess.run([str(ROOT / "tests/testbed/down"), "--fresh-runner"], check=False)
