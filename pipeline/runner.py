@@ -25,7 +25,7 @@ from pipeline.oci import ImageInfo
 from pipeline.outputs import write_bytes
 from pipeline.report import GoCache, ImageReport, RunReport, Step
 from pipeline.reproducible import differences
-from pipeline.settings import SCRATCH, Platform, Settings
+from pipeline.settings import SCRATCH, Platform, Settings, Variant
 from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Built, Target
@@ -226,6 +226,12 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
         tested = (await _vet_and_test(settings, tree, session),) if settings.test else ()
         report = await _build_variant(settings, tree, session, dissect_images=False)
         report = replace(report, steps=(*restored.steps, *tested, *report.steps))
+        if restored.go_cache is not None and settings.variant is not Variant.MULTISTAGE:
+            note = (
+                f"{settings.variant} compiles without cache volumes, as the write-up's "
+                "Dockerfile does: the Go cache serves go vet and go test only"
+            )
+            report = replace(report, notes=(*report.notes, note))
         if restored.go_cache is None or settings.cache_to is None:
             return replace(report, go_cache=restored.go_cache)
         clock = Clock(session.hook, label=settings.tag)

@@ -343,3 +343,18 @@ def test_the_module_cache_travels_for_sources_not_vendored(
                       source=source)  # fmt: skip
     assert again["go_cache"]["started_from"] == "registry"
     assert again["images"][0]["digest"] == first["images"][0]["digest"]
+
+
+@pytest.mark.engine
+def test_builder_says_its_compile_does_not_use_the_cache(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    ref = f"{testbed.registry}/ci/builder-{unique()}:main"
+    ran = pipeline(
+        "builder", "--no-run", *BASES, "--output", str(tmp_path / "b.tar"),
+        "--json", str(tmp_path / "b.json"), "--cache-to", ref,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert any("serves go vet and go test only" in n for n in report["notes"]), report["notes"]
+    assert report["go_cache"]["saved_to"].startswith(f"{ref}-linux-amd64-go-")
