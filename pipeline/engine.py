@@ -3,11 +3,12 @@ source upload and its retries, and the engine's errors turned into ours, each on
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -167,6 +168,20 @@ def _scratch_dir() -> Path:
         ) from None
 
 
+@contextlib.asynccontextmanager
+async def connected_to(runner: provision.Runner | None) -> AsyncIterator[provision.Child | None]:
+    """Connected as every run connects (and the bench's probe): our session child (started
+    early by pipeline.launch, if it did), the engine's schema from the cache (its key already
+    asked by the child), the SDK's connection. Yields the child, if ours."""
+    async with provision.session(runner) as child:
+        answer = await child.engine_answer() if child is not None else None
+        async with (
+            schema.cached(answer=answer),  # issue 14: the schema from the cache (schema.py)
+            dagger.connection(dagger.Config(log_output=None)),
+        ):
+            yield child
+
+
 async def in_session(
     body: Callable[[Session], Awaitable[T]], settings: Settings, hook: StepHook | None = None
 ) -> T:
@@ -176,11 +191,7 @@ async def in_session(
     connected = False
     runner = provision.runner_from_env()
     try:
-        async with (
-            provision.session(runner) as child,
-            schema.cached(),  # issue 14: the engine's schema from the cache (pipeline/schema.py)
-            dagger.connection(dagger.Config(log_output=None)),
-        ):
+        async with connected_to(runner) as child:
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))

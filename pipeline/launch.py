@@ -49,14 +49,21 @@ def sdk_checks_off() -> Iterator[None]:
 
 
 def in_engine(flow: Callable[[ModuleType], Awaitable[T]]) -> T:
-    """The one way into the engine: import the Dagger SDK (without its runtime checks) and
-    pipeline.runner, then run `flow(runner)` in an event loop and return what it gives."""
+    """The one way into the engine: start the session child, import the Dagger SDK (without
+    its runtime checks) and pipeline.runner while it connects, then run `flow(runner)` in an
+    event loop and return what it gives."""
     import anyio
 
-    with sdk_checks_off():
-        from pipeline import runner
+    from pipeline import provision
 
-    return anyio.run(flow, runner)
+    provision.start_early()  # it connects while the SDK is imported
+    try:
+        with sdk_checks_off():
+            from pipeline import runner
+
+        return anyio.run(flow, runner)
+    finally:
+        provision.discard_early()  # started, but the run ended before its session
 
 
 def check_destinations(settings: Settings) -> None:

@@ -50,10 +50,11 @@ from graphql.utilities import IntrospectionQuery
 
 from pipeline.errors import OutputError
 from pipeline.outputs import write_text
+from pipeline.provision import ENGINE_QUERY
 
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
-KEY_QUERY = "{ version __schemaVersion __schemaJSONFile { digest } }"
+KEY_QUERY = ENGINE_QUERY  # asked by the session child as soon as it is up (pipeline.provision)
 # What the SDK sends (gql's query with its default arguments, as the SDK passes none).
 INTROSPECTION = graphql.print_ast(get_introspection_query_ast())
 ASK_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -192,12 +193,18 @@ class Entry:
         return self.refetched != seen
 
 
-async def prepare(params: _session.ConnectParams | None, directory: Path) -> Entry | None:
+async def prepare(
+    params: _session.ConnectParams | None,
+    directory: Path,
+    answer: Mapping[str, Any] | None = None,
+) -> Entry | None:
     """The engine's schema for this session, from the cache (the key checked with the
-    engine) or fetched and saved; None where the engine does not say what it serves."""
+    engine: `answer` to KEY_QUERY, asked here if not given) or fetched and saved; None where
+    the engine does not say what it serves."""
     if params is None:
         return None
-    answer = await _ask(params, KEY_QUERY)
+    if answer is None:
+        answer = await _ask(params, KEY_QUERY)
     try:
         key = Key.of(answer) if answer is not None else None
     except (KeyError, TypeError):
@@ -267,17 +274,20 @@ def hooked(schema: Entry) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def cached(env: Mapping[str, str] = os.environ) -> AsyncIterator[Entry | None]:
+async def cached(
+    env: Mapping[str, str] = os.environ, answer: Mapping[str, Any] | None = None
+) -> AsyncIterator[Entry | None]:
     """Open between the session and `dagger.connection()`: the connection built inside uses
-    the engine's schema from the cache (or fetched once and saved). Yields what it handed
-    over (None: the SDK fetches the schema itself)."""
+    the engine's schema from the cache (or fetched once and saved). `answer`: the engine's
+    answer to KEY_QUERY in this session, if the session child already asked. Yields what it
+    handed over (None: the SDK fetches the schema itself)."""
     try:
         params = _session.ConnectParams.from_env()
         directory = cache_dir(env)
     except (ClientConnectionError, RuntimeError):  # a bad session port; no home directory
         params = None
         directory = Path()
-    schema = await prepare(params, directory)
+    schema = await prepare(params, directory, answer)
     if schema is None:
         yield None
         return

@@ -8,6 +8,7 @@ missing, or one the engine does not have) is fetched again and the query sent ag
 
 from __future__ import annotations
 
+import http.client
 import inspect
 import json
 import os
@@ -212,7 +213,8 @@ def test_what_counts_as_a_stale_schema(error: BaseException, want: bool) -> None
 
 
 class Requests:
-    """The bodies of the HTTP requests this process sends (the SDK's and ours alike)."""
+    """The bodies of the HTTP requests this process sends (the SDK's and ours alike, the
+    session child's first question, sent with http.client, too)."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
@@ -236,6 +238,15 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> Requests:
         return await send(self, request)
 
     monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", counted)
+    request = http.client.HTTPConnection.request
+
+    def counted_plain(
+        self: http.client.HTTPConnection, method: str, url: str, body: Any = None, *args: Any
+    ) -> None:
+        seen.bodies.append(body.encode() if isinstance(body, str) else bytes(body or b""))
+        request(self, method, url, body, *args)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", counted_plain)
     return seen
 
 
