@@ -34,7 +34,7 @@ from typing import Any
 
 import deflate
 
-from pipeline.oci import INDEX_TYPES, OCIError
+from pipeline.oci import INDEX_TYPES, Layer, OCIError, layer_of
 from pipeline.provenance import rfc3339
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -174,17 +174,32 @@ def normalise(
     epoch: int,
     ref_name: str,
     memo: dict[str, tuple[bytes, str]] | None = None,
+    layers: dict[str, Layer] | None = None,
 ) -> str:
     """Write the reproducible form of the image tarball `source` to `destination`; return
     the digest of the image (its top manifest or index). Layers already recompressed are
-    taken from `memo` (by their digest in `source`)."""
+    taken from `memo` (by their digest in `source`); each layer recompressed here is added to
+    `layers` as pipeline.oci.read_image would read it (by its new digest), so that reading the
+    image back does not inflate it again."""
     layout = _Layout.read(source)
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
     missing = list(dict.fromkeys(d for d in _layer_digests(layout, top) if d not in memo))
+
+    def recompress(digest: str) -> tuple[bytes, str]:
+        data = layout.blobs[digest]
+        canonical = _canonical_layer(data)
+        if layers is not None:
+            tar = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            new = _digest(canonical[0])
+            layers[new] = layer_of(
+                tar, digest=new, media_type=GZIP_LAYER, compressed=len(canonical[0])
+            )
+        return canonical
+
     # zlib's inflate and libdeflate let go of the GIL: the layers in parallel.
     with ThreadPoolExecutor() as pool:
-        recompressed = pool.map(lambda d: _canonical_layer(layout.blobs[d]), missing)
+        recompressed = pool.map(recompress, missing)
         memo.update(zip(missing, recompressed, strict=True))
     normaliser = _Normaliser(layout, epoch, memo)
     top = normaliser.descriptor(top)
