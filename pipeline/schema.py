@@ -15,7 +15,9 @@ renamed).
 
 The hook, while `cached()` is open: `dagger.client._session` makes its gql client through
 the name `GraphQLClient`; that name gives the client the schema (`schema=`,
-`fetch_schema_from_transport=False`), so the SDK sends no introspection. And
+`fetch_schema_from_transport=False`), so the SDK sends no introspection; the name
+`TelemetryTransport` gives it its HTTP transport without a TLS context (the session is plain
+HTTP on 127.0.0.1; loading the CA bundle alone costs 40 ms). And
 `dagger.client._core.Context.execute`, through which every query of the SDK passes, is
 wrapped: should a query built from a cached schema be refused as not matching the engine's
 (by the query builder, or by the engine's validation), the schema is fetched anew, saved,
@@ -54,6 +56,7 @@ from pipeline.provision import ENGINE_QUERY
 
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
+TRANSPORT_NAME = "TelemetryTransport"  # ... and its HTTP transport (httpx) by
 KEY_QUERY = ENGINE_QUERY  # asked by the session child as soon as it is up (pipeline.provision)
 # What the SDK sends (gql's query with its default arguments, as the SDK passes none).
 INTROSPECTION = graphql.print_ast(get_introspection_query_ast())
@@ -236,8 +239,9 @@ def stale(err: BaseException) -> bool:
 
 @contextlib.contextmanager
 def hooked(schema: Entry) -> Iterator[None]:
-    """While open, the SDK's gql clients get `schema` instead of fetching one, and a query
-    built from a stale cached schema is built and sent again with a fresh one."""
+    """While open, the SDK's gql clients get `schema` instead of fetching one (and a transport
+    without TLS), and a query built from a stale cached schema is built and sent again with a
+    fresh one."""
     make_client: type[gql.Client] = getattr(_session, CLIENT_NAME)
     execute = _core.Context.execute
 
@@ -261,8 +265,16 @@ def hooked(schema: Entry) -> Iterator[None]:
         # that failure is answered here (fetched again, built again), so it is not shown.
         return not (schema.cached and record.levelno >= logging.ERROR)
 
+    make_transport: type[httpx.AsyncHTTPTransport] = getattr(_session, TRANSPORT_NAME)
+
+    def transport(**kwargs: Any) -> httpx.AsyncHTTPTransport:
+        # The session answers plain HTTP on 127.0.0.1 (ConnectParams.url): no TLS context
+        # with the CA bundle loaded, which costs 40 ms and more, for a connection without TLS.
+        return make_transport(**{"verify": False, **kwargs})
+
     sdk_log = logging.getLogger(_core.__name__)
     setattr(_session, CLIENT_NAME, client)
+    setattr(_session, TRANSPORT_NAME, transport)
     _core.Context.execute = execute_fresh  # type: ignore[method-assign]
     sdk_log.addFilter(quiet)
     try:
@@ -270,6 +282,7 @@ def hooked(schema: Entry) -> Iterator[None]:
     finally:
         sdk_log.removeFilter(quiet)
         setattr(_session, CLIENT_NAME, make_client)
+        setattr(_session, TRANSPORT_NAME, make_transport)
         _core.Context.execute = execute  # type: ignore[method-assign]
 
 
