@@ -4,11 +4,12 @@ source upload and its retries, and the engine's errors turned into ours, each on
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +18,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from pipeline import provision, schema
+from pipeline import layer_cache, provision, schema
 from pipeline.clock import StepHook
 from pipeline.errors import (
     BuildFailed,
@@ -45,7 +46,8 @@ class Session:
     hook: StepHook | None = None
     bases: dict[str, ImageInfo] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
-    canonical: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # recompressed once
+    # Each layer recompressed once (in memory; in_session's kept between runs too).
+    canonical: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
     clock: anyio.Event = field(default_factory=anyio.Event)
@@ -195,7 +197,8 @@ async def in_session(
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                session = Session(native, scratch, hook)
+                kept = layer_cache.Kept(layer_cache.directory(schema.cache_dir(os.environ)))
+                session = Session(native, scratch, hook, canonical=kept)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, settings, session)
                     # An engine that goes away ends the run here, within seconds.
