@@ -11,6 +11,7 @@ prints one JSON object on stdout.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -59,35 +60,42 @@ async def pull_bases(images: Sequence[str]) -> dict[str, Any]:
 
 
 async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, Any]:
-    """Time, in this fresh interpreter: `import dagger`, opening the session (up to the first
-    answer), uploading the files of `source` that our pipeline uploads, resolving the base
-    images to digests one after the other (as the pipeline pins them), and closing. The SDK is
-    imported as the pipeline imports it."""
-    from pipeline.launch import sdk_checks_off
+    """Time, in this fresh interpreter, as our pipeline does each: `import dagger` (with the
+    session child started just before, pipeline.launch), connecting (pipeline.engine's
+    connected_to: our session child, the schema from the cache; up to the first answer),
+    uploading the files of `source` that our pipeline uploads, resolving the base images to
+    digests one after the other (as the pipeline pins them), and closing."""
+    from pipeline import provision
+    from pipeline.launch import sdk_checks_off, sdk_lean
     from pipeline.source import inspect_source
 
     start = time.perf_counter()
-    with sdk_checks_off():
-        import dagger
-        from dagger import dag
+    provision.start_early()  # as pipeline.launch.in_engine: it connects during the import
+    try:
+        with sdk_checks_off(), sdk_lean(os.environ):
+            from dagger import dag
 
-    imported = time.perf_counter()
-    include = list(inspect_source(source, package).include)
-    times: dict[str, float] = {"import_dagger": imported - start}
-    async with dagger.connection(dagger.Config(log_output=None)):
-        engine_version = await dag.version()
-        connected = time.perf_counter()
-        times["connect"] = connected - imported
-        # no_cache: read the host files now, as a one-shot run does, even if the engine has
-        # seen this tree before.
-        await dag.host().directory(str(source), include=include, no_cache=True).digest()
-        uploaded = time.perf_counter()
-        times["upload"] = uploaded - connected
-        for image in images:
-            await dag.container().from_(image).image_ref()
-        done = time.perf_counter()
-        times["resolve_bases"] = done - uploaded
-    times["close"] = time.perf_counter() - done
+            from pipeline.engine import connected_to
+
+        imported = time.perf_counter()
+        include = list(inspect_source(source, package).include)
+        times: dict[str, float] = {"import_dagger": imported - start}
+        async with connected_to(provision.runner_from_env()):
+            engine_version = await dag.version()
+            connected = time.perf_counter()
+            times["connect"] = connected - imported
+            # no_cache: read the host files now, as a one-shot run does, even if the engine
+            # has seen this tree before.
+            await dag.host().directory(str(source), include=include, no_cache=True).digest()
+            uploaded = time.perf_counter()
+            times["upload"] = uploaded - connected
+            for image in images:
+                await dag.container().from_(image).image_ref()
+            done = time.perf_counter()
+            times["resolve_bases"] = done - uploaded
+        times["close"] = time.perf_counter() - done
+    finally:
+        provision.discard_early()
     return {"seconds": times, "engine_version": engine_version}
 
 

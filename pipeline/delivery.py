@@ -68,7 +68,13 @@ async def export(
             )
             await anyio.to_thread.run_sync(
                 functools.partial(
-                    normalise, raw, tmp, epoch=epoch, ref_name=image.ref, memo=session.canonical
+                    normalise,
+                    raw,
+                    tmp,
+                    epoch=epoch,
+                    ref_name=image.ref,
+                    memo=session.canonical,
+                    layers=session.layers,  # read_image below reads none of them again
                 )
             )
             raw.unlink()

@@ -3,11 +3,13 @@ source upload and its retries, and the engine's errors turned into ours, each on
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -16,7 +18,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from pipeline import provision, schema
+from pipeline import layer_cache, provision, schema
 from pipeline.clock import StepHook
 from pipeline.errors import (
     BuildFailed,
@@ -44,7 +46,8 @@ class Session:
     hook: StepHook | None = None
     bases: dict[str, ImageInfo] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
-    canonical: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # recompressed once
+    # Each layer recompressed once (in memory; in_session's kept between runs too).
+    canonical: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
     clock: anyio.Event = field(default_factory=anyio.Event)
@@ -167,6 +170,20 @@ def _scratch_dir() -> Path:
         ) from None
 
 
+@contextlib.asynccontextmanager
+async def connected_to(runner: provision.Runner | None) -> AsyncIterator[provision.Child | None]:
+    """Connected as every run connects (and the bench's probe): our session child (started
+    early by pipeline.launch, if it did), the engine's schema from the cache (its key already
+    asked by the child), the SDK's connection. Yields the child, if ours."""
+    async with provision.session(runner) as child:
+        answer = await child.engine_answer() if child is not None else None
+        async with (
+            schema.cached(answer=answer),  # issue 14: the schema from the cache (schema.py)
+            dagger.connection(dagger.Config(log_output=None)),
+        ):
+            yield child
+
+
 async def in_session(
     body: Callable[[Session], Awaitable[T]], settings: Settings, hook: StepHook | None = None
 ) -> T:
@@ -176,15 +193,12 @@ async def in_session(
     connected = False
     runner = provision.runner_from_env()
     try:
-        async with (
-            provision.session(runner) as child,
-            schema.cached(),  # issue 14: the engine's schema from the cache (pipeline/schema.py)
-            dagger.connection(dagger.Config(log_output=None)),
-        ):
+        async with connected_to(runner) as child:
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                session = Session(native, scratch, hook)
+                kept = layer_cache.Kept(layer_cache.directory(schema.cache_dir(os.environ)))
+                session = Session(native, scratch, hook, canonical=kept)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, settings, session)
                     # An engine that goes away ends the run here, within seconds.

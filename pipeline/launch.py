@@ -10,8 +10,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -49,15 +50,73 @@ def sdk_checks_off() -> Iterator[None]:
             os.environ["PYTHONOPTIMIZE"] = before
 
 
+def _no_one_sees_traces(env: Mapping[str, str]) -> bool:
+    """Whether the SDK's traces would reach no one: not under `dagger run` (its TUI shows our
+    steps from them), no trace to join (TRACEPARENT), no OpenTelemetry set up (OTEL_*)."""
+    return not any(
+        key in ("TRACEPARENT", "DAGGER_SESSION_PORT") or key.startswith("OTEL_") for key in env
+    )
+
+
+class _Untraced(ModuleType):
+    """What the SDK's `dagger.telemetry` does where nothing is configured: nothing."""
+
+    @staticmethod
+    def initialize(**_: object) -> None:
+        return None
+
+    @staticmethod
+    def shutdown() -> None:
+        return None
+
+    @staticmethod
+    def inject(*_: object, **__: object) -> None:  # opentelemetry.propagate's, ditto
+        return None
+
+
+@contextlib.contextmanager
+def sdk_lean(env: Mapping[str, str]) -> Iterator[None]:
+    """Around the first import of the Dagger SDK: without what a client run does not use.
+
+    - `dagger.mod` (the module runtime, only inside a Dagger module's container): the SDK
+      imports it only if it is there, so it is marked absent (None in sys.modules);
+    - where no one sees the SDK's traces (_no_one_sees_traces), its telemetry: with neither
+      TRACEPARENT nor OTEL_* set, `dagger.telemetry.initialize()` configures nothing and
+      `opentelemetry.propagate.inject` adds no header, yet importing them loads the
+      OpenTelemetry SDK (about 0.1 s). Both are stood in for by what they do then: nothing.
+
+    The stand-ins leave sys.modules after the import (the SDK keeps its references)."""
+    absent: dict[str, ModuleType | None] = {"dagger.mod": None}
+    if _no_one_sees_traces(env):
+        absent["dagger.telemetry"] = _Untraced("dagger.telemetry")
+        absent["opentelemetry.propagate"] = _Untraced("opentelemetry.propagate")
+    fresh = [name for name in absent if name not in sys.modules]
+    for name in fresh:
+        sys.modules[name] = absent[name]  # type: ignore[assignment]  # None: "not there"
+    try:
+        yield
+    finally:
+        for name in fresh:
+            if sys.modules.get(name) is absent[name]:
+                del sys.modules[name]
+
+
 def in_engine(flow: Callable[[ModuleType], Awaitable[T]]) -> T:
-    """The one way into the engine: import the Dagger SDK (without its runtime checks) and
-    pipeline.runner, then run `flow(runner)` in an event loop and return what it gives."""
+    """The one way into the engine: start the session child, import the Dagger SDK (without
+    its runtime checks, sdk_lean) and pipeline.runner while it connects, then run
+    `flow(runner)` in an event loop and return what it gives."""
     import anyio
 
-    with sdk_checks_off():
-        from pipeline import runner
+    from pipeline import provision
 
-    return anyio.run(flow, runner)
+    provision.start_early()  # it connects while the SDK is imported
+    try:
+        with sdk_checks_off(), sdk_lean(os.environ):
+            from pipeline import runner
+
+        return anyio.run(flow, runner)
+    finally:
+        provision.discard_early()  # started, but the run ended before its session
 
 
 def check_destinations(settings: Settings) -> None:

@@ -134,6 +134,13 @@ def _scan_layer(stream: IO[bytes], media_type: str) -> tuple[int, dict[str, int]
     return counted.count, files
 
 
+def layer_of(tar: bytes, *, digest: str, media_type: str, compressed: int) -> Layer:
+    """What read_image learns of a layer blob (`digest`, `compressed` bytes) whose tar stream
+    is `tar`: for a layer just compressed here, without inflating it again."""
+    uncompressed, files = _scan_layer(io.BytesIO(tar), "application/vnd.oci.image.layer.v1.tar")
+    return Layer(digest, media_type, compressed, uncompressed, files)
+
+
 class _Archive:
     def __init__(self, tar: tarfile.TarFile, memo: dict[str, Layer]) -> None:
         self._tar = tar

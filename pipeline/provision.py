@@ -14,13 +14,17 @@ once (its engine behind it gone), PROBE_FAILURES times in a row, is an engine go
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import json
 import os
 import shutil
 import socket
 import ssl
+import subprocess
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -28,7 +32,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-import anyio.abc
+import anyio.to_thread
 
 from pipeline.errors import EngineUnavailable
 
@@ -40,6 +44,7 @@ CLOSE_TIMEOUT = 5.0  # seconds a closed session may take to exit before it is ki
 PROBE_EVERY = 1.0
 PROBE_TIMEOUT = 2.0
 PROBE_FAILURES = 3
+ASK_TIMEOUT = 60.0
 RUNNER_HOST = "_EXPERIMENTAL_DAGGER_RUNNER_HOST"
 
 
@@ -139,71 +144,186 @@ def _why(log: Path) -> str:
     return lines[-1].strip() if lines else "no message"
 
 
+ENGINE_QUERY = "{ version __schemaVersion __schemaJSONFile { digest } }"
+"""What the engine serves (pipeline.schema's key), asked as soon as a session is up: the first
+query of a session costs the engine tens of milliseconds, which then overlap the import."""
+
+
+class Child:
+    """A `dagger session` child, started at once, its first line read by a thread of its own,
+    which then asks the session ENGINE_QUERY: so that it can be started before the event loop
+    (pipeline.launch starts it before it imports the SDK: the connect overlaps the import)."""
+
+    def __init__(self, cli: str, runner: Runner | None) -> None:
+        self.runner = runner
+        self.directory = tempfile.TemporaryDirectory(prefix="pipeline-session-")
+        self.log = Path(self.directory.name) / "stderr"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.failed: str | None = None  # why no child could be started
+        self.line = b""
+        self.engine: dict[str, object] | None = None  # the answer to ENGINE_QUERY
+        self.spawned = threading.Event()  # the child started (or none will be)
+        self.started = threading.Event()  # its first line read (or no child)
+        self.asked = threading.Event()  # the engine's answer in (or none)
+        # A daemon: a child that never answers must not keep the process from exiting.
+        threading.Thread(
+            target=self._start, args=(cli,), name="pipeline-session", daemon=True
+        ).start()
+
+    def _start(self, cli: str) -> None:
+        try:
+            self._spawn(cli)
+        finally:
+            self.spawned.set()
+            self.started.set()
+        try:
+            if self.line.startswith(b"{"):
+                self.engine = _ask(json.loads(self.line), ENGINE_QUERY)
+        except ValueError:
+            pass  # not the session's parameters: params() says what the child said
+        finally:
+            self.asked.set()
+
+    def _spawn(self, cli: str) -> None:
+        """The child started and its first line read, or why not (`failed`)."""
+        try:
+            if self.runner is not None and (why := self.runner.probe()):
+                self.failed = f"no Dagger engine at {self.runner.text} ({why})"
+                return
+            version = metadata.version("dagger-io")
+            command = [cli, "session", "--label", "dagger.io/sdk.name:python"]
+            command += ["--label", f"dagger.io/sdk.version:{version}"]
+            with self.log.open("wb") as stderr:
+                # A group of its own: a Ctrl-C at the terminal interrupts us, and we close it;
+                # it must not end on its own first (that would read as a lost engine).
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+            self.spawned.set()
+            assert self.process.stdout is not None
+            self.line = self.process.stdout.readline()
+        except OSError as err:
+            self.failed = f"cannot start the Dagger CLI {cli}: {err.strerror or err}"
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    async def params(self) -> dict[str, object]:
+        """The session's connect parameters, within CONNECT_TIMEOUT where the engine runs at
+        an address we probed."""
+        where = self.runner.text if self.runner else "the engine"
+        bound = CONNECT_TIMEOUT if self.runner is not None else None
+        if not await anyio.to_thread.run_sync(self.started.wait, bound, abandon_on_cancel=True):
+            raise EngineUnavailable(
+                f"the Dagger engine at {where} did not accept a session within "
+                f"{CONNECT_TIMEOUT:.0f}s ({_why(self.log)})"
+            )
+        if self.failed is not None:
+            raise EngineUnavailable(self.failed)
+        line = self.line.decode(errors="replace").strip()
+        if not line.startswith("{"):
+            if self.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await anyio.to_thread.run_sync(self.process.wait, 2)  # its last words
+            raise EngineUnavailable(f"no Dagger session at {where}: {_why(self.log)}")
+        params: dict[str, object] = json.loads(line)
+        return params
+
+    async def engine_answer(self) -> dict[str, object] | None:
+        """The engine's answer to ENGINE_QUERY in this session; None if it gave none."""
+        await anyio.to_thread.run_sync(self.asked.wait, ASK_TIMEOUT, abandon_on_cancel=True)
+        return self.engine
+
+    async def close(self) -> None:
+        """End the child: stdin closed (its way to stop), then killed if it lingers."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.spawned.wait)  # the probe, then the spawn
+            process = self.process
+            if process is not None:
+                if process.poll() is None and process.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        process.stdin.close()
+                try:
+                    await anyio.to_thread.run_sync(process.wait, CLOSE_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    await anyio.to_thread.run_sync(process.wait)
+            await anyio.to_thread.run_sync(self.asked.wait)
+            if process is not None and process.stdout is not None:
+                process.stdout.close()
+            self.directory.cleanup()
+
+
+def _ask(params: dict[str, object], query: str) -> dict[str, object] | None:
+    """The data of the session's answer to `query` (plain HTTP on 127.0.0.1, as the SDK
+    talks to it); None if it gave none."""
+    token = base64.b64encode(f"{params['session_token']}:".encode()).decode()
+    connection = http.client.HTTPConnection("127.0.0.1", int(str(params["port"])), ASK_TIMEOUT)
+    try:
+        connection.request(
+            "POST",
+            "/query",
+            json.dumps({"query": query}),
+            {"Content-Type": "application/json", "Authorization": f"Basic {token}"},
+        )
+        response = connection.getresponse()
+        answer = json.loads(response.read()) if response.status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+    if not isinstance(answer, dict) or answer.get("errors"):
+        return None
+    data = answer.get("data")
+    return data if isinstance(data, dict) else None
+
+
+_early: list[Child] = []  # the child pipeline.launch started before the SDK was imported
+
+
+def start_early() -> None:
+    """Start the session child now, for the next `session()` to take (pipeline.launch, before
+    it imports the SDK); nothing under `dagger run` or without a CLI."""
+    cli = _cli()
+    if os.environ.get("DAGGER_SESSION_PORT") or cli is None or _early:
+        return
+    try:
+        runner = runner_from_env()
+    except EngineUnavailable:
+        return  # session() says what is wrong with the address
+    _early.append(Child(cli, runner))
+
+
+def discard_early() -> None:
+    """Close a child start_early started that no session took (the run ended before)."""
+    while _early:
+        anyio.run(_early.pop().close)
+
+
 @contextlib.asynccontextmanager
-async def session(runner: Runner | None) -> AsyncIterator[anyio.abc.Process | None]:
+async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
     """A `dagger session` of our own for the SDK to connect to (the child, while it lasts);
     none under `dagger run` (its session is given) or without a CLI on the PATH (the SDK
-    provisions, and says what is missing)."""
+    provisions, and says what is missing). The child start_early started, if any."""
     cli = _cli()
     if os.environ.get("DAGGER_SESSION_PORT") or cli is None:
         yield None
         return
-    if runner is not None and (why := await anyio.to_thread.run_sync(runner.probe)):
-        raise EngineUnavailable(f"no Dagger engine at {runner.text} ({why})")
-    version = metadata.version("dagger-io")
-    command = [cli, "session", "--label", "dagger.io/sdk.name:python"]
-    command += ["--label", f"dagger.io/sdk.version:{version}"]
-    with tempfile.TemporaryDirectory(prefix="pipeline-session-") as directory:
-        log = Path(directory) / "stderr"
-        with log.open("wb") as stderr:
-            # A group of its own: a Ctrl-C at the terminal interrupts us, and we close it;
-            # it must not end on its own first (that would read as a lost engine).
-            process = await anyio.open_process(command, stderr=stderr, start_new_session=True)
-        try:
-            params = json.loads(await _first_line(process, log, runner))
-            with _handed_over(int(params["port"]), str(params["session_token"])):
-                yield process
-        finally:
-            await _close(process)
+    child = _early.pop() if _early else Child(cli, runner)
+    try:
+        params = await child.params()
+        with _handed_over(int(str(params["port"])), str(params["session_token"])):
+            yield child
+    finally:
+        await child.close()
 
 
-async def _first_line(process: anyio.abc.Process, log: Path, runner: Runner | None) -> str:
-    """The session's connect parameters, within CONNECT_TIMEOUT where the engine runs at an
-    address we probed."""
-    assert process.stdout is not None
-    where = runner.text if runner else "the engine"
-    buffer = b""
-    with anyio.move_on_after(CONNECT_TIMEOUT if runner is not None else None) as waited:
-        with contextlib.suppress(anyio.EndOfStream):
-            while b"\n" not in buffer:
-                buffer += await process.stdout.receive()
-    if waited.cancelled_caught:
-        raise EngineUnavailable(
-            f"the Dagger engine at {where} did not accept a session within "
-            f"{CONNECT_TIMEOUT:.0f}s ({_why(log)})"
-        )
-    line = buffer.split(b"\n", 1)[0].decode(errors="replace")
-    if not line.startswith("{"):
-        with anyio.move_on_after(2):
-            await process.wait()  # its last words reach the log
-        raise EngineUnavailable(f"no Dagger session at {where}: {_why(log)}")
-    return line
-
-
-async def _close(process: anyio.abc.Process) -> None:
-    """End the child: stdin closed (its way to stop), then killed if it lingers."""
-    with anyio.CancelScope(shield=True):
-        if process.returncode is None and process.stdin is not None:
-            with contextlib.suppress(anyio.BrokenResourceError, OSError):
-                await process.stdin.aclose()
-        with anyio.move_on_after(CLOSE_TIMEOUT):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def watchdog(runner: Runner | None, child: anyio.abc.Process | None) -> None:
+async def watchdog(runner: Runner | None, child: Child | None) -> None:
     """Return never; raise EngineGone once the engine's address stops answering
     PROBE_FAILURES times in a row, or our session child exits."""
     failures: list[str] = []

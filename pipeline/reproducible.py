@@ -26,7 +26,7 @@ import json
 import struct
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from typing import Any
 
 import deflate
 
-from pipeline.oci import INDEX_TYPES, OCIError
+from pipeline.oci import INDEX_TYPES, Layer, OCIError, layer_of
 from pipeline.provenance import rfc3339
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -121,9 +121,16 @@ def _layer_digests(layout: _Layout, descriptor: dict[str, Any]) -> Iterator[str]
 
 
 class _Normaliser:
-    def __init__(self, layout: _Layout, epoch: int, memo: dict[str, tuple[bytes, str]]) -> None:
+    def __init__(
+        self,
+        layout: _Layout,
+        epoch: int,
+        memo: MutableMapping[str, tuple[bytes, str]],
+        layers: dict[str, Layer],
+    ) -> None:
         self.old = layout
         self.memo = memo
+        self.layers = layers
         self.blobs: dict[str, bytes] = {}
         self.created = rfc3339(epoch)
 
@@ -149,7 +156,14 @@ class _Normaliser:
             if layer["digest"] not in self.memo:
                 self.memo[layer["digest"]] = _canonical_layer(self.old.blobs[layer["digest"]])
             data, diff_id = self.memo[layer["digest"]]
-            layers.append({**layer, "mediaType": GZIP_LAYER, **self.put(data)})
+            new = self.put(data)
+            if new["digest"] not in self.layers:  # as read_image would read it back
+                blob = self.old.blobs[layer["digest"]]
+                tar = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+                self.layers[new["digest"]] = layer_of(
+                    tar, digest=new["digest"], media_type=GZIP_LAYER, compressed=new["size"]
+                )
+            layers.append({**layer, "mediaType": GZIP_LAYER, **new})
             diff_ids.append(diff_id)
         manifest["layers"] = layers
         config = self.old.json(manifest["config"]["digest"])
@@ -173,20 +187,26 @@ def normalise(
     *,
     epoch: int,
     ref_name: str,
-    memo: dict[str, tuple[bytes, str]] | None = None,
+    memo: MutableMapping[str, tuple[bytes, str]] | None = None,
+    layers: dict[str, Layer] | None = None,
 ) -> str:
     """Write the reproducible form of the image tarball `source` to `destination`; return
     the digest of the image (its top manifest or index). Layers already recompressed are
-    taken from `memo` (by their digest in `source`)."""
+    taken from `memo` (by their digest in `source`: a dict, or pipeline.layer_cache's files);
+    each layer of the image is added to `layers` as pipeline.oci.read_image would read it (by
+    its new digest), so that reading the image back inflates none of them again."""
     layout = _Layout.read(source)
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
-    missing = list(dict.fromkeys(d for d in _layer_digests(layout, top) if d not in memo))
+    missing = [d for d in dict.fromkeys(_layer_digests(layout, top)) if d not in memo]
+
+    def recompress(digest: str) -> None:
+        memo[digest] = _canonical_layer(layout.blobs[digest])
+
     # zlib's inflate and libdeflate let go of the GIL: the layers in parallel.
     with ThreadPoolExecutor() as pool:
-        recompressed = pool.map(lambda d: _canonical_layer(layout.blobs[d]), missing)
-        memo.update(zip(missing, recompressed, strict=True))
-    normaliser = _Normaliser(layout, epoch, memo)
+        list(pool.map(recompress, missing))
+    normaliser = _Normaliser(layout, epoch, memo, {} if layers is None else layers)
     top = normaliser.descriptor(top)
     top["annotations"] = {**top.get("annotations", {}), REF_NAME: ref_name}
     index = {

@@ -15,7 +15,9 @@ renamed).
 
 The hook, while `cached()` is open: `dagger.client._session` makes its gql client through
 the name `GraphQLClient`; that name gives the client the schema (`schema=`,
-`fetch_schema_from_transport=False`), so the SDK sends no introspection. And
+`fetch_schema_from_transport=False`), so the SDK sends no introspection; the name
+`TelemetryTransport` gives it its HTTP transport without a TLS context (the session is plain
+HTTP on 127.0.0.1; loading the CA bundle alone costs 40 ms). And
 `dagger.client._core.Context.execute`, through which every query of the SDK passes, is
 wrapped: should a query built from a cached schema be refused as not matching the engine's
 (by the query builder, or by the engine's validation), the schema is fetched anew, saved,
@@ -50,10 +52,12 @@ from graphql.utilities import IntrospectionQuery
 
 from pipeline.errors import OutputError
 from pipeline.outputs import write_text
+from pipeline.provision import ENGINE_QUERY
 
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
-KEY_QUERY = "{ version __schemaVersion __schemaJSONFile { digest } }"
+TRANSPORT_NAME = "TelemetryTransport"  # ... and its HTTP transport (httpx) by
+KEY_QUERY = ENGINE_QUERY  # asked by the session child as soon as it is up (pipeline.provision)
 # What the SDK sends (gql's query with its default arguments, as the SDK passes none).
 INTROSPECTION = graphql.print_ast(get_introspection_query_ast())
 ASK_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -192,12 +196,18 @@ class Entry:
         return self.refetched != seen
 
 
-async def prepare(params: _session.ConnectParams | None, directory: Path) -> Entry | None:
+async def prepare(
+    params: _session.ConnectParams | None,
+    directory: Path,
+    answer: Mapping[str, Any] | None = None,
+) -> Entry | None:
     """The engine's schema for this session, from the cache (the key checked with the
-    engine) or fetched and saved; None where the engine does not say what it serves."""
+    engine: `answer` to KEY_QUERY, asked here if not given) or fetched and saved; None where
+    the engine does not say what it serves."""
     if params is None:
         return None
-    answer = await _ask(params, KEY_QUERY)
+    if answer is None:
+        answer = await _ask(params, KEY_QUERY)
     try:
         key = Key.of(answer) if answer is not None else None
     except (KeyError, TypeError):
@@ -229,8 +239,9 @@ def stale(err: BaseException) -> bool:
 
 @contextlib.contextmanager
 def hooked(schema: Entry) -> Iterator[None]:
-    """While open, the SDK's gql clients get `schema` instead of fetching one, and a query
-    built from a stale cached schema is built and sent again with a fresh one."""
+    """While open, the SDK's gql clients get `schema` instead of fetching one (and a transport
+    without TLS), and a query built from a stale cached schema is built and sent again with a
+    fresh one."""
     make_client: type[gql.Client] = getattr(_session, CLIENT_NAME)
     execute = _core.Context.execute
 
@@ -254,8 +265,16 @@ def hooked(schema: Entry) -> Iterator[None]:
         # that failure is answered here (fetched again, built again), so it is not shown.
         return not (schema.cached and record.levelno >= logging.ERROR)
 
+    make_transport: type[httpx.AsyncHTTPTransport] = getattr(_session, TRANSPORT_NAME)
+
+    def transport(**kwargs: Any) -> httpx.AsyncHTTPTransport:
+        # The session answers plain HTTP on 127.0.0.1 (ConnectParams.url): no TLS context
+        # with the CA bundle loaded, which costs 40 ms and more, for a connection without TLS.
+        return make_transport(**{"verify": False, **kwargs})
+
     sdk_log = logging.getLogger(_core.__name__)
     setattr(_session, CLIENT_NAME, client)
+    setattr(_session, TRANSPORT_NAME, transport)
     _core.Context.execute = execute_fresh  # type: ignore[method-assign]
     sdk_log.addFilter(quiet)
     try:
@@ -263,21 +282,25 @@ def hooked(schema: Entry) -> Iterator[None]:
     finally:
         sdk_log.removeFilter(quiet)
         setattr(_session, CLIENT_NAME, make_client)
+        setattr(_session, TRANSPORT_NAME, make_transport)
         _core.Context.execute = execute  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
-async def cached(env: Mapping[str, str] = os.environ) -> AsyncIterator[Entry | None]:
+async def cached(
+    env: Mapping[str, str] = os.environ, answer: Mapping[str, Any] | None = None
+) -> AsyncIterator[Entry | None]:
     """Open between the session and `dagger.connection()`: the connection built inside uses
-    the engine's schema from the cache (or fetched once and saved). Yields what it handed
-    over (None: the SDK fetches the schema itself)."""
+    the engine's schema from the cache (or fetched once and saved). `answer`: the engine's
+    answer to KEY_QUERY in this session, if the session child already asked. Yields what it
+    handed over (None: the SDK fetches the schema itself)."""
     try:
         params = _session.ConnectParams.from_env()
         directory = cache_dir(env)
     except (ClientConnectionError, RuntimeError):  # a bad session port; no home directory
         params = None
         directory = Path()
-    schema = await prepare(params, directory)
+    schema = await prepare(params, directory, answer)
     if schema is None:
         yield None
         return

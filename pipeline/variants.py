@@ -177,13 +177,22 @@ async def multistage(target: Target) -> Built:
     )
 
 
-async def _has_nonroot(base: dagger.Container) -> bool:
-    """Whether the base defines user 65532 (distroless-style bases do; busybox does not)."""
+_NONROOT: dict[tuple[str, Platform], bool] = {}  # a base pinned by digest never changes
+
+
+async def _has_nonroot(base: dagger.Container, ref: str, platform: Platform) -> bool:
+    """Whether the base `ref` defines user 65532 (distroless-style bases do; busybox does
+    not); asked once per process where `ref` is pinned by digest (each --watch rebuild)."""
+    if (ref, platform) in _NONROOT:
+        return _NONROOT[ref, platform]
     try:
         passwd = await base.file("/etc/passwd").contents()
     except dagger.QueryError:
-        return False  # no /etc/passwd at all
-    return any(line.split(":")[2:3] == ["65532"] for line in passwd.splitlines())
+        passwd = ""  # no /etc/passwd at all
+    found = any(line.split(":")[2:3] == ["65532"] for line in passwd.splitlines())
+    if "@" in ref:
+        _NONROOT[ref, platform] = found
+    return found
 
 
 async def slim_image(
@@ -198,7 +207,7 @@ async def slim_image(
     if settings.scratch:
         rootfs = rootfs.with_directory(".", scratch_files(settings))
         user = user or NONROOT
-    elif user is None and await _has_nonroot(base):
+    elif user is None and await _has_nonroot(base, settings.runtime_image, platform):
         user = NONROOT
     provenance = settings.provenance
     if provenance is not None:

@@ -8,10 +8,12 @@ missing, or one the engine does not have) is fetched again and the query sent ag
 
 from __future__ import annotations
 
+import http.client
 import inspect
 import json
 import os
 import re
+import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
@@ -29,6 +31,7 @@ from dagger import dag
 from dagger._exceptions import QueryErrorValue
 from dagger.client import _core, _session
 from dagger.client._config import ConnectConfig
+from gql.transport.httpx import HTTPXAsyncTransport
 
 from pipeline import engine, schema
 from pipeline.errors import PipelineError
@@ -73,6 +76,9 @@ def test_the_hook_is_where_dagger_io_0_21_11_has_it() -> None:
     source = inspect.getsource(_session.ClientSession.__init__)
     assert f"{schema.CLIENT_NAME}(" in source
     assert "fetch_schema_from_transport=True" in source
+    # ... and its HTTP transport through this one (which loads the CA bundle by default).
+    assert issubclass(getattr(_session, schema.TRANSPORT_NAME), httpx.AsyncHTTPTransport)
+    assert f"transport={schema.TRANSPORT_NAME}()" in source
     unhooked = _session.ClientSession(
         _session.ConnectParams(port=1, session_token="token"),
         ConnectConfig(retry=None),  # .client is then the gql client itself
@@ -90,6 +96,7 @@ def test_the_hook_is_where_dagger_io_0_21_11_has_it() -> None:
 def test_while_hooked_the_sdk_s_client_has_the_schema_and_fetches_none() -> None:
     given = entry()
     original = (_session.GraphQLClient, _core.Context.execute)  # type: ignore[attr-defined]
+    telemetry_transport = _session.TelemetryTransport
     with schema.hooked(given):
         session = _session.ClientSession(
             _session.ConnectParams(port=1, session_token="token"),
@@ -100,7 +107,15 @@ def test_while_hooked_the_sdk_s_client_has_the_schema_and_fetches_none() -> None
         assert session.client.fetch_schema_from_transport is False
         assert given.clients == [session.client]
         assert _core.Context.execute is not original[1]
+        # Its transport checks no certificate (plain HTTP to 127.0.0.1): none was loaded.
+        outer = session.client.transport
+        assert isinstance(outer, HTTPXAsyncTransport)
+        inner = outer.kwargs["transport"]
+        assert isinstance(inner, telemetry_transport)
+        assert inner._pool._ssl_context is not None
+        assert inner._pool._ssl_context.verify_mode == ssl.CERT_NONE
     assert (_session.GraphQLClient, _core.Context.execute) == original  # type: ignore[attr-defined]
+    assert _session.TelemetryTransport is telemetry_transport  # put back
 
 
 # --- the key and the files ------------------------------------------------------------------
@@ -212,7 +227,8 @@ def test_what_counts_as_a_stale_schema(error: BaseException, want: bool) -> None
 
 
 class Requests:
-    """The bodies of the HTTP requests this process sends (the SDK's and ours alike)."""
+    """The bodies of the HTTP requests this process sends (the SDK's and ours alike, the
+    session child's first question, sent with http.client, too)."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
@@ -236,6 +252,15 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> Requests:
         return await send(self, request)
 
     monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", counted)
+    request = http.client.HTTPConnection.request
+
+    def counted_plain(
+        self: http.client.HTTPConnection, method: str, url: str, body: Any = None, *args: Any
+    ) -> None:
+        seen.bodies.append(body.encode() if isinstance(body, str) else bytes(body or b""))
+        request(self, method, url, body, *args)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", counted_plain)
     return seen
 
 
