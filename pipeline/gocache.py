@@ -18,12 +18,14 @@ import hashlib
 import re
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import dagger
+from dagger import dag
 
 from pipeline.delivery import bounded
 from pipeline.engine import Session
@@ -33,6 +35,10 @@ from pipeline.settings import ImageRef, Platform, Settings
 from pipeline.source import SourceTree
 from pipeline.stages import SOURCE_DIR, golang, toolchain, with_go_caches
 
+if TYPE_CHECKING:
+    from pipeline.transport import Budget, Login
+
+T = TypeVar("T")
 ARTIFACT = "application/vnd.pipeline.go-cache.v1"
 BUILD_LAYER = "application/vnd.pipeline.go-build-cache.v1.tar+gzip"
 MOD_LAYER = "application/vnd.pipeline.go-mod-cache.v1.tar+gzip"
@@ -189,21 +195,29 @@ def _first_line(err: BaseException) -> str:
 
 
 def _host_file(path: Path) -> dagger.File:
-    from dagger import dag
-
     return dag.host().file(str(path), no_cache=True)
+
+
+async def _through_registry(
+    settings: Settings, ref: ImageRef, call: Callable[[Login, Budget], T]
+) -> T:
+    """`call(login, budget)` (a pull or push of `ref`'s registry) in a thread of its own,
+    with the run's login for that registry, stopped after --push-timeout."""
+    from pipeline import transport  # oras and requests: only a cache needs them
+
+    budget = transport.Budget.of(settings.push_timeout)
+    work = functools.partial(call, transport.Login.of(settings, ref), budget)
+    return await bounded(work, budget, settings.push_timeout, ref.registry)
 
 
 async def _pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> list[Path]:
     """The artifact's cache tarballs on the host, named as the restore script expects."""
-    from pipeline import registry, transport  # oras and requests: only a cache needs them
+    from pipeline import registry
 
-    login = transport.Login.of(settings, ref)
-    budget = transport.Budget.of(settings.push_timeout)
-    pull = functools.partial(
-        registry.pull_artifact, ref, tag, login, budget, directory, artifact_type=ARTIFACT
-    )
-    layers = await bounded(pull, budget, settings.push_timeout, ref.registry)
+    def pull(login: Login, budget: Budget) -> list[tuple[Path, str]]:
+        return registry.pull_artifact(ref, tag, login, budget, directory, artifact_type=ARTIFACT)
+
+    layers = await _through_registry(settings, ref, pull)
     files = []
     for path, media_type in layers:
         if media_type in FILES:
@@ -251,22 +265,16 @@ async def save(
 async def _push(
     settings: Settings, ref: ImageRef, tag: str, directory: Path, *, modules: bool
 ) -> tuple[str, int]:
-    from pipeline import registry, transport  # oras and requests: only a cache needs them
+    from pipeline import registry
 
     files = [(directory / FILES[BUILD_LAYER], BUILD_LAYER)]
     if modules:
         files.append((directory / FILES[MOD_LAYER], MOD_LAYER))
-    login = transport.Login.of(settings, ref)
-    budget = transport.Budget.of(settings.push_timeout)
     annotations = {"org.opencontainers.image.description": f"Go caches for {settings.go_image}"}
-    push = functools.partial(
-        registry.push_artifact,
-        files,
-        ref,
-        tag,
-        login,
-        budget,
-        artifact_type=ARTIFACT,
-        annotations=annotations,
-    )
-    return await bounded(push, budget, settings.push_timeout, ref.registry)
+
+    def push(login: Login, budget: Budget) -> tuple[str, int]:
+        return registry.push_artifact(
+            files, ref, tag, login, budget, artifact_type=ARTIFACT, annotations=annotations
+        )
+
+    return await _through_registry(settings, ref, push)
