@@ -86,6 +86,21 @@ class Testbed:
         return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
+def start_fresh_runner() -> dict[str, str]:
+    """`tests/testbed/up --fresh-runner` (a new runner's engine and dockerd, on emptied
+    state): what it says, `runner host` and `runner docker`. stop_fresh_runner() ends it."""
+    up = subprocess.run(
+        [str(ROOT / "tests" / "testbed" / "up"), "--fresh-runner"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr[-2000:]
+    return dict(line.partition(": ")[::2] for line in up.stdout.splitlines())
+
+
+def stop_fresh_runner() -> None:
+    subprocess.run([str(ROOT / "tests" / "testbed" / "down"), "--fresh-runner"], check=False)
+
+
 def _engine_reachable(env: dict[str, str]) -> bool:
     """An engine answers: a `dagger run` session, or the runner host's address (a unix
     socket, or a TCP or mutual-TLS port, as a shared engine is reached)."""

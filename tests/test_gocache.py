@@ -40,7 +40,14 @@ from pipeline.settings import (
 )
 from pipeline.stages import cache_volumes
 from pipeline.transport import Budget, Login
-from tests.conftest import ROOT, PipelineRunner, Ran, Testbed
+from tests.conftest import (
+    ROOT,
+    PipelineRunner,
+    Ran,
+    Testbed,
+    start_fresh_runner,
+    stop_fresh_runner,
+)
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 BASES = ("--go-image", "golang:1.26", "--runtime-image", "busybox:1.35")
@@ -113,14 +120,8 @@ def test_credentials_go_with_a_cache_ref_and_only_to_its_registry() -> None:
 @pytest.fixture
 def fresh_runner(engine_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The environment of a run on a new runner's engine (an empty state directory)."""
-    up = subprocess.run(
-        [str(ROOT / "tests/testbed/up"), "--fresh-runner"],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
-    assert up.returncode == 0, up.stderr[-2000:]
-    said = dict(line.partition(": ")[::2] for line in up.stdout.splitlines())
-    yield {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"]}
-    subprocess.run([str(ROOT / "tests/testbed/down"), "--fresh-runner"], check=False)
+    yield {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": start_fresh_runner()["runner host"]}
+    stop_fresh_runner()
 
 
 def _build(

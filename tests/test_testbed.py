@@ -26,7 +26,7 @@ import httpx
 import pytest
 from dagger import dag
 
-from tests.conftest import NO_ENGINE, ROOT, Testbed
+from tests.conftest import NO_ENGINE, ROOT, Testbed, start_fresh_runner, stop_fresh_runner
 
 ENV_KEYS = (
     "DOCKER_HOST",
@@ -702,14 +702,9 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
 ) -> None:
     """`up --fresh-runner`: a second engine and dockerd on emptied state, in a namespace whose
     registry serves what the test bed's does; started again, it is empty again."""
-    up = ROOT / "tests" / "testbed" / "up"
     try:
         for _ in range(2):
-            started = subprocess.run(
-                [str(up), "--fresh-runner"], capture_output=True, text=True, check=False
-            )
-            assert started.returncode == 0, started.stderr[-2000:]
-            said = dict(line.partition(": ")[::2] for line in started.stdout.splitlines())
+            said = start_fresh_runner()
             docker = [testbed["TESTBED_DOCKER"], "-H", said["runner docker"]]
             images = subprocess.run(
                 [*docker, "images", "-q"], capture_output=True, text=True, check=True
@@ -727,4 +722,4 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
             )  # fmt: skip
             assert version.returncode == 0, version.stderr[-2000:]
     finally:
-        subprocess.run([str(ROOT / "tests/testbed/down"), "--fresh-runner"], check=False)
+        stop_fresh_runner()
