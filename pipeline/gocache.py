@@ -137,9 +137,13 @@ def _without(option: str, ref: ImageRef, cause: str) -> str:
 
 async def restore(settings: Settings, session: Session, platforms: Sequence[Platform]) -> GoCache:
     """Fill the build's empty cache volumes from --cache-from; say what the build starts from:
-    "none" (empty volumes), "engine" (volumes this engine filled) or "registry". The artifact
-    is downloaded while the engine looks at its volumes (on a new runner, while it pulls the
-    Go image), and the download is dropped if they are warm."""
+    "none" (empty volumes), "engine" (volumes this engine filled) or "registry".
+
+    On a new runner the engine's pull of the Go image is most of the wait, so nothing waits
+    for it that need not: the artifact is downloaded and sent to the engine meanwhile, and its
+    unpack (which looks at the volumes first) is asked for at once, to run as soon as the
+    image is there. Beside it a probe looks at the volumes; if they are warm, the download
+    and the unpack are dropped."""
     ref = settings.cache_from
     probe = _caches(settings).with_exec(
         ["sh", "-c", 'if [ -e "$GOCACHE/README" ]; then echo engine; else echo none; fi']
@@ -147,43 +151,44 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
     if ref is None:
         return GoCache(started_from=(await probe.stdout()).strip())
     tag = cache_tag(ref, settings, platforms)
+    source = f"{ref.canonical}:{tag}"
     directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
-    pulled: list[list[Path] | PipelineError] = []
+    restored: list[GoCache] = []
 
-    async def pull() -> None:
+    async def pull_and_unpack() -> None:
         try:
-            pulled.append(await _pull(settings, ref, tag, directory))
+            files = await _pull(settings, ref, tag, directory)
         except PipelineError as err:
-            pulled.append(err)
+            restored.append(_not_restored(ref, str(err)))
+            return
+        restored.append(await _unpack(settings, ref, source, files))
 
     async with anyio.create_task_group() as group:
-        group.start_soon(pull)
-        state = (await probe.stdout()).strip()
-        if state == "engine":
+        group.start_soon(pull_and_unpack)
+        if (await probe.stdout()).strip() == "engine":
             group.cancel_scope.cancel()
-    if state == "engine":
-        return GoCache(started_from="engine")
-    if isinstance(pulled[0], PipelineError):
-        return GoCache(
-            started_from="none", warnings=(_without("--cache-from", ref, str(pulled[0])),)
-        )
-    return await _unpack(settings, ref, f"{ref.canonical}:{tag}", pulled[0])
+            return GoCache(started_from="engine")
+    return restored[0]
+
+
+def _not_restored(ref: ImageRef, cause: str) -> GoCache:
+    return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
 
 
 async def _unpack(settings: Settings, ref: ImageRef, source: str, files: list[Path]) -> GoCache:
-    """The downloaded tarballs unpacked into the build's volumes, if they are still empty."""
+    """The downloaded tarballs unpacked into the build's volumes, if they are still empty.
+    They are sent to the engine first, while it may still be pulling the Go image."""
     container = _caches(settings)
-    for path in files:
-        container = container.with_mounted_file(f"{MOUNT}/{path.name}", _host_file(path))
-    done = container.with_exec(["sh", "-c", _RESTORE, "sh", str(RESTORED_AGE)])
     try:
+        uploaded = [(path, await _host_file(path).sync()) for path in files]
+        for path, file in uploaded:
+            container = container.with_mounted_file(f"{MOUNT}/{path.name}", file)
+        done = container.with_exec(["sh", "-c", _RESTORE, "sh", str(RESTORED_AGE)])
         outcome = (await done.stdout()).strip()
     except dagger.QueryError as err:
-        cause = f"the restore failed ({_first_line(err)})"
-        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
+        return _not_restored(ref, f"the restore failed ({_first_line(err)})")
     if outcome == "corrupt":
-        cause = f"{source} does not unpack (a corrupt cache)"
-        return GoCache(started_from="none", warnings=(_without("--cache-from", ref, cause),))
+        return _not_restored(ref, f"{source} does not unpack (a corrupt cache)")
     if outcome == "engine":  # another build on this engine filled the volumes meanwhile
         return GoCache(started_from="engine")
     size = sum(path.stat().st_size for path in files)

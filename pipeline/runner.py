@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import dagger
@@ -141,9 +142,15 @@ def _skipped(settings: Settings, runnable: int | None, native: Platform) -> tupl
 
 
 async def _build_variant(
-    settings: Settings, tree: SourceTree, session: Session, *, dissect_images: bool
+    settings: Settings,
+    tree: SourceTree,
+    session: Session,
+    *,
+    dissect_images: bool,
+    beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> RunReport:
-    """Build one variant and export, load, publish and run it as the settings say."""
+    """Build one variant and export, load, publish and run it as the settings say; `beside`
+    starts once the build has succeeded and runs beside the rest (cancelled if that fails)."""
     original = settings
     settings, pinned = await _pin_bases(settings)
     job = _Job(
@@ -162,7 +169,19 @@ async def _build_variant(
 
     with job.clock.step("build"):
         built = await uploading(build, settings)
+    if beside is None:
+        return await _deliver_variant(job, built, original, pinned, dissect_images=dissect_images)
+    async with anyio.create_task_group() as group:
+        group.start_soon(beside)
+        report = await _deliver_variant(job, built, original, pinned, dissect_images=dissect_images)
+    return report  # noqa: RET504 (returned inside the group, mypy sees no return)
 
+
+async def _deliver_variant(
+    job: _Job, built: Built, original: Settings, pinned: dict[str, str], *, dissect_images: bool
+) -> RunReport:
+    """Export, load, publish and run what the build made, as the settings say."""
+    settings, session = job.settings, job.session
     reports, infos, (cache, buildinfo) = await _deliver_images(
         job, built, dissect_images=dissect_images
     )
@@ -224,22 +243,33 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
     async def body(session: Session) -> RunReport:
         restored = await _restore_cache(settings, session)
         tested = (await _vet_and_test(settings, tree, session),) if settings.test else ()
-        report = await _build_variant(settings, tree, session, dissect_images=False)
-        report = replace(report, steps=(*restored.steps, *tested, *report.steps))
-        if restored.go_cache is not None and settings.variant is not Variant.MULTISTAGE:
+        started = restored.go_cache
+        clock = Clock(session.hook, label=settings.tag)
+        saved: list[GoCache] = []
+
+        async def save() -> None:  # beside the export and publish: the compile is done
+            assert started is not None
+            with clock.step("save cache") as running:
+                platforms = settings.platforms or (session.native,)
+                saved.append(await gocache.save(settings, tree, session, platforms, started))
+                running.size = saved[0].saved_size
+
+        saves = started is not None and settings.cache_to is not None
+        report = await _build_variant(
+            settings, tree, session, dissect_images=False, beside=save if saves else None
+        )
+        report = replace(
+            report,
+            steps=(*restored.steps, *tested, *report.steps, *clock.steps),
+            go_cache=saved[0] if saved else started,
+        )
+        if started is not None and settings.variant is not Variant.MULTISTAGE:
             note = (
                 f"{settings.variant} compiles without cache volumes, as the write-up's "
                 "Dockerfile does: the Go cache serves go vet and go test only"
             )
             report = replace(report, notes=(*report.notes, note))
-        if restored.go_cache is None or settings.cache_to is None:
-            return replace(report, go_cache=restored.go_cache)
-        clock = Clock(session.hook, label=settings.tag)
-        with clock.step("save cache") as running:
-            platforms = settings.platforms or (session.native,)
-            saved = await gocache.save(settings, tree, session, platforms, restored.go_cache)
-            running.size = saved.saved_size
-        return replace(report, steps=(*report.steps, *clock.steps), go_cache=saved)
+        return report
 
     return await in_session(body, settings, hook)
 

@@ -359,3 +359,26 @@ def test_builder_says_its_compile_does_not_use_the_cache(
     report = json.loads((tmp_path / "b.json").read_text())
     assert any("serves go vet and go test only" in n for n in report["notes"]), report["notes"]
     assert report["go_cache"]["saved_to"].startswith(f"{ref}-linux-amd64-go-")
+
+
+@pytest.mark.engine
+def test_a_build_that_fails_saves_nothing(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    """The save starts only once the compile has succeeded (then beside the export)."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    with (source / "helloworld.go").open("a") as file:
+        file.write("\nfunc broken() { undefinedName() }\n")
+    repository = f"{testbed.registry}/ci/failed-{unique()}"
+    ran = pipeline(
+        "multistage", "--no-test", "--no-run", *BASES, "--source", str(source),
+        "--output", str(tmp_path / "failed.tar"), "--cache-to", f"{repository}:main",
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    assert "undefinedName" in ran.stderr
+    assert "save cache" not in ran.stdout + ran.stderr
+    assert not (tmp_path / "failed.tar").exists()
+    tags = testbed.skopeo("list-tags", "--tls-verify=false", f"docker://{repository}")
+    assert tags.returncode != 0, tags.stdout  # the repository does not exist: nothing pushed
+    assert "404" in tags.stderr, tags.stderr
