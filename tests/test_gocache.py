@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.gocache import ARTIFACT, BUILD_LAYER, MOD_LAYER, cache_tag
+from pipeline.gocache import ARTIFACT, BUILD_LAYER, CHUNK, MOD_LAYER, _deflate, _inflate, cache_tag
 from pipeline.registry import push_artifact
 from pipeline.settings import (
     Platform,
@@ -115,6 +115,33 @@ def test_credentials_go_with_a_cache_ref_and_only_to_its_registry() -> None:
 
 
 # --- against the engine and the registries -------------------------------------------------
+
+
+def test_the_host_compresses_a_cache_reproducibly_and_inflates_it_back(tmp_path: Path) -> None:
+    """Several gzip members (one per CHUNK), the same bytes for the same tarball, read back
+    whole by gzip and by tar."""
+    tar = tmp_path / "go-build.tar"
+    entry = tarfile.TarInfo("00/entry-d")
+    payload = os.urandom(1 << 14) * (CHUNK // (1 << 14) + 512)  # > CHUNK, compressible
+    entry.size = len(payload)
+    with tarfile.open(tar, "w", format=tarfile.GNU_FORMAT) as out:
+        out.addfile(entry, io.BytesIO(payload))
+    original = tar.read_bytes()
+    packed = _deflate(tar)
+    assert not tar.exists()
+    assert packed.name == "go-build.tar.gz"
+    again = tmp_path / "again.tar"
+    again.write_bytes(original)
+    assert _deflate(again).read_bytes() == packed.read_bytes()
+    assert packed.stat().st_size < len(original) / 4
+    assert gzip.decompress(packed.read_bytes()) == original
+    with tarfile.open(packed, "r:gz") as read:
+        assert read.getmember("00/entry-d").size == len(payload)
+    assert _inflate(packed).read_bytes() == original
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not gzip at all")
+    with pytest.raises(gzip.BadGzipFile):
+        _inflate(junk)
 
 
 @pytest.fixture
