@@ -15,7 +15,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import dagger
 
-from pipeline import docker_cli, sbom
+from pipeline import buildinfo, docker_cli, sbom
 from pipeline.engine import Session
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.oci import ImageInfo, OCIError, read_image
@@ -121,7 +121,7 @@ async def load(image: Image, index: int, tarball: Path | None, scratch: Path) ->
     return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
 
 
-def sbom_document(buildinfo: str, settings: Settings, info: ImageInfo, tag: str) -> bytes:
+def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) -> bytes:
     """The SPDX SBOM of a reproducible image (named `tag`), from its binary's build info."""
     assert settings.provenance is not None
     subject = sbom.Subject(
@@ -130,7 +130,11 @@ def sbom_document(buildinfo: str, settings: Settings, info: ImageInfo, tag: str)
         base=None if settings.scratch else settings.runtime_image,
         epoch=settings.provenance.epoch,
     )
-    return sbom.build_sbom(sbom.parse_buildinfo(buildinfo), subject)
+    try:
+        found = buildinfo.read(binary)
+    except buildinfo.BuildInfoError as err:
+        raise PipelineError(f"the binary's Go build info is unreadable: {err}") from None
+    return sbom.build_sbom(found, subject)
 
 
 async def in_thread(work: Callable[[], T], budget: Budget) -> T:

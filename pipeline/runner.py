@@ -5,11 +5,12 @@ runs the variant's recipe (pipeline.variants) and delivers what it described
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
@@ -53,18 +54,25 @@ async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
     return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
 
 
-async def _after_build(built: Built, session: Session) -> tuple[str, str]:
-    """One exec right after the build, cached exactly when the build is: its stamp, older
-    than the session if it came from the cache, says "cold" (`go build` ran in this session)
-    or "warm"; it also prints the binary's build info (`go version -m -json`), what the SBOM
-    is made from. It runs beside the export."""
-    script = 'date +%s.%N && exec go version -m -json "$1"'
-    printed = await built.build_stage.with_exec(
-        ["sh", "-c", script, "sh", built.binary_path]
-    ).stdout()
-    stamp, _, buildinfo = printed.partition("\n")
+async def _after_build(built: Built, session: Session, scratch: Path) -> tuple[str, bytes]:
+    """The binary as `go build` left it, copied out of the build stage with its directory
+    (Directory.export keeps modification times; nothing runs in a container). Its time, older
+    than the session if the build came from the cache, says "cold" (`go build` ran in this
+    session) or "warm"; its bytes hold the build info the SBOM is made from
+    (pipeline.buildinfo). It runs beside the export."""
+    where = PurePosixPath(built.binary_path)
+    copy = scratch / "build-output"
+    await built.build_stage.directory(str(where.parent)).export(str(copy))
+
+    def read() -> tuple[float, bytes]:
+        binary = copy / where.name
+        written, data = binary.stat().st_mtime, binary.read_bytes()
+        shutil.rmtree(copy)
+        return written, data
+
+    written, data = await anyio.to_thread.run_sync(read)
     await session.clock.wait()
-    return ("warm" if float(stamp) < session.started else "cold"), buildinfo
+    return ("warm" if written < session.started else "cold"), data
 
 
 @dataclass
@@ -86,14 +94,14 @@ class _Job:
 
 async def _deliver_images(
     job: _Job, built: Built, *, dissect_images: bool
-) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]], tuple[str, str]]:
-    """Export (and load) every image the variant made, beside the exec after the build:
-    their reports, their infos and tarballs, and that exec's (cache state, build info)."""
+) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]], tuple[str, bytes]]:
+    """Export (and load) every image the variant made, beside the copy of the binary after
+    the build: their reports, their infos and tarballs, and (cache state, binary)."""
     settings, session, runnable = job.settings, job.session, job.runnable
-    facts: list[tuple[str, str]] = []
+    facts: list[tuple[str, bytes]] = []
 
     async def learn() -> None:
-        facts.append(await _after_build(built, session))
+        facts.append(await _after_build(built, session, job.scratch))
 
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
@@ -182,7 +190,7 @@ async def _deliver_variant(
 ) -> RunReport:
     """Export, load, publish and run what the build made, as the settings say."""
     settings, session = job.settings, job.session
-    reports, infos, (cache, buildinfo) = await _deliver_images(
+    reports, infos, (cache, binary) = await _deliver_images(
         job, built, dissect_images=dissect_images
     )
     info, tarball = infos[0]
@@ -191,7 +199,7 @@ async def _deliver_variant(
         settings.output is not None or settings.publish is not None  # somewhere to put it
     ):
         with job.clock.step("sbom"):
-            document = delivery.sbom_document(buildinfo, settings, info, original.tag)
+            document = delivery.sbom_document(binary, settings, info, original.tag)
     if document is not None and settings.output is not None:
         sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
         write_bytes(sbom_path, document)

@@ -1,13 +1,12 @@
-"""An SPDX 2.3 SBOM of the image, from the binary's own build info (`go version -m -json`,
-run in the build container, offline): the image, its base, the main module, every
-dependency with its version and checksum, and the Go standard library. Written with
+"""An SPDX 2.3 SBOM of the image, from the binary's own build info (what `go version -m -json`
+prints, read from the binary by pipeline.buildinfo): the image, its base, the main module,
+every dependency with its version and checksum, and the Go standard library. Written with
 spdx-tools and validated by it; the same inputs give the same bytes."""
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -140,12 +139,3 @@ def build_sbom(buildinfo: dict[str, Any], subject: Subject) -> bytes:
     stream = io.StringIO()
     write_document_to_stream(document, stream, validate=False)
     return (stream.getvalue() + "\n").encode()
-
-
-def parse_buildinfo(text: str) -> dict[str, Any]:
-    """The JSON that `go version -m -json BINARY` prints."""
-    try:
-        loaded: dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PipelineError(f"`go version -m -json` printed no build info: {err}") from None
-    return loaded

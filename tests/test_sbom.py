@@ -6,12 +6,14 @@ import base64
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from pipeline.sbom import Subject, build_sbom, parse_buildinfo
+from pipeline.buildinfo import read
+from pipeline.sbom import Subject, build_sbom
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = Subject(
@@ -23,7 +25,9 @@ SUBJECT = Subject(
 
 
 @pytest.fixture(scope="module")
-def buildinfo(tmp_path_factory: pytest.TempPathFactory) -> str:
+def buildinfo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The binary's build info, read as the pipeline reads it (tests/test_buildinfo.py holds
+    that to `go version -m -json`)."""
     binary = tmp_path_factory.mktemp("bin") / "withdeps"
     env = {
         "PATH": "/usr/local/go/bin:/usr/bin:/bin",
@@ -38,18 +42,13 @@ def buildinfo(tmp_path_factory: pytest.TempPathFactory) -> str:
         env=env,
         cwd=ROOT / "tests" / "fixtures" / "withdeps",
     )
-    done = subprocess.run(
-        ["go", "version", "-m", "-json", str(binary)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    return done.stdout
+    return read(binary.read_bytes())
 
 
-def test_lists_modules_with_checksums_and_validates(buildinfo: str, tmp_path: Path) -> None:
-    data = build_sbom(parse_buildinfo(buildinfo), SUBJECT)
+def test_lists_modules_with_checksums_and_validates(
+    buildinfo: dict[str, Any], tmp_path: Path
+) -> None:
+    data = build_sbom(buildinfo, SUBJECT)
     path = tmp_path / "sbom.spdx.json"
     path.write_bytes(data)
     document = parse_file(str(path))
@@ -72,7 +71,5 @@ def test_lists_modules_with_checksums_and_validates(buildinfo: str, tmp_path: Pa
     assert raw["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
 
 
-def test_byte_identical(buildinfo: str) -> None:
-    assert build_sbom(parse_buildinfo(buildinfo), SUBJECT) == build_sbom(
-        parse_buildinfo(buildinfo), SUBJECT
-    )
+def test_byte_identical(buildinfo: dict[str, Any]) -> None:
+    assert build_sbom(buildinfo, SUBJECT) == build_sbom(buildinfo, SUBJECT)
