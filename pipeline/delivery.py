@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError, RegistryError
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport
-from pipeline.reproducible import normalise
+from pipeline.reproducible import normalise, prime
 from pipeline.settings import Settings
 from pipeline.variants import Image
 
@@ -50,9 +50,14 @@ async def export(
     platforms: Sequence[str],
     session: Session,
     epoch: int | None,
+    *,
+    expected: bytes | None = None,
 ) -> tuple[ImageInfo, Path]:
     """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
-    it back. It lands at `destination` (atomically) or, without one, in `scratch`."""
+    it back. It lands at `destination` (atomically) or, without one, in `scratch`. A layer
+    `expected` in the image (its tar) is compressed while the engine exports: if the image
+    holds it, normalise finds it done (it is found by its digest, so a wrong guess costs only
+    the compression)."""
     head, *rest = image.containers
     target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
     with atomic_path(target) as tmp:
@@ -60,12 +65,15 @@ async def export(
             await head.export(str(tmp), platform_variants=rest)
         else:
             raw = scratch / "engine-export.tar"
-            # normalise compresses every layer itself: the engine need not, nor we undo it.
-            await head.export(
-                str(raw),
-                platform_variants=rest,
-                forced_compression=dagger.ImageLayerCompression.Uncompressed,
-            )
+            async with anyio.create_task_group() as group:
+                if expected is not None:
+                    group.start_soon(anyio.to_thread.run_sync, prime, session.canonical, expected)
+                # normalise compresses every layer itself: the engine need not, nor we undo it.
+                await head.export(
+                    str(raw),
+                    platform_variants=rest,
+                    forced_compression=dagger.ImageLayerCompression.Uncompressed,
+                )
             await anyio.to_thread.run_sync(
                 functools.partial(
                     normalise,

@@ -110,6 +110,47 @@ def _canonical_layer(data: bytes) -> tuple[bytes, str]:
     return _gzip(tar), _digest(tar)
 
 
+def _ustar_header(name: str, mode: int, size: int, mtime: int, kind: bytes) -> bytes:
+    """One header block as Go's archive/tar writes it in USTAR format: octal fields padded
+    with zeros and ended by NUL, no owner names, the checksum as six digits, NUL, space."""
+
+    def octal(value: int, width: int) -> bytes:
+        return f"{value:0{width - 1}o}".encode() + b"\0"
+
+    block = bytearray(512)
+    block[: len(name)] = name.encode()
+    block[100:148] = octal(mode, 8) + octal(0, 8) + octal(0, 8) + octal(size, 12) + octal(mtime, 12)
+    block[148:156] = b" " * 8  # counted as spaces while the checksum is computed
+    block[156:157] = kind
+    block[257:265] = b"ustar\x0000"
+    block[329:345] = octal(0, 8) + octal(0, 8)  # device major and minor
+    block[148:156] = f"{sum(block):06o}".encode() + b"\0 "
+    return bytes(block)
+
+
+def file_layer(path: str, data: bytes, *, mtime: int) -> bytes | None:
+    """The tar the engine writes for a layer that holds only the file `path` (mode 0755) and
+    its parent directories, every time at `mtime`: what pipeline.variants.slim_image adds to
+    the base. None where USTAR cannot hold it (a long name, a huge file)."""
+    parts = path.strip("/").split("/")
+    names = [*(f"{'/'.join(parts[: n + 1])}/" for n in range(len(parts) - 1)), "/".join(parts)]
+    if any(len(name.encode()) > 100 for name in names) or len(data) >= 8**11:
+        return None
+    headers = [_ustar_header(name, 0o755, 0, mtime, b"5") for name in names[:-1]]
+    headers.append(_ustar_header(names[-1], 0o755, len(data), mtime, b"0"))
+    padding = -len(data) % 512
+    return b"".join((*headers, data, bytes(padding + 1024)))  # two zero blocks end it
+
+
+def prime(memo: MutableMapping[str, tuple[bytes, str]], tar: bytes) -> None:
+    """Compress the layer `tar` now, as normalise would once the engine exports it: a layer
+    expected in an image, compressed beside the export (normalise takes it from `memo`, by
+    its digest uncompressed, as the engine's uncompressed export names it)."""
+    digest = _digest(tar)
+    if digest not in memo:
+        memo[digest] = _gzip(tar), digest
+
+
 def _layer_digests(layout: _Layout, descriptor: dict[str, Any]) -> Iterator[str]:
     """The digests of the layers under `descriptor` (a manifest, or an index of them)."""
     document = layout.json(descriptor["digest"])

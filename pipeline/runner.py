@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.oci import ImageInfo
 from pipeline.outputs import write_bytes
 from pipeline.report import GoCache, ImageReport, RunReport, Step
-from pipeline.reproducible import differences
+from pipeline.reproducible import differences, file_layer
 from pipeline.settings import SCRATCH, Platform, Settings, Variant
 from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
@@ -59,7 +59,7 @@ async def _after_build(built: Built, session: Session, scratch: Path) -> tuple[s
     (Directory.export keeps modification times; nothing runs in a container). Its time, older
     than the session if the build came from the cache, says "cold" (`go build` ran in this
     session) or "warm"; its bytes hold the build info the SBOM is made from
-    (pipeline.buildinfo). It runs beside the export."""
+    (pipeline.buildinfo) and the layer the image will hold it in."""
     where = PurePosixPath(built.binary_path)
     copy = scratch / "build-output"
     await built.build_stage.directory(str(where.parent)).export(str(copy))
@@ -93,50 +93,51 @@ class _Job:
 
 
 async def _deliver_images(
-    job: _Job, built: Built, *, dissect_images: bool
-) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]], tuple[str, bytes]]:
-    """Export (and load) every image the variant made, beside the copy of the binary after
-    the build: their reports, their infos and tarballs, and (cache state, binary)."""
+    job: _Job, built: Built, binary: bytes, *, dissect_images: bool
+) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]]]:
+    """Export (and load) every image the variant made: their reports, their infos and
+    tarballs. `binary` is the program as the build stage holds it."""
     settings, session, runnable = job.settings, job.session, job.runnable
-    facts: list[tuple[str, bytes]] = []
-
-    async def learn() -> None:
-        facts.append(await _after_build(built, session, job.scratch))
-
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
-    async with anyio.create_task_group() as group:
-        # What the export does not wait for: the cache state and the SBOM's build info.
-        group.start_soon(learn)
-        for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
-            destination = settings.output if role == "image" else settings.builder_output
-            # The variant's own image is made reproducible; the builder pattern's build image,
-            # like the naive one, is what it is.
-            epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
-            with job.clock.step("export" if role == "image" else f"export {role}") as running:
-                info, tarball = await delivery.export(
-                    image, destination, job.scratch, [str(p) for p in job.platforms], session, epoch
-                )
-                running.size = info.compressed
-            infos.append((info, tarball))
-            report = delivery.image_report(
-                role, image, info, str(destination) if destination else None
+    for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
+        destination = settings.output if role == "image" else settings.builder_output
+        # The variant's own image is made reproducible; the builder pattern's build image,
+        # like the naive one, is what it is.
+        epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
+        # The layer that holds just the binary can be foreseen from it: compressed beside the
+        # engine's export instead of after it.
+        expected = None
+        if epoch is not None and built.binary_layer is not None:
+            expected = file_layer(built.binary_layer, binary, mtime=epoch)
+        with job.clock.step("export" if role == "image" else f"export {role}") as running:
+            info, tarball = await delivery.export(
+                image,
+                destination,
+                job.scratch,
+                [str(p) for p in job.platforms],
+                session,
+                epoch,
+                expected=expected,
             )
-            if dissect_images:
-                base = await delivery.base_info(image, session)
-                anatomy = dissect(
-                    info.manifests[runnable or 0],
-                    base.manifests[0] if base else None,
-                    f"{WORKDIR}/{settings.name}",
-                )
-                report = replace(report, anatomy=anatomy)
-            if settings.load and runnable is not None:
-                with job.clock.step("load" if role == "image" else f"load {role}"):
-                    index = runnable if len(image.containers) > 1 else 0
-                    loaded = await delivery.load(image, index, tarball, job.scratch)
-                report = replace(report, loaded=loaded)
-            reports.append(report)
-    return reports, infos, facts[0]
+            running.size = info.compressed
+        infos.append((info, tarball))
+        report = delivery.image_report(role, image, info, str(destination) if destination else None)
+        if dissect_images:
+            base = await delivery.base_info(image, session)
+            anatomy = dissect(
+                info.manifests[runnable or 0],
+                base.manifests[0] if base else None,
+                f"{WORKDIR}/{settings.name}",
+            )
+            report = replace(report, anatomy=anatomy)
+        if settings.load and runnable is not None:
+            with job.clock.step("load" if role == "image" else f"load {role}"):
+                index = runnable if len(image.containers) > 1 else 0
+                loaded = await delivery.load(image, index, tarball, job.scratch)
+            report = replace(report, loaded=loaded)
+        reports.append(report)
+    return reports, infos
 
 
 def _skipped(settings: Settings, runnable: int | None, native: Platform) -> tuple[str, ...]:
@@ -169,30 +170,44 @@ async def _build_variant(
         clock=Clock(session.hook, label=settings.tag),
     )
 
-    async def build(current: Settings) -> Built:
+    async def build(current: Settings) -> tuple[Built, tuple[str, bytes]]:
         target = Target(current, tree, job.platforms, session.native, job.scratch)
         built = await VARIANTS[settings.variant](target)
-        await _sync_all([c for i in (built.image, *built.extras) for c in i.containers])
-        return built
+        containers = [c for i in (built.image, *built.extras) for c in i.containers]
+        async with anyio.create_task_group() as group:
+            # The binary is copied out once `go build` is done, beside the image's last steps.
+            group.start_soon(_sync_all, containers)
+            facts = await _after_build(built, session, job.scratch)
+        return built, facts
 
     with job.clock.step("build"):
-        built = await uploading(build, settings)
+        built, facts = await uploading(build, settings)
     if beside is None:
-        return await _deliver_variant(job, built, original, pinned, dissect_images=dissect_images)
+        return await _deliver_variant(
+            job, built, facts, original, pinned, dissect_images=dissect_images
+        )
     async with anyio.create_task_group() as group:
         group.start_soon(beside)
-        report = await _deliver_variant(job, built, original, pinned, dissect_images=dissect_images)
+        report = await _deliver_variant(
+            job, built, facts, original, pinned, dissect_images=dissect_images
+        )
     return report  # noqa: RET504 (returned inside the group, mypy sees no return)
 
 
 async def _deliver_variant(
-    job: _Job, built: Built, original: Settings, pinned: dict[str, str], *, dissect_images: bool
+    job: _Job,
+    built: Built,
+    facts: tuple[str, bytes],
+    original: Settings,
+    pinned: dict[str, str],
+    *,
+    dissect_images: bool,
 ) -> RunReport:
-    """Export, load, publish and run what the build made, as the settings say."""
+    """Export, load, publish and run what the build made, as the settings say; `facts` are
+    the build's cache state and binary (_after_build)."""
     settings, session = job.settings, job.session
-    reports, infos, (cache, binary) = await _deliver_images(
-        job, built, dissect_images=dissect_images
-    )
+    cache, binary = facts
+    reports, infos = await _deliver_images(job, built, binary, dissect_images=dissect_images)
     info, tarball = infos[0]
     document = None
     if settings.provenance is not None and (

@@ -69,6 +69,9 @@ class Built:
     build_stage: dagger.Container
     binary_path: str  # where build_stage holds the binary
     extras: tuple[Image, ...] = ()
+    # Where the image holds the binary when its top layer holds nothing else (slim_image on a
+    # base): that layer can be foreseen from the binary (pipeline.reproducible.file_layer).
+    binary_layer: str | None = None
 
 
 Recipe = Callable[[Target], Awaitable[Built]]
@@ -152,6 +155,7 @@ async def builder(target: Target) -> Built:
         build_image,
         f"{WORKDIR}/{name}",
         extras=(Image(f"{name}-build:latest", (build_image,), settings.go_image, golang),),
+        binary_layer=_binary_layer(target),
     )
 
 
@@ -174,6 +178,7 @@ async def multistage(target: Target) -> Built:
         Image(settings.tag, images, settings.runtime_image, _base(target)),
         build_stage,
         f"{OUT_DIR}/{name}",
+        binary_layer=_binary_layer(target),
     )
 
 
@@ -223,6 +228,12 @@ async def slim_image(
         image = image.with_annotation("org.opencontainers.image.base.name", base_name)
         image = image.with_annotation("org.opencontainers.image.base.digest", base_digest)
     return image
+
+
+def _binary_layer(target: Target) -> str | None:
+    """Where slim_image puts the binary, if its layer holds nothing else (on scratch, the
+    users, the CA bundle and /tmp share it)."""
+    return None if target.settings.scratch else f"{WORKDIR}/{target.settings.name}"
 
 
 def _base(target: Target) -> dagger.Container | None:

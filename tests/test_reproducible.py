@@ -6,8 +6,9 @@ annotations, the lock file, non-root scratch images, and the SBOM (file and refe
 
 Without the engine: a fixed OCI layout made here from constant bytes normalises to a golden
 digest (so the pinned compressor, not the host's zlib, makes the layer bytes), its layers are
-plain gzip with a fixed header, the memo spares recompression, and `differences` names what
-differs."""
+plain gzip with a fixed header, the memo spares recompression (and so does a layer primed
+before the export), and `differences` names what differs. With it, the binary's layer as
+file_layer foresees it is the engine's, byte for byte."""
 
 from __future__ import annotations
 
@@ -515,6 +516,45 @@ def test_the_memo_spares_recompression(tmp_path: Path, monkeypatch: pytest.Monke
     again = normalise(source, tmp_path / "b.tar", epoch=GOLDEN_EPOCH, ref_name="g:1", memo=memo)
     assert again == first
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_a_primed_layer_is_not_compressed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = exported(tmp_path, ("tar", "tar"))  # as the pipeline asks the engine: uncompressed
+    unprimed = normalise(source, tmp_path / "a.tar", epoch=GOLDEN_EPOCH, ref_name="g:1")
+    memo: dict[str, tuple[bytes, str]] = {}
+    for tar in golden_tars():
+        reproducible.prime(memo, tar)
+    index = json.loads(member(source, "index.json"))
+    assert sorted(memo) == sorted(layer_digests(source, index["manifests"][0]["digest"]))
+
+    def fail(data: bytes) -> tuple[bytes, str]:
+        raise AssertionError("compressed a layer that was primed")
+
+    monkeypatch.setattr(reproducible, "_canonical_layer", fail)
+    primed = normalise(source, tmp_path / "b.tar", epoch=GOLDEN_EPOCH, ref_name="g:1", memo=memo)
+    assert primed == unprimed
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+@pytest.mark.engine
+def test_the_binary_layer_is_foreseen_from_the_binary(
+    pipeline: PipelineRunner, source: Path, tmp_path: Path
+) -> None:
+    image = build(pipeline, source, tmp_path / "f.tar", "--runtime-image", "busybox:1.35")
+    out = tmp_path / "f.tar"
+    index = json.loads(member(out, "index.json"))
+    top = layer_digests(out, index["manifests"][0]["digest"])[-1]
+    tar = gzip.decompress(blob(out, top))  # the engine's tar, as canonical gzip keeps it
+    path = f"myapp/{str(image['ref']).partition(':')[0]}"
+    with tarfile.open(fileobj=io.BytesIO(tar)) as layer:
+        assert [m.name for m in layer.getmembers()] == ["myapp", path]
+        stream = layer.extractfile(path)
+        assert stream is not None
+        binary = stream.read()
+    foreseen = reproducible.file_layer(f"/{path}", binary, mtime=int(EPOCH["SOURCE_DATE_EPOCH"]))
+    assert foreseen == tar
 
 
 @pytest.mark.parametrize("hows", [("tar", "tar"), ("gzip -1", "tar")], ids=["tar", "gzip"])
