@@ -42,14 +42,21 @@ async def _sync_all(containers: Sequence[dagger.Container]) -> None:
 
 async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
     """Resolve the go and runtime images to digests (Container.image_ref, read right after
-    from_), hold them to the lock file, and return settings that build from the digests."""
+    from_; both at once), hold them to the lock file, and return settings that build from
+    the digests."""
     lock = pins.read_lock(settings.lock)
-    pinned: dict[str, str] = {}
-    for requested in dict.fromkeys((settings.go_image, settings.runtime_image)):
-        if requested == SCRATCH:
-            continue
-        resolved = await dag.container().from_(requested).image_ref()
-        pinned[requested] = pins.check(requested, resolved, lock, settings.lock)
+    requested = [
+        r for r in dict.fromkeys((settings.go_image, settings.runtime_image)) if r != SCRATCH
+    ]
+    resolved: dict[str, str] = {}
+
+    async def resolve(image: str) -> None:
+        resolved[image] = await dag.container().from_(image).image_ref()
+
+    async with anyio.create_task_group() as group:
+        for image in requested:
+            group.start_soon(resolve, image)
+    pinned = {r: pins.check(r, resolved[r], lock, settings.lock) for r in requested}
     runtime = pinned.get(settings.runtime_image, settings.runtime_image)
     return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
 

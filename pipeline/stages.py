@@ -123,13 +123,6 @@ def go_build(
     )
 
 
-def go_binary(settings: Settings, tree: SourceTree, platform: Platform) -> dagger.File:
-    """The program, compiled in the toolchain image (cross-compiled for `platform`)."""
-    return go_build(toolchain(settings, tree), tree, settings.name, platform).file(
-        f"{OUT_DIR}/{settings.name}"
-    )
-
-
 def scratch_files(settings: Settings) -> dagger.Directory:
     """What a program on an empty base still needs: users (root, nonroot 65532), the CA
     bundle (from the golang image) and a /tmp."""

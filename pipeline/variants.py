@@ -24,7 +24,6 @@ from pipeline.stages import (
     OUT_DIR,
     STATIC_FLAGS,
     WORKDIR,
-    go_binary,
     go_build,
     go_env,
     golang,
@@ -163,21 +162,22 @@ async def multistage(target: Target) -> Built:
     """The Dagger way: the binary's File goes from the golang container straight into a
     minimal runtime container; nothing touches the host."""
     settings, name = target.settings, target.settings.name
-    app = f"{WORKDIR}/{name}"
+    app, binary = f"{WORKDIR}/{name}", f"{OUT_DIR}/{name}"
+    # One build per platform, described once: the first is also the build stage.
+    builds = [
+        go_build(toolchain(settings, target.tree), target.tree, name, platform)
+        for platform in target.platforms
+    ]
     images = tuple(
         [
-            await slim_image(
-                target, platform, go_binary(settings, target.tree, platform), entrypoint=app
-            )
-            for platform in target.platforms
+            await slim_image(target, platform, build.file(binary), entrypoint=app)
+            for platform, build in zip(target.platforms, builds, strict=True)
         ]
     )
-    first = target.platforms[0]
-    build_stage = go_build(toolchain(settings, target.tree), target.tree, name, first)
     return Built(
         Image(settings.tag, images, settings.runtime_image, _base(target)),
-        build_stage,
-        f"{OUT_DIR}/{name}",
+        builds[0],
+        binary,
         binary_layer=_binary_layer(target),
     )
 

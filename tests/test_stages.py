@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.settings import Platform, Settings, Variant
 from pipeline.source import inspect_source
-from pipeline.stages import go_binary, source_dir
+from pipeline.stages import OUT_DIR, go_build, source_dir, toolchain
 
 pytestmark = pytest.mark.engine
 T = TypeVar("T")
@@ -75,7 +75,9 @@ def test_binary_is_static_and_stripped(
 ) -> None:
     root = Path(__file__).resolve().parent.parent / "go-src"
     settings = Settings(variant=Variant.MULTISTAGE, source=root, go_image=GO_IMAGE)
-    binary = go_binary(settings, inspect_source(root, "."), Platform("linux", "amd64"))
+    tree = inspect_source(root, ".")
+    build = go_build(toolchain(settings, tree), tree, settings.name, Platform("linux", "amd64"))
+    binary = build.file(f"{OUT_DIR}/{settings.name}")
 
     async def contents() -> bytes:
         path = tmp_path / "helloworld"
