@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError, RegistryError
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport
-from pipeline.reproducible import normalise, prime
+from pipeline.reproducible import normalise, swap_last_layer
 from pipeline.settings import Settings
 from pipeline.variants import Image
 
@@ -51,13 +51,13 @@ async def export(
     session: Session,
     epoch: int | None,
     *,
-    expected: bytes | None = None,
+    swap: tuple[Path, bytes] | None = None,
 ) -> tuple[ImageInfo, Path]:
     """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
-    it back. It lands at `destination` (atomically) or, without one, in `scratch`. A layer
-    `expected` in the image (its tar) is compressed while the engine exports: if the image
-    holds it, normalise finds it done (it is found by its digest, so a wrong guess costs only
-    the compression)."""
+    it back. It lands at `destination` (atomically) or, without one, in `scratch`. With an
+    epoch and `swap` (an image this session made, and the tar of a layer): the image is known
+    to be that one with its last layer replaced by this one (the same recipe, settings and
+    bases; another binary), and is made from it here instead of exported by the engine."""
     head, *rest = image.containers
     target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
     with atomic_path(target) as tmp:
@@ -65,27 +65,42 @@ async def export(
             await head.export(str(tmp), platform_variants=rest)
         else:
             raw = scratch / "engine-export.tar"
-            async with anyio.create_task_group() as group:
-                if expected is not None:
-                    group.start_soon(anyio.to_thread.run_sync, prime, session.canonical, expected)
+            swapped = False
+            if swap is not None:
+                previous, layer = swap
+                made = functools.partial(
+                    swap_last_layer,
+                    previous,
+                    tmp,
+                    layer,
+                    epoch=epoch,
+                    ref_name=image.ref,
+                    memo=session.canonical,
+                    layers=session.layers,  # read_image below reads none of them again
+                )
+                # An image kept that cannot be read (gone, cut short) costs the engine's export.
+                with contextlib.suppress(OCIError, OSError, KeyError, ValueError):
+                    await anyio.to_thread.run_sync(made)
+                    swapped = True
+            if not swapped:
                 # normalise compresses every layer itself: the engine need not, nor we undo it.
                 await head.export(
                     str(raw),
                     platform_variants=rest,
                     forced_compression=dagger.ImageLayerCompression.Uncompressed,
                 )
-            await anyio.to_thread.run_sync(
-                functools.partial(
-                    normalise,
-                    raw,
-                    tmp,
-                    epoch=epoch,
-                    ref_name=image.ref,
-                    memo=session.canonical,
-                    layers=session.layers,  # read_image below reads none of them again
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        normalise,
+                        raw,
+                        tmp,
+                        epoch=epoch,
+                        ref_name=image.ref,
+                        memo=session.canonical,
+                        layers=session.layers,
+                    )
                 )
-            )
-            raw.unlink()
+                raw.unlink()
         try:
             info = await anyio.to_thread.run_sync(read_image, tmp, session.layers)
         except OCIError as err:

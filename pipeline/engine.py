@@ -51,6 +51,9 @@ class Session:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
     clock: anyio.Event = field(default_factory=anyio.Event)
+    # Each tag's last single-platform reproducible image (a private copy of its tarball), with
+    # the settings it was built from: --watch's next image differs from it in its binary only.
+    images: dict[str, tuple[Settings, Path]] = field(default_factory=dict)
 
 
 async def _engine_clock(settings: Settings, session: Session) -> None:

@@ -26,6 +26,7 @@ import json
 import struct
 import tarfile
 import zlib
+from collections import ChainMap
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,7 +237,17 @@ def normalise(
     taken from `memo` (by their digest in `source`: a dict, or pipeline.layer_cache's files);
     each layer of the image is added to `layers` as pipeline.oci.read_image would read it (by
     its new digest), so that reading the image back inflates none of them again."""
-    layout = _Layout.read(source)
+    return _normalise(_Layout.read(source), destination, epoch, ref_name, memo, layers)
+
+
+def _normalise(
+    layout: _Layout,
+    destination: Path,
+    epoch: int,
+    ref_name: str,
+    memo: MutableMapping[str, tuple[bytes, str]] | None,
+    layers: dict[str, Layer] | None,
+) -> str:
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
     missing = [d for d in dict.fromkeys(_layer_digests(layout, top)) if d not in memo]
@@ -266,6 +277,52 @@ def normalise(
     files.update(_docker_manifest(normaliser, top, ref_name))
     _write_tar(destination, files, epoch)
     return str(top["digest"])
+
+
+def swap_last_layer(
+    previous: Path,
+    destination: Path,
+    tar: bytes,
+    *,
+    epoch: int,
+    ref_name: str,
+    memo: MutableMapping[str, tuple[bytes, str]] | None = None,
+    layers: dict[str, Layer] | None = None,
+) -> str:
+    """Write to `destination` what normalise writes for an image that is `previous` (a
+    single-platform image normalise wrote, with this epoch and name) but for its last layer,
+    whose tar is `tar`; return its digest. The image is `previous` made again with that layer
+    (compressed, or taken from `memo` by the tar's digest) and the config's last diff_id set
+    to the tar's: what the engine's export of it holds, normalised."""
+    layout = _Layout.read(previous)
+    (top,) = layout.index["manifests"]
+    manifest = layout.json(top["digest"])
+    if manifest.get("mediaType", top.get("mediaType")) in INDEX_TYPES:
+        raise OCIError(f"{previous}: an image of several platforms")
+    config = layout.json(manifest["config"]["digest"])
+    kept = {  # the layers that stay are canonical already: themselves, with their diff_ids
+        layer["digest"]: (layout.blobs[layer["digest"]], diff_id)
+        for layer, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
+    }
+    digest = _digest(tar)
+    layout.blobs[digest] = tar
+    config["rootfs"]["diff_ids"][-1] = digest
+    manifest["layers"][-1] = {
+        **manifest["layers"][-1],
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": digest,
+        "size": len(tar),
+    }
+
+    def put(document: dict[str, Any]) -> dict[str, Any]:
+        data = _dump(document)
+        layout.blobs[_digest(data)] = data
+        return {"digest": _digest(data), "size": len(data)}
+
+    manifest["config"] = {**manifest["config"], **put(config)}
+    layout.index["manifests"] = [{**top, **put(manifest)}]
+    memo = ChainMap(kept, {} if memo is None else memo)
+    return _normalise(layout, destination, epoch, ref_name, memo, layers)
 
 
 def _docker_manifest(

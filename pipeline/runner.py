@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.oci import ImageInfo
 from pipeline.outputs import write_bytes
 from pipeline.report import GoCache, ImageReport, RunReport, Step
-from pipeline.reproducible import differences, file_layer
+from pipeline.reproducible import differences, file_layer, prime
 from pipeline.settings import SCRATCH, Platform, Settings, Variant
 from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
@@ -99,11 +99,47 @@ class _Job:
         return self.platforms.index(native) if native in self.platforms else None
 
 
+def _foreseen(job: _Job, built: Built, binary: bytes) -> bytes | None:
+    """The tar of the image's layer that holds the binary, where it holds nothing else and
+    the image is made reproducible (pipeline.reproducible.file_layer); None elsewhere."""
+    provenance = job.settings.provenance
+    if provenance is None or built.binary_layer is None:
+        return None
+    return file_layer(built.binary_layer, binary, mtime=provenance.epoch)
+
+
+def _swappable(job: _Job, layer: bytes) -> tuple[Path, bytes] | None:
+    """The image to make this one from (delivery.export's `swap`): this session's last image
+    of the same tag, built from the same settings and bases (only the source read again), of
+    one platform; that image differs from this one in the binary's layer alone."""
+    kept = job.session.images.get(job.settings.tag)
+    same = kept is not None and kept[0] == replace(job.settings, reload_source=False)
+    return (kept[1], layer) if kept is not None and same and len(job.platforms) == 1 else None
+
+
+async def _keep(job: _Job, tarball: Path) -> None:
+    """A private link to (or copy of) the image just made, for the next build of the tag to
+    start from. A link stays what it is: the next image is written under a new name and
+    renamed over the output (outputs.atomic_path)."""
+    settings = job.settings
+    kept = job.session.scratch / f"last-{settings.tag.replace(':', '-')}.tar"
+
+    def keep() -> None:
+        kept.unlink(missing_ok=True)
+        try:
+            kept.hardlink_to(tarball)
+        except OSError:  # another file system
+            shutil.copyfile(tarball, kept)
+
+    await anyio.to_thread.run_sync(keep)
+    job.session.images[settings.tag] = (replace(settings, reload_source=False), kept)
+
+
 async def _deliver_images(
-    job: _Job, built: Built, binary: bytes, *, dissect_images: bool
+    job: _Job, built: Built, layer: bytes | None, *, dissect_images: bool
 ) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]]]:
     """Export (and load) every image the variant made: their reports, their infos and
-    tarballs. `binary` is the program as the build stage holds it."""
+    tarballs. `layer` is the tar of the image's binary layer, where it can be foreseen."""
     settings, session, runnable = job.settings, job.session, job.runnable
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
@@ -112,11 +148,9 @@ async def _deliver_images(
         # The variant's own image is made reproducible; the builder pattern's build image,
         # like the naive one, is what it is.
         epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
-        # The layer that holds just the binary can be foreseen from it: compressed beside the
-        # engine's export instead of after it.
-        expected = None
-        if epoch is not None and built.binary_layer is not None:
-            expected = file_layer(built.binary_layer, binary, mtime=epoch)
+        swap = None
+        if role == "image" and layer is not None:
+            swap = _swappable(job, layer)
         with job.clock.step("export" if role == "image" else f"export {role}") as running:
             info, tarball = await delivery.export(
                 image,
@@ -125,9 +159,11 @@ async def _deliver_images(
                 [str(p) for p in job.platforms],
                 session,
                 epoch,
-                expected=expected,
+                swap=swap,
             )
             running.size = info.compressed
+        if role == "image" and layer is not None and len(job.platforms) == 1:
+            await _keep(job, tarball)
         infos.append((info, tarball))
         report = delivery.image_report(role, image, info, str(destination) if destination else None)
         if dissect_images:
@@ -177,26 +213,31 @@ async def _build_variant(
         clock=Clock(session.hook, label=settings.tag),
     )
 
-    async def build(current: Settings) -> tuple[Built, tuple[str, bytes]]:
+    async def build(current: Settings) -> tuple[Built, tuple[str, bytes], bytes | None]:
         target = Target(current, tree, job.platforms, session.native, job.scratch)
         built = await VARIANTS[settings.variant](target)
         containers = [c for i in (built.image, *built.extras) for c in i.containers]
         async with anyio.create_task_group() as group:
-            # The binary is copied out once `go build` is done, beside the image's last steps.
+            # The binary is copied out once `go build` is done, beside the image's last steps;
+            # the layer that will hold it is compressed beside them too (normalise or
+            # swap_last_layer find it in the memo by its digest).
             group.start_soon(_sync_all, containers)
             facts = await _after_build(built, session, job.scratch)
-        return built, facts
+            layer = _foreseen(job, built, facts[1])
+            if layer is not None:
+                group.start_soon(anyio.to_thread.run_sync, prime, session.canonical, layer)
+        return built, facts, layer
 
     with job.clock.step("build"):
-        built, facts = await uploading(build, settings)
+        built, facts, layer = await uploading(build, settings)
     if beside is None:
         return await _deliver_variant(
-            job, built, facts, original, pinned, dissect_images=dissect_images
+            job, built, facts, layer, original, pinned, dissect_images=dissect_images
         )
     async with anyio.create_task_group() as group:
         group.start_soon(beside)
         report = await _deliver_variant(
-            job, built, facts, original, pinned, dissect_images=dissect_images
+            job, built, facts, layer, original, pinned, dissect_images=dissect_images
         )
     return report  # noqa: RET504 (returned inside the group, mypy sees no return)
 
@@ -205,16 +246,17 @@ async def _deliver_variant(
     job: _Job,
     built: Built,
     facts: tuple[str, bytes],
+    layer: bytes | None,
     original: Settings,
     pinned: dict[str, str],
     *,
     dissect_images: bool,
 ) -> RunReport:
     """Export, load, publish and run what the build made, as the settings say; `facts` are
-    the build's cache state and binary (_after_build)."""
+    the build's cache state and binary (_after_build), `layer` its foreseen layer (_foreseen)."""
     settings, session = job.settings, job.session
     cache, binary = facts
-    reports, infos = await _deliver_images(job, built, binary, dissect_images=dissect_images)
+    reports, infos = await _deliver_images(job, built, layer, dissect_images=dissect_images)
     info, tarball = infos[0]
     document = None
     if settings.provenance is not None and (

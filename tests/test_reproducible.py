@@ -7,7 +7,8 @@ annotations, the lock file, non-root scratch images, and the SBOM (file and refe
 Without the engine: a fixed OCI layout made here from constant bytes normalises to a golden
 digest (so the pinned compressor, not the host's zlib, makes the layer bytes), its layers are
 plain gzip with a fixed header, the memo spares recompression (and so does a layer primed
-before the export), and `differences` names what differs. With it, the binary's layer as
+before the export), an image with its last layer swapped is the image normalised with that
+layer, and `differences` names what differs. With it, the binary's layer as
 file_layer foresees it is the engine's, byte for byte."""
 
 from __future__ import annotations
@@ -536,6 +537,24 @@ def test_a_primed_layer_is_not_compressed_again(
     primed = normalise(source, tmp_path / "b.tar", epoch=GOLDEN_EPOCH, ref_name="g:1", memo=memo)
     assert primed == unprimed
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+def test_swapping_the_last_layer_is_normalising_the_image_that_holds_it(tmp_path: Path) -> None:
+    base, app = golden_tars()
+    other = golden_tars(binary=b"\x7fELF" + noise(120_000))[1]
+    digests = {}
+    for name, tars in (("a", [base, app]), ("b", [base, other])):
+        layers = [
+            as_engine_sends(tar, how) for tar, how in zip(tars, ("gzip -1", "tar"), strict=True)
+        ]
+        source = write_layout(tmp_path / f"exported-{name}.tar", layers, tars)
+        out = tmp_path / f"{name}.tar"
+        digests[name] = normalise(source, out, epoch=GOLDEN_EPOCH, ref_name="g:1")
+    swapped = reproducible.swap_last_layer(
+        tmp_path / "a.tar", tmp_path / "swapped.tar", other, epoch=GOLDEN_EPOCH, ref_name="g:1"
+    )
+    assert swapped == digests["b"] != digests["a"]
+    assert (tmp_path / "swapped.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
 
 
 @pytest.mark.engine

@@ -108,3 +108,66 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
         process.wait(timeout=60)
     assert process.returncode == 130
     assert sum("run printed:" in line for line in seen) == 3
+
+
+@pytest.mark.engine
+def test_a_watch_rebuild_makes_the_image_a_fresh_build_makes(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    """After the first build, --watch makes each image from the one before, its binary layer
+    swapped (delivery.export's swap): byte for byte what a build of the tree makes."""
+    import os
+    import queue
+    import signal
+    import threading
+    import time
+
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    epoch = {"SOURCE_DATE_EPOCH": "1700000000"}
+    flags = ("--no-test", "--no-run", "--runtime-image", "busybox:1.35", "--source", str(source))
+    watched = tmp_path / "watched.tar"
+    process = subprocess.Popen(
+        pipeline.command("multistage", "--watch", *flags, "--output", str(watched)),
+        cwd=ROOT,
+        env={**pipeline.env, **epoch},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stderr = process.stderr
+
+    def pump() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def next_build(limit: float = 180) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            assert not line.startswith("error:"), line
+            if line.startswith("watching"):
+                return
+        raise AssertionError(f"no build ended within {limit}s")
+
+    try:
+        next_build()
+        greeting = source / "greeting.go"
+        greeting.write_text(greeting.read_text().replace('"World"', '"Swapped"'))
+        next_build()
+        rebuilt = watched.read_bytes()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    fresh = tmp_path / "fresh.tar"
+    ran = pipeline("multistage", *flags, "--output", str(fresh), extra_env=epoch)
+    assert ran.returncode == 0, ran.stderr
+    assert rebuilt == fresh.read_bytes()
