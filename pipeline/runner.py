@@ -99,22 +99,29 @@ class _Job:
         return self.platforms.index(native) if native in self.platforms else None
 
 
+def _foreseeable(job: _Job, built: Built) -> bool:
+    """Whether the image's layer that holds the binary can be foreseen from it: it holds
+    nothing else and the image is made reproducible."""
+    return job.settings.provenance is not None and built.binary_layer is not None
+
+
 def _foreseen(job: _Job, built: Built, binary: bytes) -> bytes | None:
-    """The tar of the image's layer that holds the binary, where it holds nothing else and
-    the image is made reproducible (pipeline.reproducible.file_layer); None elsewhere."""
-    provenance = job.settings.provenance
-    if provenance is None or built.binary_layer is None:
+    """The tar of that layer (pipeline.reproducible.file_layer); None where not foreseeable."""
+    provenance, path = job.settings.provenance, built.binary_layer
+    if provenance is None or path is None:
         return None
-    return file_layer(built.binary_layer, binary, mtime=provenance.epoch)
+    return file_layer(path, binary, mtime=provenance.epoch)
 
 
-def _swappable(job: _Job, layer: bytes) -> tuple[Path, bytes] | None:
+def _swappable(job: _Job) -> Path | None:
     """The image to make this one from (delivery.export's `swap`): this session's last image
     of the same tag, built from the same settings and bases (only the source read again), of
     one platform; that image differs from this one in the binary's layer alone."""
     kept = job.session.images.get(job.settings.tag)
-    same = kept is not None and kept[0] == replace(job.settings, reload_source=False)
-    return (kept[1], layer) if kept is not None and same and len(job.platforms) == 1 else None
+    if kept is None or len(job.platforms) != 1:
+        return None
+    settings, tarball = kept
+    return tarball if settings == replace(job.settings, reload_source=False) else None
 
 
 async def _keep(job: _Job, tarball: Path) -> None:
@@ -136,10 +143,11 @@ async def _keep(job: _Job, tarball: Path) -> None:
 
 
 async def _deliver_images(
-    job: _Job, built: Built, layer: bytes | None, *, dissect_images: bool
+    job: _Job, built: Built, layer: bytes | None, previous: Path | None, *, dissect_images: bool
 ) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]]]:
     """Export (and load) every image the variant made: their reports, their infos and
-    tarballs. `layer` is the tar of the image's binary layer, where it can be foreseen."""
+    tarballs. `layer` is the tar of the image's binary layer, where it can be foreseen;
+    `previous` the image to make the variant's image from with it (_swappable)."""
     settings, session, runnable = job.settings, job.session, job.runnable
     reports: list[ImageReport] = []
     infos: list[tuple[ImageInfo, Path]] = []
@@ -148,9 +156,7 @@ async def _deliver_images(
         # The variant's own image is made reproducible; the builder pattern's build image,
         # like the naive one, is what it is.
         epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
-        swap = None
-        if role == "image" and layer is not None:
-            swap = _swappable(job, layer)
+        swap = (previous, layer) if role == "image" and previous and layer else None
         with job.clock.step("export" if role == "image" else f"export {role}") as running:
             info, tarball = await delivery.export(
                 image,
@@ -216,7 +222,12 @@ async def _build_variant(
     async def build(current: Settings) -> tuple[Built, tuple[str, bytes], bytes | None]:
         target = Target(current, tree, job.platforms, session.native, job.scratch)
         built = await VARIANTS[settings.variant](target)
-        containers = [c for i in (built.image, *built.extras) for c in i.containers]
+        images = (built.image, *built.extras)
+        if previous and _foreseeable(job, built) and not (settings.run or settings.load):
+            # Made from the last image (delivery.export's swap), the variant's image needs
+            # nothing of the engine: only the binary (and any other image) is built.
+            images = built.extras
+        containers = [c for i in images for c in i.containers]
         async with anyio.create_task_group() as group:
             # The binary is copied out once `go build` is done, beside the image's last steps;
             # the layer that will hold it is compressed beside them too (normalise or
@@ -228,16 +239,17 @@ async def _build_variant(
                 group.start_soon(anyio.to_thread.run_sync, prime, session.canonical, layer)
         return built, facts, layer
 
+    previous = _swappable(job)
     with job.clock.step("build"):
         built, facts, layer = await uploading(build, settings)
     if beside is None:
         return await _deliver_variant(
-            job, built, facts, layer, original, pinned, dissect_images=dissect_images
+            job, built, facts, layer, previous, original, pinned, dissect_images=dissect_images
         )
     async with anyio.create_task_group() as group:
         group.start_soon(beside)
         report = await _deliver_variant(
-            job, built, facts, layer, original, pinned, dissect_images=dissect_images
+            job, built, facts, layer, previous, original, pinned, dissect_images=dissect_images
         )
     return report  # noqa: RET504 (returned inside the group, mypy sees no return)
 
@@ -247,16 +259,20 @@ async def _deliver_variant(
     built: Built,
     facts: tuple[str, bytes],
     layer: bytes | None,
+    previous: Path | None,
     original: Settings,
     pinned: dict[str, str],
     *,
     dissect_images: bool,
 ) -> RunReport:
     """Export, load, publish and run what the build made, as the settings say; `facts` are
-    the build's cache state and binary (_after_build), `layer` its foreseen layer (_foreseen)."""
+    the build's cache state and binary (_after_build), `layer` its foreseen layer (_foreseen),
+    `previous` the image to make its image from (_swappable)."""
     settings, session = job.settings, job.session
     cache, binary = facts
-    reports, infos = await _deliver_images(job, built, layer, dissect_images=dissect_images)
+    reports, infos = await _deliver_images(
+        job, built, layer, previous, dissect_images=dissect_images
+    )
     info, tarball = infos[0]
     document = None
     if settings.provenance is not None and (
