@@ -466,10 +466,12 @@ async def watch(
     async def watcher() -> None:
         # The watcher runs from before the first build: a change made during a build (or
         # just after its result is shown) is not lost. watchfiles arms on first iteration.
+        # It yields once a poll every `step` ms finds no new change (debounce: 400 ms at most);
+        # a save that comes in several writes further apart makes a second rebuild, no more.
         changes = watchfiles.awatch(
             tree.root.resolve(),
             watch_filter=relevant,
-            step=20,
+            step=10,
             debounce=400,
             rust_timeout=500,
             yield_on_timeout=True,
