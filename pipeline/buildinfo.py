@@ -4,19 +4,22 @@
 The Go linker (1.18 and later) writes a blob into the binary's `.go.buildinfo` section: a
 32-byte header starting "\\xff Go buildinf:", then two varint-prefixed strings, the Go version
 and the module info (the lines `path`, `mod`, `dep`, `=>`, `build`, framed by 16-byte
-sentinels). Only ELF binaries are read: the images hold Linux programs.
+sentinels). Only ELF binaries are read (pyelftools finds the blob): the images hold Linux
+programs.
 """
 
 from __future__ import annotations
 
-import struct
+import io
 from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
 
 MAGIC = b"\xff Go buildinf:"
 _ALIGN = 16
 _HEADER = 32
 _FLAGS_VERSION_INLINE = 0x2
-_PT_LOAD = 1
 _PF_X, _PF_W = 0x1, 0x2
 
 
@@ -25,70 +28,33 @@ class BuildInfoError(ValueError):
 
 
 class _Elf:
-    """Just enough of an ELF file to find its data: sections by name, segments by address."""
+    """Where a Go binary's build info lies, read with pyelftools: the `.go.buildinfo` section,
+    else the first writable, non-executable segment (debug/buildinfo's DataStart), and the
+    file's bytes from an address to the end of its segment."""
 
     def __init__(self, data: bytes) -> None:
-        if data[:4] != b"\x7fELF" or len(data) < 64:
-            raise BuildInfoError("not an ELF binary")
-        wide, order = data[4], {1: "<", 2: ">"}.get(data[5])
-        if wide not in (1, 2) or order is None:
-            raise BuildInfoError("not an ELF binary")
         self.data = data
-        word = "Q" if wide == 2 else "I"
-        if wide == 2:
-            phoff, shoff = struct.unpack_from(order + "QQ", data, 0x20)
-            phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from(
-                order + "5H", data, 0x36
-            )
-        else:
-            phoff, shoff = struct.unpack_from(order + "II", data, 0x1C)
-            phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from(
-                order + "5H", data, 0x2A
-            )
         try:
-            # (type, flags, offset, vaddr, filesz) of each segment
-            self.segments = [
-                self._segment(order, word, phoff + i * phentsize) for i in range(phnum)
-            ]
-            # the section table: (name, type, flags, addr, offset, size) each
-            raw = [
-                struct.unpack_from(order + "II" + word * 4, data, shoff + i * shentsize)
-                for i in range(shnum)
-            ]
-        except struct.error:
-            raise BuildInfoError("a truncated ELF binary") from None
-        self.sections: dict[str, tuple[int, int]] = {}
-        if raw and shstrndx < len(raw):
-            names_at = raw[shstrndx][4]
-            for name, _, _, addr, _, size in raw:
-                end = data.find(b"\0", names_at + name)
-                self.sections[data[names_at + name : end].decode(errors="replace")] = (addr, size)
-
-    def _segment(self, order: str, word: str, at: int) -> tuple[int, int, int, int, int]:
-        if word == "Q":
-            kind, flags, offset, vaddr, _, filesz = struct.unpack_from(
-                order + "II4Q", self.data, at
-            )
-        else:
-            kind, offset, vaddr, _, filesz, _, flags = struct.unpack_from(
-                order + "7I", self.data, at
-            )
-        return kind, flags, offset, vaddr, filesz
+            self.elf = ELFFile(io.BytesIO(data))
+            self.loads = [s.header for s in self.elf.iter_segments("PT_LOAD")]
+            section = self.elf.get_section_by_name(".go.buildinfo")
+        except ELFError as err:
+            message = "not an ELF binary" if data[:4] != b"\x7fELF" else "a truncated ELF binary"
+            raise BuildInfoError(message) from err
+        self.section = None if section is None else (section["sh_addr"], section["sh_size"])
 
     def data_start(self) -> tuple[int, int]:
-        """Where the build info lies: the `.go.buildinfo` section, else the first writable,
-        non-executable segment (debug/buildinfo's DataStart)."""
-        if ".go.buildinfo" in self.sections:
-            return self.sections[".go.buildinfo"]
-        for kind, flags, _, vaddr, filesz in self.segments:
-            if kind == _PT_LOAD and flags & (_PF_X | _PF_W) == _PF_W:
-                return vaddr, filesz
+        if self.section is not None:
+            return self.section
+        for header in self.loads:
+            if header["p_flags"] & (_PF_X | _PF_W) == _PF_W:
+                return header["p_vaddr"], header["p_filesz"]
         raise BuildInfoError("no data segment: not a Go binary")
 
     def read_from(self, addr: int) -> memoryview:
-        """The file's bytes from virtual address `addr` to the end of its segment."""
-        for kind, _, offset, vaddr, filesz in self.segments:
-            if kind == _PT_LOAD and vaddr <= addr < vaddr + filesz:
+        for header in self.loads:
+            vaddr, offset, filesz = header["p_vaddr"], header["p_offset"], header["p_filesz"]
+            if vaddr <= addr < vaddr + filesz:
                 return memoryview(self.data)[offset + addr - vaddr : offset + filesz]
         raise BuildInfoError(f"address {addr:#x} is in no segment of the file")
 
