@@ -13,9 +13,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 MAGIC = b"\xff Go buildinf:"
 _ALIGN = 16
 _HEADER = 32
@@ -27,12 +24,21 @@ class BuildInfoError(ValueError):
     """The bytes are not a Go binary whose build info can be read here."""
 
 
+def load() -> None:
+    """Import pyelftools (about 40 ms): the runner calls this in a thread while the engine
+    compiles, so that reading the build info after the build does not wait for it."""
+    import elftools.elf.elffile  # noqa: F401
+
+
 class _Elf:
     """Where a Go binary's build info lies, read with pyelftools: the `.go.buildinfo` section,
     else the first writable, non-executable segment (debug/buildinfo's DataStart), and the
     file's bytes from an address to the end of its segment."""
 
     def __init__(self, data: bytes) -> None:
+        from elftools.common.exceptions import ELFError  # see load
+        from elftools.elf.elffile import ELFFile
+
         self.data = data
         try:
             self.elf = ELFFile(io.BytesIO(data))

@@ -18,7 +18,7 @@ import dagger
 import watchfiles
 from dagger import dag
 
-from pipeline import delivery, gocache, pins
+from pipeline import buildinfo, delivery, gocache, pins
 from pipeline.anatomy import dissect
 from pipeline.clock import Clock, StepHook
 from pipeline.engine import Session, in_session, translate, uploading
@@ -231,7 +231,9 @@ async def _build_variant(
         async with anyio.create_task_group() as group:
             # The binary is copied out once `go build` is done, beside the image's last steps;
             # the layer that will hold it is compressed beside them too (normalise or
-            # swap_last_layer find it in the memo by its digest).
+            # swap_last_layer find it in the memo by its digest). Meanwhile pyelftools is
+            # imported, for the SBOM's build info.
+            group.start_soon(anyio.to_thread.run_sync, buildinfo.load)
             group.start_soon(_sync_all, containers)
             facts = await _after_build(built, session, job.scratch)
             layer = _foreseen(job, built, facts[1])
