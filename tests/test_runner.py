@@ -4,9 +4,15 @@ warm, and --watch builds again on each change."""
 from __future__ import annotations
 
 import json
+import os
+import queue
 import shutil
+import signal
 import subprocess
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,56 +48,60 @@ def test_cache_state_is_cold_after_a_change_and_warm_without(
     assert states == ["cold", "warm"]
 
 
-@pytest.mark.engine
-def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
-    import os
-    import queue
-    import signal
-    import threading
-    import time
+class _Watching:
+    """A `pipeline multistage --watch` process, its output (stdout with stderr, or stderr
+    alone) read line by line in a thread; stop() interrupts it as Ctrl-C does."""
 
-    source = tmp_path / "src"
-    shutil.copytree(ROOT / "go-src", source)
-    process = subprocess.Popen(
-        pipeline.command(
-            "multistage",
-            "--watch",
-            "--no-test",
-            "--runtime-image",
-            "busybox:1.35",
-            "--source",
-            str(source),
-            "--no-output",
-        ),
-        cwd=ROOT,
-        env={**pipeline.env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = process.stdout
+    def __init__(
+        self, pipeline: PipelineRunner, args: list[str], env: dict[str, str], *, merged: bool
+    ) -> None:
+        self.process = subprocess.Popen(
+            pipeline.command("multistage", "--watch", *args),
+            cwd=ROOT,
+            env={**pipeline.env, **env},
+            stdout=subprocess.PIPE if merged else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        stream = self.process.stdout if merged else self.process.stderr
+        assert stream is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
 
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line)
+        def pump() -> None:
+            for line in stream:
+                self.lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
+        threading.Thread(target=pump, daemon=True).start()
 
-    def wait_for(text: str, limit: float = 180) -> None:
+    def wait_for(self, found: Callable[[str], bool], what: str, limit: float = 180) -> None:
+        """Read lines until one is `found`; fail after `limit` seconds."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             try:
-                line = lines.get(timeout=1)
+                line = self.lines.get(timeout=1)
             except queue.Empty:
                 continue
-            seen.append(line)
-            if text in line:
+            self.seen.append(line)
+            if found(line):
                 return
-        raise AssertionError(f"{text!r} not printed in {limit}s: {''.join(seen)}")
+        raise AssertionError(f"{what} not printed in {limit}s: {''.join(self.seen)}")
+
+    def stop(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+@pytest.mark.engine
+def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    args = ["--no-test", "--runtime-image", "busybox:1.35", "--source", str(source), "--no-output"]
+    watch = _Watching(pipeline, args, {"COLUMNS": "200"}, merged=True)
+
+    def wait_for(text: str) -> None:
+        watch.wait_for(lambda line: text in line, repr(text))
 
     try:
         wait_for("run printed: 'Hello World'")
@@ -104,10 +114,9 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
         greeting.write_text(greeting.read_text().replace('"Watcher"', '"World"'))
         wait_for("run printed: 'Hello World'")
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=60)
-    assert process.returncode == 130
-    assert sum("run printed:" in line for line in seen) == 3
+        returncode = watch.stop()
+    assert returncode == 130
+    assert sum("run printed:" in line for line in watch.seen) == 3
 
 
 @pytest.mark.engine
@@ -116,57 +125,25 @@ def test_a_watch_rebuild_makes_the_image_a_fresh_build_makes(
 ) -> None:
     """After the first build, --watch makes each image from the one before, its binary layer
     swapped (delivery.export's swap): byte for byte what a build of the tree makes."""
-    import os
-    import queue
-    import signal
-    import threading
-    import time
-
     source = tmp_path / "src"
     shutil.copytree(ROOT / "go-src", source)
     epoch = {"SOURCE_DATE_EPOCH": "1700000000"}
     flags = ("--no-test", "--no-run", "--runtime-image", "busybox:1.35", "--source", str(source))
     watched = tmp_path / "watched.tar"
-    process = subprocess.Popen(
-        pipeline.command("multistage", "--watch", *flags, "--output", str(watched)),
-        cwd=ROOT,
-        env={**pipeline.env, **epoch},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stderr is not None
-    lines: queue.Queue[str] = queue.Queue()
-    stderr = process.stderr
+    watch = _Watching(pipeline, [*flags, "--output", str(watched)], epoch, merged=False)
 
-    def pump() -> None:
-        for line in stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-
-    def next_build(limit: float = 180) -> None:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                continue
-            assert not line.startswith("error:"), line
-            if line.startswith("watching"):
-                return
-        raise AssertionError(f"no build ended within {limit}s")
+    def built(line: str) -> bool:
+        assert not line.startswith("error:"), line
+        return line.startswith("watching")
 
     try:
-        next_build()
+        watch.wait_for(built, "the end of a build")
         greeting = source / "greeting.go"
         greeting.write_text(greeting.read_text().replace('"World"', '"Swapped"'))
-        next_build()
+        watch.wait_for(built, "the end of a build")
         rebuilt = watched.read_bytes()
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=60)
+        watch.stop()
     fresh = tmp_path / "fresh.tar"
     ran = pipeline("multistage", *flags, "--output", str(fresh), extra_env=epoch)
     assert ran.returncode == 0, ran.stderr
