@@ -4,6 +4,7 @@ image holds the Go toolchain, Go source or a shell. Pure functions over pipeline
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.oci import Layer, Manifest
@@ -29,12 +30,9 @@ class Anatomy:
     biggest_layer_bytes: int
 
 
-def _base_layer_count(image: Manifest, base: Manifest | None) -> int:
+def _base_layer_count(image: Manifest, theirs: Sequence[str]) -> int:
     """How many of the image's layers are the base's: the common prefix of diff_ids."""
-    if base is None:
-        return 0
     ours = image.config.get("rootfs", {}).get("diff_ids", [])
-    theirs = base.config.get("rootfs", {}).get("diff_ids", [])
     count = 0
     for mine, its in zip(ours, theirs, strict=False):
         if mine != its:
@@ -44,14 +42,18 @@ def _base_layer_count(image: Manifest, base: Manifest | None) -> int:
 
 
 def _created_by(image: Manifest, index: int) -> str:
+    """What made the layer, as its history entry says: the base's own entry for a base layer
+    (an imported one has only a comment, "Imported from -")."""
     history = [h for h in image.config.get("history", []) if not h.get("empty_layer")]
     if index < len(history):
-        return str(history[index].get("created_by", "")).strip()
+        entry = history[index]
+        return str(entry.get("created_by") or entry.get("comment") or "").strip()
     return ""
 
 
-def dissect(image: Manifest, base: Manifest | None, binary_path: str) -> Anatomy:
-    """Take `image` apart against its `base` (None: scratch); `binary_path` is the program."""
+def dissect(image: Manifest, base: Sequence[str], binary_path: str) -> Anatomy:
+    """Take `image` apart against the diff_ids of its `base` (none: scratch); `binary_path`
+    is the program."""
     files: dict[str, int] = {}
     for layer in image.layers:
         files.update(layer.files)

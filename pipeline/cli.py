@@ -37,6 +37,7 @@ from pipeline.options import (
     PlatformOpt,
     QuietOpt,
     RegistryCaOpt,
+    RegistryMirrorOpt,
     Reproducible,
     RunOpt,
     RuntimeImageOpt,
@@ -71,6 +72,7 @@ from pipeline.settings import (
     default_output,
     image_key,
     parse_image_ref,
+    parse_mirror,
     parse_platform,
 )
 
@@ -133,6 +135,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         user=check_user(flags.user) if flags.user else None,
         lock=flags.lock,
         registry_ca=flags.registry_ca,
+        registry_mirrors=tuple(dict(parse_mirror(m) for m in flags.registry_mirror or ()).items()),
         push_timeout=check_push_timeout(flags.push_timeout),
         cache_from=cache_from,
         cache_to=cache_to,
@@ -247,6 +250,7 @@ def verify_command(
     cache_from: CacheFromOpt = None,
     registry_username: UsernameOpt = None,
     registry_ca: RegistryCaOpt = None,
+    registry_mirror: RegistryMirrorOpt = None,
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -270,6 +274,7 @@ def verify_command(
         cache_from=cache_from,
         registry_username=registry_username,
         registry_ca=registry_ca,
+        registry_mirror=registry_mirror,
         registry_password=os.environ.pop(PASSWORD_ENV, None) or None,
         quiet=quiet,
     )

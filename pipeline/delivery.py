@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,14 +16,14 @@ import anyio.from_thread
 import anyio.lowlevel
 import dagger
 
-from pipeline import buildinfo, docker_cli, sbom
+from pipeline import bases, buildinfo, docker_cli, sbom, schema
 from pipeline.engine import Session
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport
-from pipeline.reproducible import normalise, swap_last_layer
-from pipeline.settings import Settings
+from pipeline.reproducible import Bases, normalise, swap_last_layer
+from pipeline.settings import Platform, Settings
 from pipeline.variants import Image
 
 if TYPE_CHECKING:
@@ -51,44 +52,43 @@ async def export(
     session: Session,
     epoch: int | None,
     *,
+    base_layers: Bases | None = None,
     swap: tuple[Path, bytes] | None = None,
 ) -> tuple[ImageInfo, Path]:
-    """Export the image as an OCI tarball, made reproducible when an epoch is given, and read
-    it back. It lands at `destination` (atomically) or, without one, in `scratch`. With an
-    epoch and `swap` (an image this session made, and the tar of a layer): the image is known
-    to be that one with its last layer replaced by this one (the same recipe, settings and
-    bases; another binary), and is made from it here instead of exported by the engine."""
+    """Export the image as an OCI tarball and read it back: its base's layers those of
+    `base_layers` (platform → the base's layers, as its registry serves them), its own layers
+    compressed canonically, and everything else reproducible where an epoch is given (the
+    config's times stay the engine's without one). It lands at `destination` (atomically)
+    or, without one, in `scratch`. With an epoch and `swap` (an image this session made, and
+    the tar of a layer): the image is known to be that one with its last layer replaced by
+    this one (the same recipe, settings and bases; another binary), and is made from it here
+    instead of exported by the engine."""
     head, *rest = image.containers
     target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
+    # read_image below reads none of the layers again (session.layers).
+    memo, layers = session.canonical, session.layers
     with atomic_path(target) as tmp:
-        if epoch is None:
-            await head.export(str(tmp), platform_variants=rest)
-        else:
+        swapped = False
+        if swap is not None and epoch is not None:
+            previous, layer = swap
+            made = functools.partial(
+                swap_last_layer, previous, tmp, layer,
+                epoch=epoch, ref_name=image.ref, memo=memo, layers=layers, bases=base_layers,
+            )  # fmt: skip
+            # An image kept that cannot be read (gone, cut short) costs the engine's export.
+            with contextlib.suppress(OCIError, OSError, KeyError, ValueError):
+                await anyio.to_thread.run_sync(made)
+                swapped = True
+        if not swapped:
             raw = scratch / "engine-export.tar"
-            swapped = False
-            if swap is not None:
-                previous, layer = swap
-                made = functools.partial(
-                    swap_last_layer,
-                    previous,
-                    tmp,
-                    layer,
-                    epoch=epoch,
-                    ref_name=image.ref,
-                    memo=session.canonical,
-                    layers=session.layers,  # read_image below reads none of them again
-                )
-                # An image kept that cannot be read (gone, cut short) costs the engine's export.
-                with contextlib.suppress(OCIError, OSError, KeyError, ValueError):
-                    await anyio.to_thread.run_sync(made)
-                    swapped = True
-            if not swapped:
-                # normalise compresses every layer itself: the engine need not, nor we undo it.
-                await head.export(
-                    str(raw),
-                    platform_variants=rest,
-                    forced_compression=dagger.ImageLayerCompression.Uncompressed,
-                )
+            # normalise compresses every layer we added itself, and takes the base's from
+            # its registry: the engine need not compress any, nor we undo it.
+            await head.export(
+                str(raw),
+                platform_variants=rest,
+                forced_compression=dagger.ImageLayerCompression.Uncompressed,
+            )
+            try:
                 await anyio.to_thread.run_sync(
                     functools.partial(
                         normalise,
@@ -96,11 +96,15 @@ async def export(
                         tmp,
                         epoch=epoch,
                         ref_name=image.ref,
-                        memo=session.canonical,
-                        layers=session.layers,
+                        memo=memo,
+                        layers=layers,
+                        bases=base_layers,
                     )
                 )
-                raw.unlink()
+            except OCIError as err:
+                raise PipelineError(f"the exported image {image.ref} is unusable: {err}") from err
+            finally:
+                raw.unlink(missing_ok=True)
         try:
             info = await anyio.to_thread.run_sync(read_image, tmp, session.layers)
         except OCIError as err:
@@ -109,22 +113,27 @@ async def export(
     return info, target
 
 
-async def base_info(image: Image, session: Session) -> ImageInfo | None:
-    """The base image, exported and read once per session (None for scratch)."""
-    if image.base is None:
-        return None
-    async with session.lock:
-        if image.base_ref not in session.bases:
-            path = session.scratch / f"base-{len(session.bases)}.tar"
-            await image.base.export(str(path))
-            try:
-                session.bases[image.base_ref] = await anyio.to_thread.run_sync(
-                    read_image, path, session.layers
-                )
-            except OCIError as err:
-                raise PipelineError(f"base image {image.base_ref} is unreadable: {err}") from None
-            path.unlink()
-        return session.bases[image.base_ref]
+async def fetch_bases(
+    settings: Settings, wanted: Sequence[tuple[str, Platform]], session: Session
+) -> None:
+    """Put the layers of each (pinned base, platform) in `wanted` into session.bases, as
+    their registries serve them (pipeline.bases): from this machine's store where it has
+    them, else from the registry within --push-timeout."""
+    missing = [(r, p) for r, p in wanted if (r, str(p)) not in session.bases]
+    if not missing:
+        return
+    cache = schema.cache_dir(os.environ)
+    kept = await anyio.to_thread.run_sync(bases.fetch, missing, settings, None, cache)
+    session.bases.update(kept)
+    missing = [(r, p) for r, p in missing if (r, str(p)) not in kept]
+    if not missing:
+        return
+    from pipeline import transport  # requests and oras: only a read from a registry needs them
+
+    budget = transport.Budget.of(settings.push_timeout)
+    work = functools.partial(bases.fetch, missing, settings, budget, cache)
+    registry = bases.source(missing[0][0], settings).registry
+    session.bases.update(await bounded(work, budget, settings.push_timeout, registry))
 
 
 async def load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
@@ -189,24 +198,35 @@ async def in_thread(work: Callable[[], T], budget: Budget) -> T:
 
 
 async def publish(
-    image: Image, settings: Settings, tarball: Path, info: ImageInfo, document: bytes | None
-) -> tuple[str, str | None]:
+    image: Image,
+    settings: Settings,
+    tarball: Path,
+    info: ImageInfo,
+    document: bytes | None,
+    base_layers: Bases,
+) -> tuple[str, str | None, int]:
     """Push the exported image as it is (its digest kept), then its SBOM as a referrer, within
-    --push-timeout. The pushed reference with its digest, and the SBOM's fallback tag (None
-    without an SBOM)."""
+    --push-timeout. The base's layers (`base_layers`, by platform) are mounted from the base's
+    repository where it is on the same registry, not sent. The pushed reference with its
+    digest, the SBOM's fallback tag (None without an SBOM) and the image's blob bytes sent."""
     from pipeline import registry, transport  # oras and requests: only a push needs them
 
     ref = settings.publish
     assert ref is not None
     login = transport.Login.of(settings)
     budget = transport.Budget.of(settings.push_timeout)
+    mounts: dict[str, str] = {}
+    for base in base_layers.values():
+        source = bases.source(base.ref, settings)
+        if source.endpoint == ref.endpoint:
+            mounts.update((str(layer["digest"]), source.repository) for layer in base.layers)
 
-    def push() -> tuple[str, str | None]:
-        pushed = registry.push_image(
-            tarball, ref, login, budget, ref_name=image.ref, digest=info.digest
+    def push() -> tuple[str, str | None, int]:
+        pushed, sent = registry.push_image(
+            tarball, ref, login, budget, ref_name=image.ref, digest=info.digest, mounts=mounts
         )
         if document is None or settings.provenance is None:
-            return pushed, None
+            return pushed, None, sent
         subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
         tag = registry.push_sbom(
             document,
@@ -217,7 +237,7 @@ async def publish(
             media_type=sbom.MEDIA_TYPE,
             created=settings.provenance.created,
         )
-        return pushed, tag
+        return pushed, tag, sent
 
     return await bounded(push, budget, settings.push_timeout, ref.registry)
 

@@ -30,7 +30,7 @@ from pipeline.errors import (
     auth_failed,
     unreachable_reason,
 )
-from pipeline.oci import ImageInfo, Layer
+from pipeline.oci import BaseLayers, Layer
 from pipeline.settings import BUILD_DIR, Platform, Settings, parse_platform
 
 T = TypeVar("T")
@@ -44,7 +44,9 @@ class Session:
     native: Platform
     scratch: Path
     hook: StepHook | None = None
-    bases: dict[str, ImageInfo] = field(default_factory=dict)
+    # Each base's layers for a platform, as its registry serves them (pipeline.bases): a
+    # pinned base never changes, so read once per session.
+    bases: dict[tuple[str, str], BaseLayers] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
     # Each layer recompressed once (in memory; in_session's kept between runs too).
     canonical: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)

@@ -84,8 +84,50 @@ class ImageInfo:
         )
 
 
-def _digest(data: bytes) -> str:
+@dataclass(frozen=True)
+class BaseLayers:
+    """A base image's layers for one platform, as its registry serves them: the descriptors
+    its manifest lists (digest, size, media type, as they are), the diff_ids and history its
+    config lists, and where each blob is on this machine (pipeline.bases fetched them)."""
+
+    ref: str  # the base, pinned: docker.io/library/busybox:1.35@sha256:…
+    platform: str  # os/architecture[/variant]
+    layers: tuple[dict[str, Any], ...]
+    diff_ids: tuple[str, ...]
+    history: tuple[dict[str, Any], ...]
+    blobs: dict[str, Path] = field(repr=False, compare=False)
+
+    def blob(self, digest: str) -> bytes:
+        """A layer's blob, checked against its digest (OCIError if the file changed)."""
+        try:
+            data = self.blobs[digest].read_bytes()
+        except (KeyError, OSError) as err:
+            raise OCIError(f"{self.ref}: its layer {digest[:19]} is gone ({err})") from None
+        if digest_of(data) != digest:
+            raise OCIError(f"{self.ref}: its layer {digest[:19]} changed on disk")
+        return data
+
+    def config(self) -> dict[str, Any]:
+        """What an image config says of these layers (for pipeline.anatomy)."""
+        return {"rootfs": {"type": "layers", "diff_ids": list(self.diff_ids)}}
+
+
+def digest_of(data: bytes) -> str:
+    """The OCI digest of `data`: sha256, in hex."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def same_platform(found: str, wanted: str) -> bool:
+    """Whether two `os/architecture[/variant]` name one platform: linux/arm64 is
+    linux/arm64/v8, so a variant counts only where both name one."""
+    f, w = found.split("/"), wanted.split("/")
+    return f[:2] == w[:2] and (len(f) < 3 or len(w) < 3 or f[2] == w[2])
+
+
+def platform_of(document: dict[str, Any]) -> str:
+    """`os/architecture[/variant]` of an index entry's platform, or of an image config."""
+    parts = [document.get("os", ""), document.get("architecture", ""), document.get("variant", "")]
+    return "/".join(str(p) for p in parts if p)
 
 
 def _blob_name(digest: str) -> str:
@@ -159,7 +201,7 @@ class _Archive:
 
     def json_blob(self, digest: str) -> tuple[bytes, dict[str, Any]]:
         data = self.read(_blob_name(digest))
-        if _digest(data) != digest:
+        if digest_of(data) != digest:
             raise OCIError(f"blob {digest} does not match its digest")
         return data, json.loads(data)
 
@@ -179,9 +221,7 @@ class _Archive:
 
 
 def _platform(descriptor: dict[str, Any], config: dict[str, Any]) -> str:
-    platform = descriptor.get("platform") or config
-    parts = [platform.get("os", ""), platform.get("architecture", ""), platform.get("variant", "")]
-    return "/".join(p for p in parts if p)
+    return platform_of(descriptor.get("platform") or config)
 
 
 def _manifests(archive: _Archive, descriptor: dict[str, Any]) -> list[Manifest]:
@@ -210,7 +250,10 @@ def _read_layout(archive: _Archive) -> ImageInfo:
         top = descriptors[0]
         return ImageInfo(top["digest"], top["mediaType"], manifests, int(top["size"]))
     return ImageInfo(
-        _digest(index_bytes), "application/vnd.oci.image.index.v1+json", manifests, len(index_bytes)
+        digest_of(index_bytes),
+        "application/vnd.oci.image.index.v1+json",
+        manifests,
+        len(index_bytes),
     )
 
 

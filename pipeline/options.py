@@ -148,6 +148,16 @@ RegistryCaOpt = Annotated[
         show_default=False,
     ),
 ]
+RegistryMirrorOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--registry-mirror",
+        help="REGISTRY=MIRROR, repeatable: a registry the engine pulls through a mirror "
+        "(its engine.json), so that the bases' layers are read from the mirror too.",
+        envvar="PIPELINE_REGISTRY_MIRROR",
+        show_default=False,
+    ),
+]
 PushTimeoutOpt = Annotated[
     float,
     typer.Option(
@@ -260,6 +270,7 @@ class BuildFlags:
     user: UserOpt = None
     lock: LockOpt = None
     registry_ca: RegistryCaOpt = None
+    registry_mirror: RegistryMirrorOpt = None
     push_timeout: PushTimeoutOpt = 300.0
     cache_from: CacheFromOpt = None
     cache_to: CacheToOpt = None

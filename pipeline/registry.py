@@ -10,7 +10,7 @@ import hashlib
 import json
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,23 @@ SETTLE = 0.5  # seconds between writing the SBOM index and reading it back
 
 
 def push_image(
-    tarball: Path, ref: ImageRef, login: Login, budget: Budget, *, ref_name: str, digest: str
-) -> str:
+    tarball: Path,
+    ref: ImageRef,
+    login: Login,
+    budget: Budget,
+    *,
+    ref_name: str,
+    digest: str,
+    mounts: Mapping[str, str] | None = None,
+) -> tuple[str, int]:
     """Push the layout in `tarball` (its image named `ref_name` in index.json) to `ref`; fail
-    unless the registry then reports `digest`. Return `registry/repository:tag@digest`."""
+    unless the registry then reports `digest`. The blobs of `mounts` (digest → a repository
+    of the same registry that has them: the base's) are mounted from there, not sent. Return
+    `registry/repository:tag@digest` and the bytes of the blobs sent."""
     tag = ref.tag or "latest"
     with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, one_line_errors(ref):
         client = Client(ref, login, budget)
+        client.mounts.update(mounts or {})
         client.check_login()
         with tarfile.open(tarball) as tar:
             tar.extractall(layout, filter="data")
@@ -58,7 +68,7 @@ def push_image(
             f"{ref.registry} reports {remote or 'no digest'} for {ref.path}:{tag}, not the "
             f"pushed {digest}: the registry rewrote the manifest"
         )
-    return f"{ref.canonical}:{tag}@{digest}"
+    return f"{ref.canonical}:{tag}@{digest}", client.sent
 
 
 def _name_the_image(layout: Path, ref_name: str) -> None:
@@ -179,12 +189,12 @@ def pull_artifact(
         pulled = []
         for index, (digest, size, media_type) in enumerate(layers):
             path = directory / f"layer-{index}"
-            _download(client, digest, size, path)
+            download_blob(client, digest, size, path)
             pulled.append((path, media_type))
     return pulled
 
 
-def _download(client: Client, digest: str, size: int, path: Path) -> None:
+def download_blob(client: Client, digest: str, size: int, path: Path) -> None:
     """GET the blob `digest` into `path`; RegistryError unless its bytes match."""
     url = f"{client.prefix}://{client.ref.endpoint}/v2/{client.ref.repository}/blobs/{digest}"
     answer = client.do_request(url, "GET", stream=True)

@@ -7,7 +7,8 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
      "images": [{"ref": "helloworld:multistage", "role": "image" | "builder",
                  "digest": "sha256:...", "media_type": "...", "platforms": [...],
                  "output": "build/helloworld-multistage.tar" | null,
-                 "published": "REF@sha256:..." | null, "loaded": "sha256:..." | null,
+                 "published": "REF@sha256:..." | null, "published_bytes": N | null,
+                 "loaded": "sha256:..." | null,
                  "size": {"uncompressed": N, "compressed": N}, "layers": N}],
      "steps": [{"name": "build", "seconds": 1.23}, ...]}
 """
@@ -50,6 +51,7 @@ class ImageReport:
     layers: int
     output: str | None = None
     published: str | None = None
+    sent: int | None = None  # bytes of the image's blobs the publish sent (a base's: mounted)
     loaded: str | None = None
     anatomy: Anatomy | None = None
     sbom: str | None = None  # the SPDX file beside the tarball
@@ -121,6 +123,7 @@ class RunReport:
                 "platforms": list(i.platforms),
                 "output": i.output,
                 "published": i.published,
+                "published_bytes": i.sent,
                 "loaded": i.loaded,
                 "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
                 "layers": i.layers,

@@ -1,15 +1,19 @@
 """Make an exported OCI image tarball reproducible, and tell two apart.
 
 Dagger cannot yet (dagger/dagger#7721): the config's `created` and each history entry's are
-the time the engine stored the layer, and a base layer's compressed blob depends on whether the
-engine still has the registry's blob or compressed it again. So the last step is ours:
+the time the engine stored the layer, and a base layer depends on what the engine remembers:
+its registry blob while the engine has it, a new tar written from the unpacked snapshot after
+a restart without a prune. So the last step is ours:
 
-- every layer is recompressed canonically, so its digest depends only on its content: one
-  gzip member with a fixed header around libdeflate's deflate stream at level 6. libdeflate
-  comes bundled in the `deflate` wheel, pinned exactly in pyproject.toml, so the bytes do not
-  depend on the host: the system's zlib does not give the same ones everywhere (Fedora ships
-  zlib-ng-compat, whose deflate output differs from zlib's). Upgrading `deflate` is a
-  deliberate change of every image digest;
+- the base's layers are the base's own, as its registry serves them (pipeline.bases): its
+  manifest's descriptors (digest, size, media type) and blobs, its config's diff_ids and
+  history, whatever the engine's export holds in their place;
+- every layer we added is recompressed canonically, so its digest depends only on its
+  content: one gzip member with a fixed header around libdeflate's deflate stream at level 6.
+  libdeflate comes bundled in the `deflate` wheel, pinned exactly in pyproject.toml, so the
+  bytes do not depend on the host: the system's zlib does not give the same ones everywhere
+  (Fedora ships zlib-ng-compat, whose deflate output differs from zlib's). Upgrading
+  `deflate` is a deliberate change of every image digest;
 - config `created` and every `history[].created` become SOURCE_DATE_EPOCH, and every
   `history[].created_by` a constant for its layer;
 - config → manifest → index are re-serialised and re-hashed, and index.json names the image
@@ -27,7 +31,7 @@ import struct
 import tarfile
 import zlib
 from collections import ChainMap
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +39,16 @@ from typing import Any
 
 import deflate
 
-from pipeline.oci import INDEX_TYPES, Layer, OCIError, layer_of
+from pipeline.oci import (
+    INDEX_TYPES,
+    BaseLayers,
+    Layer,
+    OCIError,
+    digest_of,
+    layer_of,
+    platform_of,
+    same_platform,
+)
 from pipeline.provenance import rfc3339
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -49,8 +62,7 @@ LAYER_TYPES = frozenset(
 )
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+Bases = Mapping[str, BaseLayers]  # platform (os/architecture[/variant]) → its base's layers
 
 
 def _dump(document: object) -> bytes:
@@ -107,8 +119,8 @@ def _gzip(tar: bytes) -> bytes:
 
 def _canonical_layer(data: bytes) -> tuple[bytes, str]:
     """The layer recompressed canonically, and its diff_id (digest of the tar)."""
-    tar = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    return _gzip(tar), _digest(tar)
+    tar = _plain(data)
+    return _gzip(tar), digest_of(tar)
 
 
 def _ustar_header(name: str, mode: int, size: int, mtime: int, kind: bytes) -> bytes:
@@ -147,37 +159,51 @@ def prime(memo: MutableMapping[str, tuple[bytes, str]], tar: bytes) -> None:
     """Compress the layer `tar` now, as normalise would once the engine exports it: a layer
     expected in an image, compressed beside the export (normalise takes it from `memo`, by
     its digest uncompressed, as the engine's uncompressed export names it)."""
-    digest = _digest(tar)
+    digest = digest_of(tar)
     if digest not in memo:
         memo[digest] = _gzip(tar), digest
 
 
-def _layer_digests(layout: _Layout, descriptor: dict[str, Any]) -> Iterator[str]:
-    """The digests of the layers under `descriptor` (a manifest, or an index of them)."""
+def _base_of(config: dict[str, Any], bases: Bases) -> BaseLayers | None:
+    """The base of the image whose config is `config`, by its platform (None: no base)."""
+    platform = platform_of(config)
+    found = [b for p, b in bases.items() if same_platform(p, platform)]
+    if bases and not found:
+        raise OCIError(f"no base layers for its {platform} image (only {', '.join(bases)})")
+    return found[0] if found else None
+
+
+def _own_layers(layout: _Layout, descriptor: dict[str, Any], bases: Bases) -> Iterator[str]:
+    """The digests of the layers under `descriptor` (a manifest, or an index of them) that
+    the base did not give."""
     document = layout.json(descriptor["digest"])
     if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
         for manifest in document["manifests"]:
-            yield from _layer_digests(layout, manifest)
+            yield from _own_layers(layout, manifest, bases)
     else:
-        yield from (layer["digest"] for layer in document["layers"])
+        base = _base_of(layout.json(document["config"]["digest"]), bases)
+        skipped = len(base.layers) if base else 0
+        yield from (layer["digest"] for layer in document["layers"][skipped:])
 
 
 class _Normaliser:
     def __init__(
         self,
         layout: _Layout,
-        epoch: int,
+        epoch: int | None,
         memo: MutableMapping[str, tuple[bytes, str]],
         layers: dict[str, Layer],
+        bases: Bases,
     ) -> None:
         self.old = layout
         self.memo = memo
         self.layers = layers
+        self.bases = bases
         self.blobs: dict[str, bytes] = {}
-        self.created = rfc3339(epoch)
+        self.created = None if epoch is None else rfc3339(epoch)
 
     def put(self, data: bytes) -> dict[str, Any]:
-        digest = _digest(data)
+        digest = digest_of(data)
         self.blobs[digest] = data
         return {"digest": digest, "size": len(data)}
 
@@ -190,67 +216,133 @@ class _Normaliser:
             self.manifest(document)
         return {**descriptor, **self.put(_dump(document))}
 
-    def manifest(self, manifest: dict[str, Any]) -> None:
-        layers, diff_ids = [], []
-        for layer in manifest["layers"]:
-            if layer["mediaType"] not in LAYER_TYPES:
-                raise OCIError(f"layer media type {layer['mediaType']} is not supported")
-            if layer["digest"] not in self.memo:
-                self.memo[layer["digest"]] = _canonical_layer(self.old.blobs[layer["digest"]])
-            data, diff_id = self.memo[layer["digest"]]
-            new = self.put(data)
-            if new["digest"] not in self.layers:  # as read_image would read it back
-                blob = self.old.blobs[layer["digest"]]
-                tar = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
-                self.layers[new["digest"]] = layer_of(
-                    tar, digest=new["digest"], media_type=GZIP_LAYER, compressed=new["size"]
+    def own_layer(self, layer: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """A layer we added, recompressed canonically: its descriptor and diff_id."""
+        if layer["mediaType"] not in LAYER_TYPES:
+            raise OCIError(f"layer media type {layer['mediaType']} is not supported")
+        if layer["digest"] not in self.memo:
+            self.memo[layer["digest"]] = _canonical_layer(self.old.blobs[layer["digest"]])
+        data, diff_id = self.memo[layer["digest"]]
+        new = self.put(data)
+        if new["digest"] not in self.layers:  # as read_image would read it back
+            tar = _plain(self.old.blobs[layer["digest"]])
+            self.layers[new["digest"]] = layer_of(
+                tar, digest=new["digest"], media_type=GZIP_LAYER, compressed=new["size"]
+            )
+        return {**layer, "mediaType": GZIP_LAYER, **new}, diff_id
+
+    def base_layers(
+        self, base: BaseLayers, exported: list[dict[str, Any]], diff_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """The base's layers as its registry serves them, in place of the `exported` ones
+        (whatever the engine wrote: the registry's tar, or one written anew)."""
+        if len(exported) < len(base.layers):
+            raise OCIError(
+                f"the image has {len(exported)} layers, fewer than its base {base.ref} "
+                f"({len(base.layers)}): it is not built on that base"
+            )
+        for layer, old, old_diff_id, diff_id in zip(
+            base.layers, exported, diff_ids, base.diff_ids, strict=False
+        ):
+            blob = self.old.blobs.get(layer["digest"]) or base.blob(layer["digest"])
+            self.blobs[layer["digest"]] = blob
+            if old_diff_id == diff_id and layer["digest"] not in self.layers:
+                # The engine's tar is the base's own: read it, not the blob, for read_image.
+                self.layers[layer["digest"]] = layer_of(
+                    _plain(self.old.blobs[old["digest"]]),
+                    digest=layer["digest"],
+                    media_type=layer["mediaType"],
+                    compressed=int(layer["size"]),
                 )
-            layers.append({**layer, "mediaType": GZIP_LAYER, **new})
+        return [dict(layer) for layer in base.layers]
+
+    def manifest(self, manifest: dict[str, Any]) -> None:
+        config = self.old.json(manifest["config"]["digest"])
+        exported = list(manifest["layers"])
+        base = _base_of(config, self.bases)
+        count = len(base.layers) if base else 0
+        old_diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+        if len(old_diff_ids) != len(exported):
+            raise OCIError("the layers do not match the config's diff_ids")
+        layers = self.base_layers(base, exported, old_diff_ids) if base else []
+        diff_ids = list(base.diff_ids) if base else []
+        for layer in exported[count:]:
+            new, diff_id = self.own_layer(layer)
+            layers.append(new)
             diff_ids.append(diff_id)
         manifest["layers"] = layers
-        config = self.old.json(manifest["config"]["digest"])
-        if config.get("rootfs", {}).get("diff_ids") != diff_ids:
-            raise OCIError("the layers do not match the config's diff_ids")
-        config["created"] = self.created
-        history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-        if len(history) != len(diff_ids):
+        config["rootfs"]["diff_ids"] = diff_ids
+        ours = _after_base(config.get("history", []), count)
+        if len([h for h in ours if not h.get("empty_layer")]) != len(diff_ids) - count:
             raise OCIError("the config's history does not match its layers")
-        for entry, diff_id in zip(history, diff_ids, strict=True):
-            entry["created"] = self.created
-            # Engines describe one layer differently from run to run ("import image layer
-            # …", "rehydrated persisted snapshot"): one text per layer, from what it holds.
-            entry["created_by"] = f"layer {diff_id}"
+        for entry in ours:
+            if self.created is not None:
+                entry["created"] = self.created
+        if self.created is not None:
+            config["created"] = self.created
+            own = iter(diff_ids[count:])
+            for entry in ours:
+                if not entry.get("empty_layer"):
+                    # Engines describe one layer differently from run to run ("import image
+                    # layer …", "rehydrated persisted snapshot"): one text per layer, from
+                    # what it holds.
+                    entry["created_by"] = f"layer {next(own)}"
+        if base is not None:
+            config["history"] = [*(dict(h) for h in base.history), *ours]
         manifest["config"] = {**manifest["config"], **self.put(_dump(config))}
+
+
+def _after_base(history: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The history entries of the layers after the first `count` (the base's), from the
+    first that made a layer: the base's own empty entries (its CMD, say) stay the base's."""
+    seen = 0
+    for index, entry in enumerate(history):
+        if not entry.get("empty_layer"):
+            if seen == count:
+                return history[index:]
+            seen += 1
+    return []
+
+
+def _plain(blob: bytes) -> bytes:
+    """A layer's tar, from its blob (gzip or not)."""
+    return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
 
 
 def normalise(
     source: Path,
     destination: Path,
     *,
-    epoch: int,
+    epoch: int | None,
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None = None,
     layers: dict[str, Layer] | None = None,
+    bases: Bases | None = None,
 ) -> str:
     """Write the reproducible form of the image tarball `source` to `destination`; return
-    the digest of the image (its top manifest or index). Layers already recompressed are
-    taken from `memo` (by their digest in `source`: a dict, or pipeline.layer_cache's files);
-    each layer of the image is added to `layers` as pipeline.oci.read_image would read it (by
-    its new digest), so that reading the image back inflates none of them again."""
-    return _normalise(_Layout.read(source), destination, epoch, ref_name, memo, layers)
+    the digest of the image (its top manifest or index). Each platform's image built on a
+    base holds that base's layers from `bases` (by platform). Without an epoch, the config's
+    times stay the engine's (naive stays naive), the rest is done all the same. Layers already
+    recompressed are taken from `memo` (by their digest in `source`: a dict, or
+    pipeline.layer_cache's files); each layer of the image is added to `layers` as
+    pipeline.oci.read_image would read it (by its new digest), so that reading the image back
+    inflates none of them again."""
+    layout = _Layout.read(source)
+    return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
 
 
 def _normalise(
     layout: _Layout,
     destination: Path,
-    epoch: int,
+    epoch: int | None,
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None,
     layers: dict[str, Layer] | None,
+    bases: Bases,
 ) -> str:
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
-    missing = [d for d in dict.fromkeys(_layer_digests(layout, top)) if d not in memo]
+    missing = [d for d in dict.fromkeys(_own_layers(layout, top, bases)) if d not in memo]
 
     def recompress(digest: str) -> None:
         memo[digest] = _canonical_layer(layout.blobs[digest])
@@ -258,7 +350,7 @@ def _normalise(
     # zlib's inflate and libdeflate let go of the GIL: the layers in parallel.
     with ThreadPoolExecutor() as pool:
         list(pool.map(recompress, missing))
-    normaliser = _Normaliser(layout, epoch, memo, {} if layers is None else layers)
+    normaliser = _Normaliser(layout, epoch, memo, {} if layers is None else layers, bases)
     top = normaliser.descriptor(top)
     top["annotations"] = {**top.get("annotations", {}), REF_NAME: ref_name}
     index = {
@@ -275,7 +367,7 @@ def _normalise(
         },
     }
     files.update(_docker_manifest(normaliser, top, ref_name))
-    _write_tar(destination, files, epoch)
+    _write_tar(destination, files, epoch or 0)
     return str(top["digest"])
 
 
@@ -288,9 +380,10 @@ def swap_last_layer(
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None = None,
     layers: dict[str, Layer] | None = None,
+    bases: Bases | None = None,
 ) -> str:
     """Write to `destination` what normalise writes for an image that is `previous` (a
-    single-platform image normalise wrote, with this epoch and name) but for its last layer,
+    single-platform image normalise wrote, with this epoch, name and bases) but for its last layer,
     whose tar is `tar`; return its digest. The image is `previous` made again with that layer
     (compressed, or taken from `memo` by the tar's digest) and the config's last diff_id set
     to the tar's: what the engine's export of it holds, normalised."""
@@ -304,7 +397,7 @@ def swap_last_layer(
         layer["digest"]: (layout.blobs[layer["digest"]], diff_id)
         for layer, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
     }
-    digest = _digest(tar)
+    digest = digest_of(tar)
     layout.blobs[digest] = tar
     config["rootfs"]["diff_ids"][-1] = digest
     manifest["layers"][-1] = {
@@ -316,13 +409,13 @@ def swap_last_layer(
 
     def put(document: dict[str, Any]) -> dict[str, Any]:
         data = _dump(document)
-        layout.blobs[_digest(data)] = data
-        return {"digest": _digest(data), "size": len(data)}
+        layout.blobs[digest_of(data)] = data
+        return {"digest": digest_of(data), "size": len(data)}
 
     manifest["config"] = {**manifest["config"], **put(config)}
     layout.index["manifests"] = [{**top, **put(manifest)}]
     memo = ChainMap(kept, {} if memo is None else memo)
-    return _normalise(layout, destination, epoch, ref_name, memo, layers)
+    return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
 
 
 def _docker_manifest(
@@ -404,6 +497,33 @@ def _images(layout: _Layout, descriptor: dict[str, Any]) -> dict[str, dict[str, 
         return found
     config = layout.json(document["config"]["digest"])
     return {f"{config.get('os')}/{config.get('architecture')}": document}
+
+
+def base_mismatches(tarball: Path, bases: Bases) -> list[str]:
+    """Where the image in `tarball` does not hold its base's layers as the base's registry
+    serves them (`bases`, by platform): each layer whose descriptor (digest, size, media
+    type) is not the base manifest's, or whose diff_id is not the base config's. Empty when
+    every platform's image holds its base as it is (and when there are no bases: scratch)."""
+    layout = _Layout.read(tarball)
+    found = []
+    for platform, manifest in _images(layout, layout.index["manifests"][0]).items():
+        config = layout.json(manifest["config"]["digest"])
+        base = _base_of(config, bases)
+        if base is None:
+            continue
+        layers, diff_ids = manifest["layers"], config.get("rootfs", {}).get("diff_ids", [])
+        for number, want in enumerate(base.layers):
+            got = layers[number] if number < len(layers) else {}
+            wrong = [key for key in ("digest", "size", "mediaType") if got.get(key) != want[key]]
+            if number >= len(diff_ids) or diff_ids[number] != base.diff_ids[number]:
+                wrong.append("diff_id")
+            if wrong:
+                found.append(
+                    f"{platform}: layer {number} ({str(got.get('digest', 'none'))[:19]}) is not "
+                    f"the base's ({want['digest'][:19]} of {base.ref}): its {', '.join(wrong)} "
+                    "differ"
+                )
+    return found
 
 
 def differences(first: Path, second: Path) -> list[str]:

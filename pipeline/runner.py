@@ -23,14 +23,14 @@ from pipeline.anatomy import dissect
 from pipeline.clock import Clock, StepHook
 from pipeline.engine import Session, in_session, translate, uploading
 from pipeline.errors import PipelineError
-from pipeline.oci import ImageInfo
+from pipeline.oci import BaseLayers, ImageInfo, same_platform
 from pipeline.outputs import write_bytes
 from pipeline.report import GoCache, ImageReport, RunReport, Step
-from pipeline.reproducible import differences, file_layer, prime
+from pipeline.reproducible import base_mismatches, differences, file_layer, prime
 from pipeline.settings import SCRATCH, Platform, Settings, Variant
 from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
-from pipeline.variants import VARIANTS, Built, Target
+from pipeline.variants import VARIANTS, Built, Image, Target, bases_of
 
 
 async def _sync_all(containers: Sequence[dagger.Container]) -> None:
@@ -142,6 +142,15 @@ async def _keep(job: _Job, tarball: Path) -> None:
     job.session.images[settings.tag] = (replace(settings, reload_source=False), kept)
 
 
+def _base_layers(job: _Job, image: Image, role: str) -> dict[str, BaseLayers]:
+    """The layers of the image's base by platform, as delivery.fetch_bases read them: the
+    variant's image has the job's platforms, another image the engine's platform."""
+    if image.base is None:
+        return {}
+    platforms = job.platforms if role == "image" else (job.session.native,)
+    return {str(p): job.session.bases[image.base_ref, str(p)] for p in platforms}
+
+
 async def _deliver_images(
     job: _Job, built: Built, layer: bytes | None, previous: Path | None, *, dissect_images: bool
 ) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]]]:
@@ -153,6 +162,9 @@ async def _deliver_images(
     infos: list[tuple[ImageInfo, Path]] = []
     for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
         destination = settings.output if role == "image" else settings.builder_output
+        # The image's own platforms; another image a variant makes is the engine's platform's.
+        platforms = job.platforms if role == "image" else (session.native,)
+        bases = {str(p): session.bases[image.base_ref, str(p)] for p in platforms if image.base}
         # The variant's own image is made reproducible; the builder pattern's build image,
         # like the naive one, is what it is.
         epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
@@ -165,6 +177,7 @@ async def _deliver_images(
                 [str(p) for p in job.platforms],
                 session,
                 epoch,
+                base_layers=bases,
                 swap=swap,
             )
             running.size = info.compressed
@@ -173,12 +186,11 @@ async def _deliver_images(
         infos.append((info, tarball))
         report = delivery.image_report(role, image, info, str(destination) if destination else None)
         if dissect_images:
-            base = await delivery.base_info(image, session)
-            anatomy = dissect(
-                info.manifests[runnable or 0],
-                base.manifests[0] if base else None,
-                f"{WORKDIR}/{settings.name}",
+            shown = info.manifests[runnable or 0]
+            base = next(
+                (b for b in bases.values() if same_platform(b.platform, shown.platform)), None
             )
+            anatomy = dissect(shown, base.diff_ids if base else (), f"{WORKDIR}/{settings.name}")
             report = replace(report, anatomy=anatomy)
         if settings.load and runnable is not None:
             with job.clock.step("load" if role == "image" else f"load {role}"):
@@ -242,8 +254,13 @@ async def _build_variant(
         return built, facts, layer
 
     previous = _swappable(job)
-    with job.clock.step("build"):
-        built, facts, layer = await uploading(build, settings)
+    async with anyio.create_task_group() as group:
+        # The bases' own layers, for the export: read beside the build (from this machine's
+        # store, or their registries).
+        wanted = bases_of(settings, job.platforms, session.native)
+        group.start_soon(delivery.fetch_bases, settings, wanted, session)
+        with job.clock.step("build"):
+            built, facts, layer = await uploading(build, settings)
     if beside is None:
         return await _deliver_variant(
             job, built, facts, layer, previous, original, pinned, dissect_images=dissect_images
@@ -289,11 +306,16 @@ async def _deliver_variant(
 
     if settings.publish is not None:
         with job.clock.step("publish") as running:
-            published, referrer = await delivery.publish(
-                built.image, settings, tarball, info, document
+            published, referrer, sent = await delivery.publish(
+                built.image,
+                settings,
+                tarball,
+                info,
+                document,
+                _base_layers(job, built.image, "image"),
             )
-            running.size = info.compressed
-        reports[0] = replace(reports[0], published=published, sbom_tag=referrer)
+            running.size = sent
+        reports[0] = replace(reports[0], published=published, sbom_tag=referrer, sent=sent)
     if settings.lock is not None:
         pins.write_lock(settings.lock, pinned)
 
@@ -445,6 +467,14 @@ async def verify(settings: Settings, tree: SourceTree, hook: StepHook | None = N
         found = await anyio.to_thread.run_sync(
             differences, session.scratch / "first.tar", session.scratch / "second.tar"
         )
+        # Each build holds its base as the base's registry serves it, layer for layer.
+        pinned = first.bases.get(settings.runtime_image)
+        bases = {p: session.bases[pinned, p] for p in first.platforms} if pinned else {}
+        for build, tarball in (("first", "first.tar"), ("second", "second.tar")):
+            wrong = await anyio.to_thread.run_sync(
+                base_mismatches, session.scratch / tarball, bases
+            )
+            found.extend(f"{build} build: {line}" for line in wrong)
         return Verdict(first, second, tuple(found))
 
     return await in_session(body, settings, hook)

@@ -212,6 +212,8 @@ class Settings:
     user: str | None = None  # None: 65532:65532 on scratch and bases with that user
     lock: Path | None = None
     registry_ca: Path | None = None
+    # Registry → the mirror the engine pulls it through: the bases' layers are read there too.
+    registry_mirrors: tuple[tuple[str, str], ...] = ()
     push_timeout: float = 300.0  # seconds: a push that takes longer stops, and says so
     # The Go caches through a registry: read before the build, written after it succeeds.
     cache_from: ImageRef | None = None
@@ -347,6 +349,19 @@ def check_chart_path(path: Path) -> str:
 
 
 _USER = re.compile(r"^(?:\d+|[a-z_][a-z0-9_-]*)(?::(?:\d+|[a-z_][a-z0-9_-]*))?$")
+
+
+def parse_mirror(text: str) -> tuple[str, str]:
+    """`docker.io=127.0.0.1:5000` → ("docker.io", "127.0.0.1:5000"): a registry and the host
+    (and port) of the mirror the engine pulls it through."""
+    registry, sep, mirror = (part.strip() for part in text.partition("="))
+    host = re.compile(rf"^{_DOMAIN}$")
+    if not sep or not host.match(registry) or not host.match(mirror):
+        raise SettingsError(
+            f"--registry-mirror {text!r} is malformed: write REGISTRY=MIRROR, e.g. "
+            "docker.io=mirror.example.com:5000"
+        )
+    return ("docker.io" if registry in _DOCKER_HUB else registry), mirror
 
 
 def check_push_timeout(seconds: float) -> float:

@@ -243,6 +243,20 @@ def _base(target: Target) -> dagger.Container | None:
     return runtime_base(target.settings, target.native)
 
 
+def bases_of(
+    settings: Settings, platforms: tuple[Platform, ...], native: Platform
+) -> tuple[tuple[str, Platform], ...]:
+    """What the variant's images stand on, as (base, platform): the runtime base for each
+    platform (none on scratch), and the Go image on the engine's platform where an image is
+    made in it (naive's, the builder pattern's build image)."""
+    pairs = []
+    if settings.variant is not Variant.NAIVE and not settings.scratch:
+        pairs += [(settings.runtime_image, platform) for platform in platforms]
+    if settings.variant is not Variant.MULTISTAGE:
+        pairs.append((settings.go_image, native))
+    return tuple(pairs)
+
+
 VARIANTS: dict[Variant, Recipe] = {
     Variant.NAIVE: naive,
     Variant.BUILDER: builder,

@@ -8,15 +8,21 @@ none, they skip, and say how to get one.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import os
 import shlex
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipeline.provision import Runner
 
@@ -84,6 +90,89 @@ class Testbed:
         if Path(f"/proc/{os.getpid()}/ns/net").resolve() != Path(self.env["TESTBED_NETNS"]):
             command = ["nsenter", f"--net={self.env['TESTBED_NETNS']}", *command]
         return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _put_blob(base: str, repository: str, data: bytes) -> dict[str, object]:
+    """Upload `data` as a blob (POST, then PUT with its digest); its descriptor's fields."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    started = requests.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=30)
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    location = location if location.startswith("http") else base + location
+    joiner = "&" if "?" in location else "?"
+    done = requests.put(f"{location}{joiner}digest={digest}", data=data, timeout=30)
+    assert done.status_code == 201, done.text
+    return {"digest": digest, "size": len(data)}
+
+
+def push_two_platform_base(registry: str, source: str = "testbed/static") -> str:
+    """`testbed/static:two-platform` in the registry at `registry` (plain HTTP): an index of a
+    linux/amd64 and a linux/arm64 image. Both hold the static base's layer (CA certificates,
+    tzdata, users: nothing that runs), and the arm64 one a layer of its own (etc/platform),
+    so that the two platforms' base layers differ. Idempotent; its reference with a tag."""
+    base = f"http://{registry}"
+    accept = {"Accept": DOCKER_MANIFEST}
+    static = requests.get(f"{base}/v2/{source}/manifests/bookworm", headers=accept, timeout=30)
+    assert static.status_code == 200, static.text
+    manifest = static.json()
+    config = requests.get(f"{base}/v2/{source}/blobs/{manifest['config']['digest']}", timeout=30)
+    arm = json.loads(config.content)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("etc/platform")
+        data = b"linux/arm64\n"
+        info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+        tar.addfile(info, io.BytesIO(data))
+    extra_tar = buffer.getvalue()
+    extra = gzip.compress(extra_tar, mtime=0)
+    arm["architecture"], arm["variant"] = "arm64", "v8"
+    arm["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(extra_tar).hexdigest())
+    arm.setdefault("history", []).append({"created_by": "COPY platform /etc/platform"})
+    layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+    arm_manifest = {
+        **manifest,
+        "config": {**manifest["config"], **_put_blob(base, source, json.dumps(arm).encode())},
+        "layers": [*manifest["layers"], {**layer, **_put_blob(base, source, extra)}],
+    }
+    entries = []
+    for arch, document in (("amd64", static.content), ("arm64", json.dumps(arm_manifest).encode())):
+        put = requests.put(
+            f"{base}/v2/{source}/manifests/two-platform-{arch}",
+            data=document, headers={"Content-Type": DOCKER_MANIFEST}, timeout=30,
+        )  # fmt: skip
+        assert put.status_code == 201, put.text
+        platform = {
+            "os": "linux",
+            "architecture": arch,
+            **({"variant": "v8"} if arch == "arm64" else {}),
+        }
+        entries.append({
+            "mediaType": DOCKER_MANIFEST, "digest": put.headers["Docker-Content-Digest"],
+            "size": len(document), "platform": platform,
+        })  # fmt: skip
+    index = {"schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": entries}
+    put = requests.put(
+        f"{base}/v2/{source}/manifests/two-platform",
+        data=json.dumps(index).encode(), headers={"Content-Type": MANIFEST_LIST}, timeout=30,
+    )  # fmt: skip
+    assert put.status_code == 201, put.text
+    return f"{registry}/{source}:two-platform"
+
+
+def inside_namespace(testbed: Testbed) -> bool:
+    """Whether this process runs in the test bed's network namespace (its registries')."""
+    return os.stat("/proc/self/ns/net").st_ino == os.stat(testbed["TESTBED_NETNS"]).st_ino
+
+
+@pytest.fixture(scope="session")
+def two_platform_base(testbed: Testbed) -> str:
+    if not inside_namespace(testbed):
+        pytest.skip("run inside the test bed's namespace: tests/testbed/exec .venv/bin/pytest")
+    return push_two_platform_base(testbed.registry)
 
 
 def start_fresh_runner() -> dict[str, str]:

@@ -22,6 +22,11 @@ def manifest(layers: list[tuple[str, int, dict[str, int]]], created_by: list[str
     )
 
 
+def diff_ids(layers: list[tuple[str, int, dict[str, int]]]) -> list[str]:
+    """What the base's config lists: as manifest() names them."""
+    return [f"sha256:diff-{d}" for d, _, _ in layers]
+
+
 GOLANG = [
     ("a", 600_000_000, {"usr/local/go/bin/go": 1, "usr/local/go/src/fmt/print.go": 1, "bin/sh": 0})
 ]
@@ -37,7 +42,7 @@ def test_naive_holds_toolchain_source_and_shell() -> None:
         ],
         ["import", "Directory.withDirectory", "mount / from exec go build -o helloworld ."],
     )
-    got = dissect(image, manifest(GOLANG, ["import"]), "/myapp/helloworld")
+    got = dissect(image, diff_ids(GOLANG), "/myapp/helloworld")
     assert (got.base_layers, got.base_bytes, got.own_bytes) == (1, 600_000_000, 30_010_000)
     assert (got.toolchain, got.source, got.shell) == (True, True, True)
     assert got.binary_bytes == 2
@@ -46,7 +51,7 @@ def test_naive_holds_toolchain_source_and_shell() -> None:
 
 
 def test_toolchain_sources_are_not_our_source() -> None:
-    got = dissect(manifest(GOLANG, ["import"]), None, "/myapp/x")
+    got = dissect(manifest(GOLANG, ["import"]), (), "/myapp/x")
     assert got.toolchain
     assert not got.source
 
@@ -55,11 +60,19 @@ def test_slim_image_on_busybox_and_on_scratch() -> None:
     binary = ("c", 1_600_000, {"myapp/helloworld": 1_585_314})
     on_busybox = dissect(
         manifest([*BUSYBOX, binary], ["import", "withfile /myapp/helloworld"]),
-        manifest(BUSYBOX, ["import"]),
+        diff_ids(BUSYBOX),
         "/myapp/helloworld",
     )
     assert (on_busybox.base_bytes, on_busybox.own_bytes) == (2_000_000, 1_600_000)
     assert (on_busybox.toolchain, on_busybox.source, on_busybox.shell) == (False, False, True)
-    on_scratch = dissect(manifest([binary], ["withfile"]), None, "/myapp/helloworld")
+    on_scratch = dissect(manifest([binary], ["withfile"]), (), "/myapp/helloworld")
     assert (on_scratch.base_layers, on_scratch.base_bytes, on_scratch.shell) == (0, 0, False)
     assert on_scratch.binary_bytes == 1_585_314
+
+
+def test_a_base_layer_is_described_by_the_bases_own_history() -> None:
+    """The base's history entry, as its config has it: an imported layer has only a comment."""
+    image = manifest([*BUSYBOX, ("c", 1_000, {"myapp/helloworld": 900})], ["", "withfile"])
+    image.config["history"][0] = {"comment": "Imported from -"}
+    got = dissect(image, diff_ids(BUSYBOX), "/myapp/helloworld")
+    assert got.biggest_layer == f"{'b':0<12} (Imported from -)"

@@ -168,6 +168,6 @@ def test_base_without_the_platform_is_refused(pipeline: PipelineRunner, tmp_path
         str(tarball),
     )
     assert ran.returncode == 1
-    assert "no linux/arm64 image came out" in ran.stderr
+    assert "is linux/amd64 only, not linux/arm64: use a multi-platform base" in ran.stderr
     assert tarball.read_bytes() == b"previous good tarball"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.tar"]

@@ -221,7 +221,7 @@ def test_429_with_retry_after_is_waited_out(inside: Testbed, tmp_path: Path) -> 
     with faulty_proxy(inside.registry, busy) as (proxy, answered):
         ref = parse_image_ref(f"{proxy}/retry/hello:1", option="--publish")
         start = time.monotonic()
-        pushed = push_image(
+        pushed, _ = push_image(
             tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
         )
         took = time.monotonic() - start
@@ -483,7 +483,7 @@ def test_a_pull_token_is_never_reused_for_a_push(inside: Testbed, tmp_path: Path
     )
     log = Path(inside["TESTBED_TOKEN_LOG"])
     before = len(log.read_text().splitlines())
-    pushed = push_image(tarball, ref, login, Budget.of(60), ref_name="hello:1", digest=digest)
+    pushed, _ = push_image(tarball, ref, login, Budget.of(60), ref_name="hello:1", digest=digest)
     assert pushed.endswith(f"{repository}:1@{digest}")
     asked = [json.loads(line) for line in log.read_text().splitlines()[before:]]
     ours = [a for a in asked if any(repository in s for s in a.get("scopes", []))]
@@ -492,6 +492,50 @@ def test_a_pull_token_is_never_reused_for_a_push(inside: Testbed, tmp_path: Path
         {"type": "repository", "name": repository, "actions": ["pull", "push"]} in a["granted"]
         for a in ours
     ), ours
+
+
+@pytest.mark.parametrize("where", ["plain", "token"])
+def test_a_blob_another_repository_has_is_mounted_not_sent(
+    inside: Testbed, tmp_path: Path, where: str
+) -> None:
+    """A base's layer, in the base's repository on the same registry: the push mounts it
+    (its token asks to read that repository too) and sends only what the registry lacks."""
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode() * 5000)
+    with tarfile.open(tarball) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(
+            tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}").read()  # type: ignore[union-attr]
+        )
+    assert index["manifests"][0]["digest"] == digest
+    layer, config = manifest["layers"][0], manifest["config"]
+    if where == "plain":
+        registry, login = inside.registry, Login(None, None, None)
+    else:
+        registry = inside["TESTBED_TOKEN_REGISTRY"]
+        password = Secret(inside["TESTBED_AUTH_PASSWORD"])
+        login = Login(inside["TESTBED_AUTH_USER"], password, Path(inside["TESTBED_CA"]))
+    base, ours = f"mount/base-{unique()}", f"mount/app-{unique()}"
+    refs = [parse_image_ref(f"{registry}/{r}:1", option="-") for r in (base, ours)]
+    _, first = push_image(tarball, refs[0], login, Budget.of(60), ref_name="hello:1", digest=digest)
+    assert first == layer["size"] + config["size"]
+    log = Path(inside["TESTBED_TOKEN_LOG"])
+    before = len(log.read_text().splitlines())
+    _, sent = push_image(
+        tarball, refs[1], login, Budget.of(60), ref_name="hello:1", digest=digest,
+        mounts={layer["digest"]: base},
+    )  # fmt: skip
+    assert sent == config["size"]  # the layer was mounted: the config alone was sent
+    pulled = inside.skopeo(
+        "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{ours}:1"
+    )
+    if where == "plain":
+        assert pulled.returncode == 0, pulled.stderr
+        assert json.loads(pulled.stdout)["layers"] == [layer]
+    else:
+        asked = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+        read = {"type": "repository", "name": base, "actions": ["pull"]}
+        assert any(read in a["granted"] for a in asked), asked
 
 
 # --- the pipeline's --publish, against the real engine -----------------------------------

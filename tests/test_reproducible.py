@@ -1,15 +1,21 @@
 """pipeline.reproducible and the trust features end to end, against the real engine and the
-test bed's registries: the same source gives the same digest after an engine restart with an
-emptied cache (tarball and registry, one and two platforms), a changed line changes it;
-`verify` passes, and names the file when an input is not deterministic; labels, base
-annotations, the lock file, non-root scratch images, and the SBOM (file and referrer).
+test bed's registries: one digest, and one tarball byte for byte, whatever the engine
+remembers (built, the engine restarted with its state kept, pruned, and on a fresh runner:
+multistage on busybox, on the static base, on scratch for two platforms, and builder); each
+image's base layers are its base manifest's descriptors (busybox, the static base, scratch,
+a two-platform index, naive's Go image), and a publish to the base's registry sends none of
+them; the registry's digest is ours, a changed line changes it; `verify` passes, and names
+the file when an input is not deterministic; labels, base annotations, the lock file,
+non-root scratch images, and the SBOM (file and referrer).
 
 Without the engine: a fixed OCI layout made here from constant bytes normalises to a golden
 digest (so the pinned compressor, not the host's zlib, makes the layer bytes), its layers are
 plain gzip with a fixed header, the memo spares recompression (and so does a layer primed
 before the export), an image with its last layer swapped is the image normalised with that
-layer, and `differences` names what differs. With it, the binary's layer as
-file_layer foresees it is the engine's, byte for byte."""
+layer, and `differences` names what differs. A base's layers are the registry's whether the
+engine exported its tar or a new one (each platform its own), and an image without them is
+named layer by layer. With the engine, the binary's layer as file_layer foresees it is the
+engine's, byte for byte."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import dagger
@@ -37,9 +44,9 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from pipeline import reproducible
-from pipeline.oci import Layer, read_image
+from pipeline.oci import BaseLayers, Layer, OCIError, read_image
 from pipeline.reproducible import GZIP_LAYER, differences, normalise
-from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed, start_fresh_runner, stop_fresh_runner
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -51,8 +58,9 @@ def source(tmp_path: Path) -> Path:
     return copy
 
 
-def restart_engine_cold(engine_env: dict[str, str], testbed: Testbed) -> None:
-    """Stop the test bed's engine, start it again, and empty its cache."""
+def restart_engine(engine_env: dict[str, str], testbed: Testbed, *, prune: bool) -> None:
+    """Stop the test bed's engine and start it again with its state kept, as a shared engine
+    or a laptop's restarts; with `prune`, empty its cache after."""
     pid_file = Path(testbed.env.get("TESTBED_ENGINE_PID", "/nonexistent"))
     if not pid_file.is_file():
         pytest.skip("the engine is not the test bed's: cannot restart it")
@@ -67,6 +75,12 @@ def restart_engine_cold(engine_env: dict[str, str], testbed: Testbed) -> None:
         [str(ROOT / "tests/testbed/up")], capture_output=True, text=True, check=False
     )
     assert up.returncode == 0, up.stderr
+    if prune:
+        prune_engine(engine_env)
+
+
+def prune_engine(engine_env: dict[str, str]) -> None:
+    """Empty the engine's cache: the bases are pulled again, their blobs with them."""
 
     async def prune() -> None:
         async with dagger.connection(dagger.Config(log_output=None)):
@@ -81,7 +95,9 @@ def restart_engine_cold(engine_env: dict[str, str], testbed: Testbed) -> None:
         os.environ.update(saved)
 
 
-def build(pipeline: PipelineRunner, source: Path, out: Path, *args: str) -> dict[str, object]:
+def build(
+    pipeline: PipelineRunner, source: Path, out: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, object]:
     report = out.with_suffix(".json")
     ran = pipeline(
         "multistage",
@@ -93,7 +109,7 @@ def build(pipeline: PipelineRunner, source: Path, out: Path, *args: str) -> dict
         "--json",
         str(report),
         *args,
-        extra_env=EPOCH,
+        extra_env={**EPOCH, **(env or {})},
     )
     assert ran.returncode == 0, ran.stderr
     image: dict[str, object] = json.loads(report.read_text())["images"][0]
@@ -106,30 +122,171 @@ def registry_digest(testbed: Testbed, ref: str) -> str:
     return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
 
 
+# What the sequence builds: multistage on busybox, on the static base, on scratch for two
+# platforms, and the builder pattern (the Go image's base layers in its build image too).
+SEQUENCE = {
+    "busybox": ("multistage", "--runtime-image", "busybox:1.35"),
+    "static": ("multistage", "--runtime-image", "127.0.0.1:5000/testbed/static:bookworm"),
+    "scratch2": ("multistage", "--runtime-image", "scratch",
+                 "--platform", "linux/amd64", "--platform", "linux/arm64"),
+    "builder": ("builder", "--runtime-image", "busybox:1.35"),
+}  # fmt: skip
+
+
+def build_sequence(
+    pipeline: PipelineRunner, source: Path, out: Path, env: dict[str, str] | None = None
+) -> dict[str, tuple[str, bytes]]:
+    """Each image of SEQUENCE built into `out`: its digest and its tarball's bytes."""
+    out.mkdir()
+    made = {}
+    for name, (variant, *args) in SEQUENCE.items():
+        tarball = out / f"{name}.tar"
+        ran = pipeline(
+            variant, "--no-test", "--no-run", "--source", str(source), "--output", str(tarball),
+            "--json", str(out / f"{name}.json"), *args, extra_env={**EPOCH, **(env or {})},
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        digest = json.loads((out / f"{name}.json").read_text())["images"][0]["digest"]
+        made[name] = (digest, tarball.read_bytes())
+    return made
+
+
 @pytest.mark.engine
-def test_same_digest_after_a_cold_restart_and_a_changed_line_changes_it(
+def test_one_digest_whatever_the_engine_remembers(
     pipeline: PipelineRunner,
     engine_env: dict[str, str],
     testbed: Testbed,
     source: Path,
     tmp_path: Path,
 ) -> None:
+    """Build; stop the engine and start it with its state kept (it has the bases' snapshots,
+    not their blobs, and exports them re-tarred); build; prune; build; build on a fresh
+    runner: every image's digest and tarball, byte for byte, the same each time."""
+    first = build_sequence(pipeline, source, tmp_path / "first")
+    restart_engine(engine_env, testbed, prune=False)
+    kept = build_sequence(pipeline, source, tmp_path / "kept")
+    prune_engine(engine_env)
+    pruned = build_sequence(pipeline, source, tmp_path / "pruned")
+    try:
+        fresh_host = start_fresh_runner()["runner host"]
+        env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": fresh_host}
+        fresh = build_sequence(pipeline, source, tmp_path / "fresh", env)
+    finally:
+        stop_fresh_runner()
+    for name in SEQUENCE:
+        digests = [made[name][0] for made in (first, kept, pruned, fresh)]
+        assert len(set(digests)) == 1, f"{name}: {digests}"
+        assert first[name][1] == kept[name][1] == pruned[name][1] == fresh[name][1], name
+
+
+@pytest.mark.engine
+def test_same_digest_in_the_registry_and_a_changed_line_changes_it(
+    pipeline: PipelineRunner, testbed: Testbed, source: Path, tmp_path: Path
+) -> None:
     one = ("--runtime-image", "busybox:1.35")
     two = ("--runtime-image", "scratch", "--platform", "linux/amd64", "--platform", "linux/arm64")
     ref1, ref2 = f"{testbed.registry}/repro/one:t", f"{testbed.registry}/repro/two:t"
     a1 = build(pipeline, source, tmp_path / "a1.tar", *one, "--publish", ref1)
     a2 = build(pipeline, source, tmp_path / "a2.tar", *two, "--publish", ref2)
-    restart_engine_cold(engine_env, testbed)
-    b1 = build(pipeline, source, tmp_path / "b1.tar", *one, "--publish", ref1)
-    b2 = build(pipeline, source, tmp_path / "b2.tar", *two, "--publish", ref2)
-    assert a1["digest"] == b1["digest"] == registry_digest(testbed, ref1)
-    assert a2["digest"] == b2["digest"] == registry_digest(testbed, ref2)
+    assert a1["digest"] == registry_digest(testbed, ref1)
+    assert a2["digest"] == registry_digest(testbed, ref2)
     assert a2["media_type"] == "application/vnd.oci.image.index.v1+json"
-    assert (tmp_path / "a1.tar").read_bytes() == (tmp_path / "b1.tar").read_bytes()
     greeting = source / "greeting.go"
     greeting.write_text(greeting.read_text().replace('"World"', '"world"'))
     c1 = build(pipeline, source, tmp_path / "c1.tar", *one)
     assert c1["digest"] != a1["digest"]
+
+
+def base_manifest(testbed: Testbed, reference: str, platform: str) -> dict[str, Any]:
+    """The base's manifest for `platform`, as its registry serves it (skopeo)."""
+    found = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{reference}")
+    assert found.returncode == 0, found.stderr
+    document: dict[str, Any] = json.loads(found.stdout)
+    if "manifests" not in document:
+        return document
+    (entry,) = [
+        m for m in document["manifests"]
+        if f"{m['platform']['os']}/{m['platform']['architecture']}" == platform
+    ]  # fmt: skip
+    repository = reference.rsplit(":", 1)[0]
+    return base_manifest(testbed, f"{repository}@{entry['digest']}", platform)
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("base", ["busybox", "static", "scratch", "two-platform", "naive"])
+def test_the_base_layers_are_the_base_manifests(
+    pipeline: PipelineRunner, testbed: Testbed, source: Path, tmp_path: Path, base: str,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    """Each platform's image begins with its base manifest's layers, descriptor for
+    descriptor (digest, size, media type); on scratch every layer is ours, the CA bundle
+    and users included; naive's image is the Go image's layers and its own."""
+    platforms = ["linux/amd64"]
+    reference = {
+        "busybox": f"{testbed.registry}/library/busybox:1.35",
+        "static": testbed["TESTBED_STATIC_IMAGE"],
+        "scratch": "scratch",
+        "naive": f"{testbed.registry}/library/golang:1.26",
+    }.get(base)
+    if base == "two-platform":
+        reference = request.getfixturevalue("two_platform_base")
+        platforms = ["linux/amd64", "linux/arm64"]
+    assert reference is not None
+    runtime = {"busybox": "busybox:1.35", "naive": "busybox:1.35"}.get(base, reference)
+    args = [a for p in platforms for a in ("--platform", p)]
+    if base == "naive":
+        ran = pipeline(
+            "naive", "--no-test", "--no-run", "--source", str(source),
+            "--output", str(tmp_path / "i.tar"),
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+    else:
+        build(pipeline, source, tmp_path / "i.tar", "--runtime-image", runtime, "--no-run", *args)
+    read = {m.platform.removesuffix("/v8"): m for m in read_image(tmp_path / "i.tar").manifests}
+    assert sorted(read) == platforms
+    for platform, image in read.items():
+        if base == "scratch":
+            assert len(image.layers) == 1
+            assert "etc/ssl/certs/ca-certificates.crt" in image.layers[0].files
+            continue
+        want = base_manifest(testbed, reference, platform)["layers"]
+        got = [
+            {"mediaType": la.media_type, "digest": la.digest, "size": la.compressed}
+            for la in image.layers[: len(want)]
+        ]
+        assert got == [{k: w[k] for k in ("mediaType", "digest", "size")} for w in want]
+        if base != "naive":
+            assert len(image.layers) == len(want) + 1  # and one of ours: the binary
+
+
+@pytest.mark.engine
+def test_a_publish_to_the_bases_registry_sends_none_of_its_layers(
+    pipeline: PipelineRunner, testbed: Testbed, source: Path, tmp_path: Path
+) -> None:
+    """On the static base (in the test bed's plain registry), a publish there mounts the
+    base's layer from the base's repository: the bytes sent are the binary's layer and the
+    config. The same image pushed to another registry sends the base's layer too."""
+    static = testbed["TESTBED_STATIC_IMAGE"]
+    ref = f"{testbed.registry}/mount/app-{time.time_ns()}:1"
+    image = build(
+        pipeline, source, tmp_path / "p.tar", "--runtime-image", static, "--no-run",
+        "--publish", ref,
+    )  # fmt: skip
+    (read,) = read_image(tmp_path / "p.tar").manifests
+    base, ours = read.layers[0], read.layers[1]
+    config_size = len(blob(tmp_path / "p.tar", read.config_digest))
+    assert image["published_bytes"] == ours.compressed + config_size
+    assert base.digest == base_manifest(testbed, static, "linux/amd64")["layers"][0]["digest"]
+    assert registry_digest(testbed, ref) == image["digest"]
+    elsewhere = build(
+        pipeline, source, tmp_path / "q.tar", "--runtime-image", static, "--no-run",
+        "--publish", f"{testbed.auth_registry}/mount/app-{time.time_ns()}:1",
+        "--registry-username", testbed["TESTBED_AUTH_USER"],
+        "--registry-ca", testbed["TESTBED_CA"],
+        env={"PIPELINE_REGISTRY_PASSWORD": testbed["TESTBED_AUTH_PASSWORD"]},
+    )  # fmt: skip
+    assert elsewhere["digest"] == image["digest"]
+    assert elsewhere["published_bytes"] == base.compressed + ours.compressed + config_size
 
 
 @pytest.mark.engine
@@ -354,7 +511,9 @@ GOLDEN_LAYERS = [
     "sha256:ea365d80056935da9c447b707b971b306b0cac4acaf0ef6bdb9772b100604663",
     "sha256:3801d6d813403dd67256f4320f0458ecd9c7250a41b03c6e7e4f904946742eba",
 ]
-GOLDEN_DIGEST = "sha256:9b9fd55bc3df64c5cd5de8fa5ebb08440c5661cd67e9058168ee7c3d0f5ec8e3"
+# Changed once on purpose: every history entry now takes the epoch, empty ones too (the
+# layout's ENV entry kept the engine's time before), as the base's layers became the base's.
+GOLDEN_DIGEST = "sha256:456d84cc9b44da15cb0c0a9a41679373612ae665b6eaa71e9a6ebfbcc1fb781b"
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:
@@ -398,20 +557,22 @@ def as_engine_sends(tar: bytes, how: str) -> tuple[str, bytes]:
     return GZIP_LAYER, buffer.getvalue()
 
 
-def write_layout(path: Path, layers: list[tuple[str, bytes]], tars: list[bytes]) -> Path:
-    """An image tarball as Dagger exports one: the layers (media type, blob) whose tars are
-    `tars`, a config with engine times and history texts, a manifest, an index."""
-    blobs: dict[str, bytes] = {}
+def _put(blobs: dict[str, bytes], media_type: str, data: bytes) -> dict[str, object]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blobs[digest] = data
+    return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
-    def put(media_type: str, data: bytes) -> dict[str, object]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        blobs[digest] = data
-        return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
+def _image(
+    blobs: dict[str, bytes], layers: list[tuple[str, bytes]], tars: list[bytes], arch: str
+) -> dict[str, object]:
+    """One platform's image as Dagger exports it, its blobs put in `blobs`: the layers (media
+    type, blob) whose tars are `tars`, a config with engine times and history texts, a
+    manifest; the manifest's descriptor."""
     stored = "2024-05-06T07:08:09.123456789Z"
     config = {
         "created": stored,
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": {"Entrypoint": ["/myapp/helloworld"], "WorkingDir": "/myapp"},
         "rootfs": {
@@ -427,13 +588,18 @@ def write_layout(path: Path, layers: list[tuple[str, bytes]], tars: list[bytes])
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST,
-        "config": put(CONFIG, json.dumps(config, indent=2).encode()),
-        "layers": [put(media_type, blob) for media_type, blob in layers],
+        "config": _put(blobs, CONFIG, json.dumps(config, indent=2).encode()),
+        "layers": [_put(blobs, media_type, blob) for media_type, blob in layers],
     }
+    descriptor = _put(blobs, MANIFEST, json.dumps(manifest, indent=2).encode())
+    return {**descriptor, "platform": {"os": "linux", "architecture": arch}}
+
+
+def _write(path: Path, blobs: dict[str, bytes], top: dict[str, object]) -> Path:
     index = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [put(MANIFEST, json.dumps(manifest, indent=2).encode())],
+        "manifests": [top],
     }
     files = {
         "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
@@ -446,6 +612,32 @@ def write_layout(path: Path, layers: list[tuple[str, bytes]], tars: list[bytes])
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def write_layout(path: Path, layers: list[tuple[str, bytes]], tars: list[bytes]) -> Path:
+    """An image tarball as Dagger exports one: the layers (media type, blob) whose tars are
+    `tars`, a config with engine times and history texts, a manifest, an index."""
+    blobs: dict[str, bytes] = {}
+    top = _image(blobs, layers, tars, "amd64")
+    del top["platform"]
+    return _write(path, blobs, top)
+
+
+def write_index(path: Path, firsts: dict[str, bytes], app: bytes) -> Path:
+    """An image of several platforms as Dagger exports one: for each architecture, an image
+    whose layers are its first tar and `app` (uncompressed), all listed in one index."""
+    blobs: dict[str, bytes] = {}
+    images = [
+        _image(blobs, [(PLAIN_LAYER, first), (PLAIN_LAYER, app)], [first, app], arch)
+        for arch, first in firsts.items()
+    ]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": images,
+    }
+    top = _put(blobs, "application/vnd.oci.image.index.v1+json", json.dumps(index).encode())
+    return _write(path, blobs, top)
 
 
 def exported(tmp_path: Path, hows: tuple[str, str] = ("gzip -1", "tar")) -> Path:
@@ -596,6 +788,126 @@ def test_the_layers_recompressed_are_known_as_read_image_reads_them(
         assert given[key].files == layer.files
     again = read_image(tmp_path / "a.tar", given)
     assert again == read
+
+
+# --- a base's layers as its registry serves them ---------------------------------------
+
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+BASE_HISTORY: list[dict[str, Any]] = [
+    {"created": "2020-01-02T03:04:05Z", "created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+    {"created": "2020-01-02T03:04:06Z", "created_by": '/bin/sh -c #(nop)  CMD ["sh"]',
+     "empty_layer": True},
+]  # fmt: skip
+
+
+def registry_base(tmp_path: Path, tar: bytes, platform: str = "linux/amd64") -> BaseLayers:
+    """The golden base layer as a registry serves it: gzip as the base's maker wrote it (not
+    ours), a Docker media type, its blob a file as pipeline.bases keeps it."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile("", "wb", 9, buffer, mtime=1577934245) as out:
+        out.write(tar)
+    data = buffer.getvalue()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    path = tmp_path / digest.removeprefix("sha256:")
+    path.write_bytes(data)
+    return BaseLayers(
+        ref=f"127.0.0.1:5000/library/golden@{digest}",
+        platform=platform,
+        layers=({"mediaType": DOCKER_LAYER, "digest": digest, "size": len(data)},),
+        diff_ids=("sha256:" + hashlib.sha256(tar).hexdigest(),),
+        history=tuple(BASE_HISTORY),
+        blobs={digest: path},
+    )
+
+
+def retarred(tar: bytes) -> bytes:
+    """The same files in a new tar, as an engine writes a layer anew from its snapshot after
+    a restart: another order, other headers (another diff_id)."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(tar)) as old,
+        tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as new,
+    ):
+        members = [(m, old.extractfile(m)) for m in old.getmembers()]
+        for info, stream in sorted(members, key=lambda pair: pair[0].name):
+            assert stream is not None
+            info.name = f"./{info.name}"
+            new.addfile(info, io.BytesIO(stream.read()))
+    return buffer.getvalue()
+
+
+def test_the_base_layers_are_the_registrys_whatever_the_engine_exports(tmp_path: Path) -> None:
+    """An engine that still has the base's blob exports its tar; one restarted without a prune
+    exports a new tar of the same files. Both normalise to one image, whose base layer is the
+    registry's blob (digest, size, media type), with the base config's diff_id and history."""
+    base_tar, app = golden_tars()
+    again = retarred(base_tar)
+    assert again != base_tar
+    base = registry_base(tmp_path, base_tar)
+    digests, images = [], []
+    for name, first in (("kept", base_tar), ("retarred", again)):
+        source = write_layout(
+            tmp_path / f"{name}-export.tar", [(PLAIN_LAYER, first), (PLAIN_LAYER, app)],
+            [first, app],
+        )  # fmt: skip
+        out = tmp_path / f"{name}.tar"
+        digests.append(
+            normalise(source, out, epoch=GOLDEN_EPOCH, ref_name="g:1", bases={"linux/amd64": base})
+        )
+        images.append(out)
+    assert digests[0] == digests[1]
+    assert images[0].read_bytes() == images[1].read_bytes()
+    manifest = json.loads(blob(images[0], digests[0]))
+    assert manifest["layers"][0] == base.layers[0]
+    assert blob(images[0], base.layers[0]["digest"]) == base.blob(base.layers[0]["digest"])
+    assert manifest["layers"][1]["digest"] == GOLDEN_LAYERS[1]  # ours: canonical, as before
+    config = json.loads(blob(images[0], manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == [base.diff_ids[0], GOLDEN_DIFF_IDS[1]]
+    assert config["history"][:2] == BASE_HISTORY
+    assert [h["created_by"] for h in config["history"][2:]] == [f"layer {GOLDEN_DIFF_IDS[1]}"]
+    assert reproducible.base_mismatches(images[0], {"linux/amd64": base}) == []
+    # read back as the registry would serve it: sizes from the blobs themselves
+    read = read_image(images[0])
+    assert read.manifests[0].layers[0].compressed == base.layers[0]["size"]
+
+
+def test_an_image_without_its_bases_layers_is_named(tmp_path: Path) -> None:
+    """base_mismatches (verify's check): an image normalised without the base's layers has a
+    first layer that is not the base manifest's, and says how."""
+    base_tar, app = golden_tars()
+    base = registry_base(tmp_path, base_tar)
+    source = write_layout(
+        tmp_path / "export.tar", [(PLAIN_LAYER, retarred(base_tar)), (PLAIN_LAYER, app)],
+        [retarred(base_tar), app],
+    )  # fmt: skip
+    out = tmp_path / "image.tar"
+    normalise(source, out, epoch=GOLDEN_EPOCH, ref_name="g:1")  # no bases: the engine's tar
+    (found,) = reproducible.base_mismatches(out, {"linux/amd64": base})
+    assert found.startswith("linux/amd64: layer 0 (sha256:")
+    assert found.endswith("its digest, size, mediaType, diff_id differ")
+
+
+def test_each_platform_takes_its_own_bases_layers(tmp_path: Path) -> None:
+    """An image of two platforms on a multi-platform base: each platform's image holds the
+    layers of the base's manifest for that platform; one with no base for it is refused."""
+    base_tar, app = golden_tars()
+    arm_tar = layer_tar({"etc/os-release": b"ID=golden-arm64\n"})
+    bases = {
+        "linux/amd64": registry_base(tmp_path, base_tar),
+        "linux/arm64": registry_base(tmp_path, arm_tar, "linux/arm64"),
+    }
+    source = write_index(
+        tmp_path / "export.tar", {"amd64": base_tar, "arm64": retarred(arm_tar)}, app
+    )
+    out = tmp_path / "image.tar"
+    normalise(source, out, epoch=GOLDEN_EPOCH, ref_name="g:1", bases=bases)
+    assert reproducible.base_mismatches(out, bases) == []
+    read = {m.platform: m for m in read_image(out).manifests}
+    assert read["linux/arm64"].layers[0].digest == bases["linux/arm64"].layers[0]["digest"]
+    assert read["linux/amd64"].layers[0].digest == bases["linux/amd64"].layers[0]["digest"]
+    with pytest.raises(OCIError, match="no base layers for its linux/arm64 image"):
+        normalise(source, tmp_path / "no.tar", epoch=GOLDEN_EPOCH, ref_name="g:1",
+                  bases={"linux/amd64": bases["linux/amd64"]})  # fmt: skip
 
 
 def test_differences_name_the_file_and_the_field(tmp_path: Path) -> None:
