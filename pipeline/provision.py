@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.to_thread
 
+from pipeline import stopping
 from pipeline.errors import EngineUnavailable
 
 # Seconds until the session's first line, where the engine is already running at an address
@@ -162,6 +164,7 @@ class Child:
         self.failed: str | None = None  # why no child could be started
         self.line = b""
         self.engine: dict[str, object] | None = None  # the answer to ENGINE_QUERY
+        self.forget_at_once: int | None = None  # stopping's key for kill()
         self.spawned = threading.Event()  # the child started (or none will be)
         self.started = threading.Event()  # its first line read (or no child)
         self.asked = threading.Event()  # the engine's answer in (or none)
@@ -203,11 +206,21 @@ class Child:
                     stderr=stderr,
                     start_new_session=True,
                 )
+            # A second signal ends the process at once: the child goes with it (its stdin
+            # would close then too, but it may take seconds to notice).
+            self.forget_at_once = stopping.remember(self.kill)
             self.spawned.set()
             assert self.process.stdout is not None
             self.line = self.process.stdout.readline()
         except OSError as err:
             self.failed = f"cannot start the Dagger CLI {cli}: {err.strerror or err}"
+
+    def kill(self) -> None:
+        """End the child at once (it is alone in its process group), and remove its log."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.directory.name, ignore_errors=True)
 
     @property
     def returncode(self) -> int | None:
@@ -256,6 +269,8 @@ class Child:
             await anyio.to_thread.run_sync(self.asked.wait)
             if process is not None and process.stdout is not None:
                 process.stdout.close()
+            if self.forget_at_once is not None:
+                stopping.forget(self.forget_at_once)
             self.directory.cleanup()
 
 
@@ -302,7 +317,12 @@ def start_early() -> None:
 def discard_early() -> None:
     """Close a child start_early started that no session took (the run ended before)."""
     while _early:
-        anyio.run(_early.pop().close)
+        child = _early.pop()
+        try:
+            anyio.run(child.close)
+        except BaseException:
+            child.kill()  # a signal cut the close short: the child must not outlive us
+            raise
 
 
 @contextlib.asynccontextmanager

@@ -16,13 +16,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.provision import Runner
-from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid
 
 SLOW_TEST = """package main
 
@@ -130,24 +129,6 @@ def test_a_refused_client_is_told_in_one_line_within_seconds(
 # --- faults against the test bed's engine ------------------------------------------------
 
 
-def _engine_pid(testbed: Testbed) -> int:
-    return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
-
-
-@pytest.fixture
-def engine_back(testbed: Testbed) -> Iterator[None]:
-    """The test bed's engine running again after the test, whatever it did to it."""
-    yield
-    pid = _engine_pid(testbed)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.5)
-    up = subprocess.run(
-        [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
-    )
-    assert up.returncode == 0, up.stderr[-2000:]
-
-
 def _slow_tree(tmp_path: Path, name: str) -> Path:
     source = tmp_path / name
     shutil.copytree(ROOT / "go-src", source)
@@ -199,7 +180,7 @@ def test_the_engine_gone_mid_build_ends_every_run_within_30s(
         for n in range(2)
     ]
     _busy(runs)
-    os.kill(_engine_pid(testbed), how)
+    os.kill(engine_pid(testbed), how)
     stopped = time.monotonic()
     for n, run in enumerate(runs):
         _, stderr = run.communicate(timeout=60)
@@ -221,13 +202,13 @@ def test_the_engine_gone_mid_build_ends_every_run_within_30s(
 def test_after_a_restart_the_next_run_builds(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None
 ) -> None:
-    os.kill(_engine_pid(testbed), signal.SIGTERM)
+    os.kill(engine_pid(testbed), signal.SIGTERM)
     time.sleep(1)
     down = pipeline("multistage", "--no-test", "--no-output", timeout=120)
     assert down.returncode == 1
     host = pipeline.env["_EXPERIMENTAL_DAGGER_RUNNER_HOST"]  # unix://, or tls:// to stunnel
     assert down.stderr.strip().startswith(f"error: no Dagger engine at {host} ("), down.stderr
-    pid = _engine_pid(testbed)
+    pid = engine_pid(testbed)
     while Path(f"/proc/{pid}").exists():
         time.sleep(0.5)
     up = subprocess.run(
