@@ -22,7 +22,7 @@ from typing import TypeVar
 from rich.console import Console
 
 from pipeline import compare, progress, report, stopping
-from pipeline.errors import BuildFailed, PipelineError, UsageError
+from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
 from pipeline.settings import Settings, Variant
 from pipeline.source import inspect_source
@@ -299,6 +299,10 @@ def guarded(work: Callable[[], int], *, verbose: bool) -> int:
             if isinstance(error, BuildFailed) and error.detail:
                 err.print(error.detail, markup=False)
             err.print(f"error: {error}", markup=False)
+            if isinstance(error, EngineUnavailable):
+                from pipeline import provision
+
+                provision.leave_dagger_run(error)  # last: it may end the `dagger run` above us
             return 2 if isinstance(error, UsageError) else 1
         except KeyboardInterrupt:
             return _stopped(err)

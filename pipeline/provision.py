@@ -345,10 +345,16 @@ async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
 
 async def watchdog(runner: Runner | None, child: Child | None) -> None:
     """Return never; raise EngineGone once the engine's address stops answering
-    PROBE_FAILURES times in a row, or our session child exits."""
+    PROBE_FAILURES times in a row, our session child exits, or the `dagger run` whose
+    session we use is gone (killed: it ends on SIGTERM or SIGHUP without passing it on)."""
     failures: list[str] = []
+    parent = dagger_run_parent()
     while True:
         await anyio.sleep(PROBE_EVERY)
+        if parent is not None and os.getppid() != parent:
+            raise EngineGone(
+                "the `dagger run` that held this run's session is gone: nothing was written"
+            )
         if child is not None and child.returncode is not None:
             raise EngineGone(
                 f"the Dagger session ended during the run (exit {child.returncode}): "
@@ -372,3 +378,26 @@ def runner_from_env() -> Runner | None:
         return Runner.parse(text) if text else None
     except (OSError, ssl.SSLError, ValueError) as err:
         raise EngineUnavailable(f"{RUNNER_HOST}={text}: {err}") from None
+
+
+def dagger_run_parent() -> int | None:
+    """The pid of the `dagger run` whose session this process was given, if it runs under one:
+    DAGGER_SESSION_PORT is set and the parent's command line is `dagger ... run ...`."""
+    if not os.environ.get("DAGGER_SESSION_PORT"):
+        return None
+    parent = os.getppid()
+    try:
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None  # no /proc: not Linux; nothing checked, nothing signalled
+    return parent if Path(os.fsdecode(argv[0])).name == "dagger" and b"run" in argv[1:] else None
+
+
+def leave_dagger_run(error: EngineUnavailable) -> None:
+    """After an engine lost mid-run, end the `dagger run` above us, if any: once its engine is
+    gone it waits for it forever after its command has exited (seen: 588 s, until killed), and
+    ends on SIGTERM. The last thing a run does: `dagger run` may be what shows our output."""
+    parent = dagger_run_parent()
+    if isinstance(error, EngineGone) and parent is not None:
+        with contextlib.suppress(OSError):
+            os.kill(parent, signal.SIGTERM)
