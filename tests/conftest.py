@@ -201,7 +201,14 @@ def started(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()  # reaped, and its pipes closed
+        process.wait()  # reaped (its pipes may still be read by the test's threads)
+
+
+@pytest.fixture
+def children() -> Iterator[contextlib.ExitStack]:
+    """Where a test enters its started() children: each is ended when the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 def engine_pid(testbed: Testbed) -> int:

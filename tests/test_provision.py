@@ -8,6 +8,7 @@ The engine tests here stop the test bed's engine and start it again (tests/testb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.provision import Runner
-from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid
+from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
 
 SLOW_TEST = """package main
 
@@ -136,13 +137,15 @@ def _slow_tree(tmp_path: Path, name: str) -> Path:
     return source
 
 
-def _start(pipeline: PipelineRunner, source: Path, output: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _start(
+    children: contextlib.ExitStack, pipeline: PipelineRunner, source: Path, output: Path
+) -> subprocess.Popen[str]:
+    return children.enter_context(started(
         pipeline.command("multistage", "--source", str(source), "--output", str(output),
                          "--runtime-image", "busybox:1.35", "--quiet"),
         cwd=ROOT, env={**pipeline.env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ))  # fmt: skip
 
 
 def _sessions_of(pid: int) -> list[int]:
@@ -173,10 +176,17 @@ def _busy(runs: list[subprocess.Popen[str]]) -> None:
 @pytest.mark.engine
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_the_engine_gone_mid_build_ends_every_run_within_30s(
-    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None, how: int
+    pipeline: PipelineRunner,
+    testbed: Testbed,
+    tmp_path: Path,
+    engine_back: None,
+    children: contextlib.ExitStack,
+    how: int,
 ) -> None:
     runs = [
-        _start(pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar")
+        _start(
+            children, pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar"
+        )
         for n in range(2)
     ]
     _busy(runs)
@@ -222,13 +232,13 @@ def test_after_a_restart_the_next_run_builds(
 
 @pytest.mark.engine
 def test_one_client_killed_mid_build_leaves_the_others_to_finish(
-    pipeline: PipelineRunner, tmp_path: Path
+    pipeline: PipelineRunner, tmp_path: Path, children: contextlib.ExitStack
 ) -> None:
     quick = tmp_path / "quick"
     shutil.copytree(ROOT / "go-src", quick)
-    victim = _start(pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
+    victim = _start(children, pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
     time.sleep(8)
-    others = [_start(pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
+    others = [_start(children, pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
     time.sleep(2)
     sessions = _sessions_of(victim.pid)
     assert sessions, "the victim has no session child yet"
