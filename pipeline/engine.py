@@ -192,24 +192,11 @@ async def in_session(
 ) -> T:
     """Open the Dagger session, run `body`, and turn engine errors into ours."""
     scratch = _scratch_dir()
-    runner = provision.runner_from_env()
-    try:
-        with stopping.at_once(lambda: shutil.rmtree(scratch, ignore_errors=True)):
-            return await _connected(body, settings, hook, scratch, runner)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-async def _connected(
-    body: Callable[[Session], Awaitable[T]],
-    settings: Settings,
-    hook: StepHook | None,
-    scratch: Path,
-    runner: provision.Runner | None,
-) -> T:
-    """in_session's work, its scratch directory made."""
     own: BaseException | None = None
     connected = False
+    runner = provision.runner_from_env()
+    # A second signal ends the process at once: the directory goes first.
+    at_once = stopping.remember(lambda: shutil.rmtree(scratch, ignore_errors=True))
     try:
         async with connected_to(runner) as child:
             connected = True
@@ -236,3 +223,6 @@ async def _connected(
             "no Dagger engine reachable: run inside `dagger run` with Docker running, "
             f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"
         ) from None
+    finally:
+        stopping.forget(at_once)
+        shutil.rmtree(scratch, ignore_errors=True)
