@@ -18,7 +18,7 @@ import anyio
 import dagger
 from dagger import dag
 
-from pipeline import layer_cache, provision, schema
+from pipeline import layer_cache, provision, schema, stopping
 from pipeline.clock import StepHook
 from pipeline.errors import (
     BuildFailed,
@@ -197,6 +197,8 @@ async def in_session(
     own: BaseException | None = None
     connected = False
     runner = provision.runner_from_env()
+    # A second signal ends the process at once: the directory goes first.
+    at_once = stopping.remember(lambda: shutil.rmtree(scratch, ignore_errors=True))
     try:
         async with connected_to(runner) as child:
             connected = True
@@ -224,4 +226,5 @@ async def in_session(
             f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"
         ) from None
     finally:
+        stopping.forget(at_once)
         shutil.rmtree(scratch, ignore_errors=True)

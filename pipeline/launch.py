@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -20,8 +21,8 @@ from typing import TypeVar
 
 from rich.console import Console
 
-from pipeline import compare, progress, report
-from pipeline.errors import BuildFailed, PipelineError, UsageError
+from pipeline import compare, progress, report, stopping
+from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
 from pipeline.settings import Settings, Variant
 from pipeline.source import inspect_source
@@ -104,7 +105,8 @@ def sdk_lean(env: Mapping[str, str]) -> Iterator[None]:
 def in_engine(flow: Callable[[ModuleType], Awaitable[T]]) -> T:
     """The one way into the engine: start the session child, import the Dagger SDK (without
     its runtime checks, sdk_lean) and pipeline.runner while it connects, then run
-    `flow(runner)` in an event loop and return what it gives."""
+    `flow(runner)` in an event loop, cancelled by a signal (pipeline.stopping), and return
+    what it gives."""
     import anyio
 
     from pipeline import provision
@@ -114,7 +116,7 @@ def in_engine(flow: Callable[[ModuleType], Awaitable[T]]) -> T:
         with sdk_checks_off(), sdk_lean(os.environ):
             from pipeline import runner
 
-        return anyio.run(flow, runner)
+        return anyio.run(stopping.cancellable, lambda: flow(runner))
     finally:
         provision.discard_early()  # started, but the run ended before its session
 
@@ -283,17 +285,30 @@ def execute_verify(settings: Settings, *, verbose: bool) -> int:
 
 
 def guarded(work: Callable[[], int], *, verbose: bool) -> int:
-    """Run `work`; errors become one line and an exit code (2 usage, 1 failure, 130 ^C)."""
+    """Run `work`, stopped as Ctrl-C stops it by SIGINT, SIGTERM or SIGHUP (pipeline.stopping);
+    errors become one line and an exit code (2 usage, 1 failure; 130, 143, 129 stopped)."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    try:
-        return work()
-    except (UsageError, PipelineError) as error:
-        if verbose:
-            traceback.print_exc()
-        if isinstance(error, BuildFailed) and error.detail:
-            err.print(error.detail, markup=False)
-        err.print(f"error: {error}", markup=False)
-        return 2 if isinstance(error, UsageError) else 1
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        return 130
+    with stopping.handled():
+        try:
+            return work()
+        except (UsageError, PipelineError) as error:
+            if stopping.received() is not None:
+                return _stopped(err)  # the error is the stop's doing: say the stop
+            if verbose:
+                traceback.print_exc()
+            if isinstance(error, BuildFailed) and error.detail:
+                err.print(error.detail, markup=False)
+            err.print(f"error: {error}", markup=False)
+            if isinstance(error, EngineUnavailable):
+                from pipeline import provision
+
+                provision.leave_dagger_run(error)  # last: it may end the `dagger run` above us
+            return 2 if isinstance(error, UsageError) else 1
+        except KeyboardInterrupt:
+            return _stopped(err)
+
+
+def _stopped(err: Console) -> int:
+    signum = stopping.received() or signal.SIGINT  # KeyboardInterrupt alone: Ctrl-C's
+    err.print(stopping.said(signum), markup=False)
+    return stopping.exit_code(signum)

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline import stopping
 from pipeline.errors import OutputError
 
 
@@ -44,8 +45,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.umask(umask)
     tmp.chmod(0o666 & ~umask)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with stopping.at_once(lambda: tmp.unlink(missing_ok=True)):
+            yield tmp
+            os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
     finally:

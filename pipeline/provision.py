@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.to_thread
 
+from pipeline import stopping
 from pipeline.errors import EngineUnavailable
 
 # Seconds until the session's first line, where the engine is already running at an address
@@ -162,6 +164,7 @@ class Child:
         self.failed: str | None = None  # why no child could be started
         self.line = b""
         self.engine: dict[str, object] | None = None  # the answer to ENGINE_QUERY
+        self.forget_at_once: int | None = None  # stopping's key for kill()
         self.spawned = threading.Event()  # the child started (or none will be)
         self.started = threading.Event()  # its first line read (or no child)
         self.asked = threading.Event()  # the engine's answer in (or none)
@@ -203,11 +206,21 @@ class Child:
                     stderr=stderr,
                     start_new_session=True,
                 )
+            # A second signal ends the process at once: the child goes with it (its stdin
+            # would close then too, but it may take seconds to notice).
+            self.forget_at_once = stopping.remember(self.kill)
             self.spawned.set()
             assert self.process.stdout is not None
             self.line = self.process.stdout.readline()
         except OSError as err:
             self.failed = f"cannot start the Dagger CLI {cli}: {err.strerror or err}"
+
+    def kill(self) -> None:
+        """End the child at once (it is alone in its process group), and remove its log."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.directory.name, ignore_errors=True)
 
     @property
     def returncode(self) -> int | None:
@@ -256,6 +269,8 @@ class Child:
             await anyio.to_thread.run_sync(self.asked.wait)
             if process is not None and process.stdout is not None:
                 process.stdout.close()
+            if self.forget_at_once is not None:
+                stopping.forget(self.forget_at_once)
             self.directory.cleanup()
 
 
@@ -302,7 +317,12 @@ def start_early() -> None:
 def discard_early() -> None:
     """Close a child start_early started that no session took (the run ended before)."""
     while _early:
-        anyio.run(_early.pop().close)
+        child = _early.pop()
+        try:
+            anyio.run(child.close)
+        except BaseException:
+            child.kill()  # a signal cut the close short: the child must not outlive us
+            raise
 
 
 @contextlib.asynccontextmanager
@@ -325,10 +345,16 @@ async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
 
 async def watchdog(runner: Runner | None, child: Child | None) -> None:
     """Return never; raise EngineGone once the engine's address stops answering
-    PROBE_FAILURES times in a row, or our session child exits."""
+    PROBE_FAILURES times in a row, our session child exits, or the `dagger run` whose
+    session we use is gone (killed: it ends on SIGTERM or SIGHUP without passing it on)."""
     failures: list[str] = []
+    parent = dagger_run_parent()
     while True:
         await anyio.sleep(PROBE_EVERY)
+        if parent is not None and os.getppid() != parent:
+            raise EngineGone(
+                "the `dagger run` that held this run's session is gone: nothing was written"
+            )
         if child is not None and child.returncode is not None:
             raise EngineGone(
                 f"the Dagger session ended during the run (exit {child.returncode}): "
@@ -352,3 +378,26 @@ def runner_from_env() -> Runner | None:
         return Runner.parse(text) if text else None
     except (OSError, ssl.SSLError, ValueError) as err:
         raise EngineUnavailable(f"{RUNNER_HOST}={text}: {err}") from None
+
+
+def dagger_run_parent() -> int | None:
+    """The pid of the `dagger run` whose session this process was given, if it runs under one:
+    DAGGER_SESSION_PORT is set and the parent's command line is `dagger ... run ...`."""
+    if not os.environ.get("DAGGER_SESSION_PORT"):
+        return None
+    parent = os.getppid()
+    try:
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None  # no /proc: not Linux; nothing checked, nothing signalled
+    return parent if Path(os.fsdecode(argv[0])).name == "dagger" and b"run" in argv[1:] else None
+
+
+def leave_dagger_run(error: EngineUnavailable) -> None:
+    """After an engine lost mid-run, end the `dagger run` above us, if any: once its engine is
+    gone it waits for it forever after its command has exited (seen: 588 s, until killed), and
+    ends on SIGTERM. The last thing a run does: `dagger run` may be what shows our output."""
+    parent = dagger_run_parent()
+    if isinstance(error, EngineGone) and parent is not None:
+        with contextlib.suppress(OSError):
+            os.kill(parent, signal.SIGTERM)

@@ -8,18 +8,23 @@ none, they skip, and say how to get one.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -261,6 +266,56 @@ class PipelineRunner:
             timeout=timeout,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
+
+
+@contextlib.contextmanager
+def started(
+    command: Sequence[str], *, sigint: signal.Handlers = signal.SIG_DFL, **options: Any
+) -> Iterator[subprocess.Popen[str]]:
+    """`command` started in a session (so a process group) of its own, with SIGINT at its
+    default whatever this process inherited (started in the background by a non-interactive
+    shell, it inherits SIGINT ignored, and so would every child; `sigint` says otherwise);
+    when the block ends, however it ends, the group is killed and the child reaped: a failed
+    test leaves no process behind (our `dagger session` children, in sessions of their own,
+    end once their parent has gone)."""
+    process = subprocess.Popen(
+        command,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        text=True,
+        **options,
+    )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()  # reaped (its pipes may still be read by the test's threads)
+
+
+@pytest.fixture
+def children() -> Iterator[contextlib.ExitStack]:
+    """Where a test enters its started() children: each is ended when the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+def engine_pid(testbed: Testbed) -> int:
+    return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
+
+
+@pytest.fixture
+def engine_back(testbed: Testbed) -> Iterator[None]:
+    """The test bed's engine running again after the test, whatever it did to it."""
+    yield
+    pid = engine_pid(testbed)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.5)
+    up = subprocess.run(
+        [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
+    )
+    assert up.returncode == 0, up.stderr[-2000:]
 
 
 # --- the closing line -------------------------------------------------------------------

@@ -5,6 +5,7 @@ what is wrong, and what is left on disk. Errors cross into exit codes at one pla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Ran, Testbed
+from tests.conftest import ROOT, PipelineRunner, Ran, Testbed, started
 
 pytestmark = pytest.mark.engine
 FAST = ("--no-test", "--runtime-image", "busybox:1.35")
@@ -244,7 +245,7 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
     output.parent.mkdir()
     output.write_bytes(b"the previous good tarball")
     before = snapshot(ROOT / "build")
-    process = subprocess.Popen(
+    with started(
         pipeline.command(
             "builder",
             "--runtime-image",
@@ -258,12 +259,10 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
         env=pipeline.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    time.sleep(8)
-    os.killpg(process.pid, signal.SIGINT)  # what ^C in a terminal does
-    _, stderr = process.communicate(timeout=120)
+    ) as process:
+        time.sleep(8)
+        os.killpg(process.pid, signal.SIGINT)  # what ^C in a terminal does
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert output.read_bytes() == b"the previous good tarball"
@@ -274,18 +273,20 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
 # 12 -------------------------------------------------------------------------------------
 def test_two_runs_on_one_output(pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path) -> None:
     output = tmp_path / "image.tar"
-    runs = [
-        subprocess.Popen(
-            pipeline.command("multistage", *FAST, "--output", str(output)),
-            cwd=ROOT,
-            env=pipeline.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    codes = [run.wait(timeout=300) for run in runs]
+    with contextlib.ExitStack() as stack:
+        runs = [
+            stack.enter_context(
+                started(
+                    pipeline.command("multistage", *FAST, "--output", str(output)),
+                    cwd=ROOT,
+                    env=pipeline.env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            for _ in range(2)
+        ]
+        codes = [run.wait(timeout=300) for run in runs]
     assert codes == [0, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.tar", "image.tar.spdx.json"]
     assert testbed.skopeo("inspect", f"oci-archive:{output}").returncode == 0

@@ -8,6 +8,7 @@ The engine tests here stop the test bed's engine and start it again (tests/testb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,13 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.provision import Runner
-from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
 
 SLOW_TEST = """package main
 
@@ -130,24 +130,6 @@ def test_a_refused_client_is_told_in_one_line_within_seconds(
 # --- faults against the test bed's engine ------------------------------------------------
 
 
-def _engine_pid(testbed: Testbed) -> int:
-    return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
-
-
-@pytest.fixture
-def engine_back(testbed: Testbed) -> Iterator[None]:
-    """The test bed's engine running again after the test, whatever it did to it."""
-    yield
-    pid = _engine_pid(testbed)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.5)
-    up = subprocess.run(
-        [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
-    )
-    assert up.returncode == 0, up.stderr[-2000:]
-
-
 def _slow_tree(tmp_path: Path, name: str) -> Path:
     source = tmp_path / name
     shutil.copytree(ROOT / "go-src", source)
@@ -155,13 +137,15 @@ def _slow_tree(tmp_path: Path, name: str) -> Path:
     return source
 
 
-def _start(pipeline: PipelineRunner, source: Path, output: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _start(
+    children: contextlib.ExitStack, pipeline: PipelineRunner, source: Path, output: Path
+) -> subprocess.Popen[str]:
+    return children.enter_context(started(
         pipeline.command("multistage", "--source", str(source), "--output", str(output),
                          "--runtime-image", "busybox:1.35", "--quiet"),
         cwd=ROOT, env={**pipeline.env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ))  # fmt: skip
 
 
 def _sessions_of(pid: int) -> list[int]:
@@ -192,14 +176,21 @@ def _busy(runs: list[subprocess.Popen[str]]) -> None:
 @pytest.mark.engine
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_the_engine_gone_mid_build_ends_every_run_within_30s(
-    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None, how: int
+    pipeline: PipelineRunner,
+    testbed: Testbed,
+    tmp_path: Path,
+    engine_back: None,
+    children: contextlib.ExitStack,
+    how: int,
 ) -> None:
     runs = [
-        _start(pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar")
+        _start(
+            children, pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar"
+        )
         for n in range(2)
     ]
     _busy(runs)
-    os.kill(_engine_pid(testbed), how)
+    os.kill(engine_pid(testbed), how)
     stopped = time.monotonic()
     for n, run in enumerate(runs):
         _, stderr = run.communicate(timeout=60)
@@ -221,13 +212,13 @@ def test_the_engine_gone_mid_build_ends_every_run_within_30s(
 def test_after_a_restart_the_next_run_builds(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, engine_back: None
 ) -> None:
-    os.kill(_engine_pid(testbed), signal.SIGTERM)
+    os.kill(engine_pid(testbed), signal.SIGTERM)
     time.sleep(1)
     down = pipeline("multistage", "--no-test", "--no-output", timeout=120)
     assert down.returncode == 1
     host = pipeline.env["_EXPERIMENTAL_DAGGER_RUNNER_HOST"]  # unix://, or tls:// to stunnel
     assert down.stderr.strip().startswith(f"error: no Dagger engine at {host} ("), down.stderr
-    pid = _engine_pid(testbed)
+    pid = engine_pid(testbed)
     while Path(f"/proc/{pid}").exists():
         time.sleep(0.5)
     up = subprocess.run(
@@ -241,13 +232,13 @@ def test_after_a_restart_the_next_run_builds(
 
 @pytest.mark.engine
 def test_one_client_killed_mid_build_leaves_the_others_to_finish(
-    pipeline: PipelineRunner, tmp_path: Path
+    pipeline: PipelineRunner, tmp_path: Path, children: contextlib.ExitStack
 ) -> None:
     quick = tmp_path / "quick"
     shutil.copytree(ROOT / "go-src", quick)
-    victim = _start(pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
+    victim = _start(children, pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
     time.sleep(8)
-    others = [_start(pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
+    others = [_start(children, pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
     time.sleep(2)
     sessions = _sessions_of(victim.pid)
     assert sessions, "the victim has no session child yet"

@@ -40,7 +40,7 @@ from pipeline.registry import push_image, push_sbom
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import Secret, parse_image_ref
 from pipeline.transport import INDEX, Budget, Login
-from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed, started
 
 SPDX = "application/spdx+json"
 CREATED = "2023-11-14T22:13:20Z"
@@ -637,19 +637,19 @@ def test_a_publish_to_a_registry_that_never_answers_ends_within_its_bound(
 
 
 @pytest.mark.engine
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_push_stops_and_the_run_exits(
-    pipeline: PipelineRunner, tmp_path: Path
+    pipeline: PipelineRunner, tmp_path: Path, signum: int, code: int
 ) -> None:
     progress = tmp_path / "stderr"
-    with silent_server() as port, progress.open("w") as err:
-        run = subprocess.Popen(
+    with silent_server() as port, progress.open("w") as err, started(
             [
                 sys.executable, "-m", "pipeline", "multistage", "--no-test", "--no-run",
                 "--no-output", "--publish", f"127.0.0.1:{port}/silent/hello:1",
                 "--push-timeout", "600",
             ],
             cwd=ROOT, env=pipeline.env, stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
+    ) as run:  # fmt: skip
         deadline = time.monotonic() + 240
         # Interrupt once the push has started: the silent server holds a connection then.
         while time.monotonic() < deadline and run.poll() is None:
@@ -661,12 +661,12 @@ def test_an_interrupted_push_stops_and_the_run_exits(
             if held.stdout.strip():
                 break
         assert run.poll() is None, progress.read_text()
-        run.send_signal(signal.SIGINT)
+        run.send_signal(signum)
         stopped = time.monotonic()
-        code = run.wait(timeout=30)
+        exited = run.wait(timeout=30)
         took = time.monotonic() - stopped
-    assert code == 130, progress.read_text()
-    assert took < 5, f"exited {took:.1f}s after ^C"
+    assert exited == code, progress.read_text()
+    assert took < 5, f"exited {took:.1f}s after the signal"
     assert "Traceback" not in progress.read_text()
 
 

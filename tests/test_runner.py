@@ -3,6 +3,7 @@ warm, and --watch builds again on each change."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -12,12 +13,12 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner
+from tests.conftest import ROOT, PipelineRunner, started
 
 
 @pytest.mark.engine
@@ -52,18 +53,8 @@ class _Watching:
     """A `pipeline multistage --watch` process, its output (stdout with stderr, or stderr
     alone) read line by line in a thread; stop() interrupts it as Ctrl-C does."""
 
-    def __init__(
-        self, pipeline: PipelineRunner, args: list[str], env: dict[str, str], *, merged: bool
-    ) -> None:
-        self.process = subprocess.Popen(
-            pipeline.command("multistage", "--watch", *args),
-            cwd=ROOT,
-            env={**pipeline.env, **env},
-            stdout=subprocess.PIPE if merged else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if merged else subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+    def __init__(self, process: subprocess.Popen[str], *, merged: bool) -> None:
+        self.process = process
         stream = self.process.stdout if merged else self.process.stderr
         assert stream is not None
         self.lines: queue.Queue[str] = queue.Queue()
@@ -93,17 +84,32 @@ class _Watching:
         return self.process.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def _watching(
+    pipeline: PipelineRunner, args: list[str], env: dict[str, str], *, merged: bool
+) -> Iterator[_Watching]:
+    """The --watch process while the block runs (SIGINT at its default; it and its group
+    killed on the way out, if a failure left them)."""
+    with started(
+        pipeline.command("multistage", "--watch", *args),
+        cwd=ROOT,
+        env={**pipeline.env, **env},
+        stdout=subprocess.PIPE if merged else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+    ) as process:
+        yield _Watching(process, merged=merged)
+
+
 @pytest.mark.engine
 def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(ROOT / "go-src", source)
     args = ["--no-test", "--runtime-image", "busybox:1.35", "--source", str(source), "--no-output"]
-    watch = _Watching(pipeline, args, {"COLUMNS": "200"}, merged=True)
+    with _watching(pipeline, args, {"COLUMNS": "200"}, merged=True) as watch:
 
-    def wait_for(text: str) -> None:
-        watch.wait_for(lambda line: text in line, repr(text))
+        def wait_for(text: str) -> None:
+            watch.wait_for(lambda line: text in line, repr(text))
 
-    try:
         wait_for("run printed: 'Hello World'")
         wait_for("watching")
         greeting = source / "greeting.go"
@@ -113,7 +119,6 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
         (source / "README.txt").write_text("not a build input")  # no rebuild for this
         greeting.write_text(greeting.read_text().replace('"Watcher"', '"World"'))
         wait_for("run printed: 'Hello World'")
-    finally:
         returncode = watch.stop()
     assert returncode == 130
     assert sum("run printed:" in line for line in watch.seen) == 3
@@ -130,20 +135,18 @@ def test_a_watch_rebuild_makes_the_image_a_fresh_build_makes(
     epoch = {"SOURCE_DATE_EPOCH": "1700000000"}
     flags = ("--no-test", "--no-run", "--runtime-image", "busybox:1.35", "--source", str(source))
     watched = tmp_path / "watched.tar"
-    watch = _Watching(pipeline, [*flags, "--output", str(watched)], epoch, merged=False)
 
     def built(line: str) -> bool:
         assert not line.startswith("error:"), line
         return line.startswith("watching")
 
-    try:
+    with _watching(pipeline, [*flags, "--output", str(watched)], epoch, merged=False) as watch:
         watch.wait_for(built, "the end of a build")
         greeting = source / "greeting.go"
         greeting.write_text(greeting.read_text().replace('"World"', '"Swapped"'))
         watch.wait_for(built, "the end of a build")
         rebuilt = watched.read_bytes()
-    finally:
-        watch.stop()
+        assert watch.stop() == 130
     fresh = tmp_path / "fresh.tar"
     ran = pipeline("multistage", *flags, "--output", str(fresh), extra_env=epoch)
     assert ran.returncode == 0, ran.stderr
