@@ -34,7 +34,7 @@ SCHEMA_VERSION = 1
 class Step:
     name: str
     seconds: float
-    size: int | None = None  # bytes moved (the tarball exported, the image pushed), if known
+    size: int | None = None  # bytes moved (the tarball exported, the blobs a push sent), if known
 
 
 @dataclass(frozen=True)

@@ -274,16 +274,18 @@ def started(
 ) -> Iterator[subprocess.Popen[str]]:
     """`command` started in a session (so a process group) of its own, with SIGINT at its
     default whatever this process inherited (started in the background by a non-interactive
-    shell, it inherits SIGINT ignored, and so would every child; `sigint` says otherwise);
-    when the block ends, however it ends, the group is killed and the child reaped: a failed
-    test leaves no process behind (our `dagger session` children, in sessions of their own,
-    end once their parent has gone)."""
+    shell, it inherits SIGINT ignored, and so would every child; `sigint` says otherwise),
+    and SIGHUP too (`nohup` ignores it: a child that ignores it never hangs up, as a
+    terminal's would); when the block ends, however it ends, the group is killed and the
+    child reaped: a failed test leaves no process behind (our `dagger session` children, in
+    sessions of their own, end once their parent has gone)."""
+
+    def defaults() -> None:
+        signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
     process = subprocess.Popen(
-        command,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
-        text=True,
-        **options,
+        command, start_new_session=True, preexec_fn=defaults, text=True, **options
     )
     try:
         yield process

@@ -273,13 +273,16 @@ def masked(stdout: str) -> str:
 
 def expected_lines(document: dict[str, Any]) -> list[re.Pattern[str]]:
     """The stderr of a piped run: for each step of its JSON, in order, its start line and its
-    end line with its time (the JSON's, to the line's 2 decimals) and, for the export and the
-    push, the image's compressed size."""
-    size = human_size(document["images"][0]["size"]["compressed"])
+    end line with its time (the JSON's, to the line's 2 decimals) and, for the export, the
+    image's compressed size, for the push the bytes it sent (a base's layers mounted from
+    the base's repository are not sent)."""
+    image = document["images"][0]
+    sizes = {"export": image["size"]["compressed"], "publish": image["published_bytes"]}
     patterns = []
     for step in document["steps"]:
         name = re.escape(step["name"])
-        moved = re.escape(f" ({size})") if step["name"] in ("export", "publish") else ""
+        size = sizes.get(step["name"])
+        moved = re.escape(f" ({human_size(size)})") if size is not None else ""
         patterns.append(re.compile(rf"pipeline: {name} \.\.\."))
         patterns.append(re.compile(rf"pipeline: {name} done (\d+\.\d\d)s{moved}"))
     return patterns
