@@ -107,10 +107,6 @@ class BaseLayers:
             raise OCIError(f"{self.ref}: its layer {digest[:19]} changed on disk")
         return data
 
-    def config(self) -> dict[str, Any]:
-        """What an image config says of these layers (for pipeline.anatomy)."""
-        return {"rootfs": {"type": "layers", "diff_ids": list(self.diff_ids)}}
-
 
 def digest_of(data: bytes) -> str:
     """The OCI digest of `data`: sha256, in hex."""

@@ -275,13 +275,11 @@ class _Normaliser:
         ours = _after_base(config.get("history", []), count)
         if len([h for h in ours if not h.get("empty_layer")]) != len(diff_ids) - count:
             raise OCIError("the config's history does not match its layers")
-        for entry in ours:
-            if self.created is not None:
-                entry["created"] = self.created
         if self.created is not None:
             config["created"] = self.created
             own = iter(diff_ids[count:])
             for entry in ours:
+                entry["created"] = self.created
                 if not entry.get("empty_layer"):
                     # Engines describe one layer differently from run to run ("import image
                     # layer …", "rehydrated persisted snapshot"): one text per layer, from

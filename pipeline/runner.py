@@ -162,9 +162,7 @@ async def _deliver_images(
     infos: list[tuple[ImageInfo, Path]] = []
     for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
         destination = settings.output if role == "image" else settings.builder_output
-        # The image's own platforms; another image a variant makes is the engine's platform's.
-        platforms = job.platforms if role == "image" else (session.native,)
-        bases = {str(p): session.bases[image.base_ref, str(p)] for p in platforms if image.base}
+        bases = _base_layers(job, image, role)
         # The variant's own image is made reproducible; the builder pattern's build image,
         # like the naive one, is what it is.
         epoch = settings.provenance.epoch if settings.provenance and role == "image" else None

@@ -58,9 +58,9 @@ def source(tmp_path: Path) -> Path:
     return copy
 
 
-def restart_engine(engine_env: dict[str, str], testbed: Testbed, *, prune: bool) -> None:
+def restart_engine(testbed: Testbed) -> None:
     """Stop the test bed's engine and start it again with its state kept, as a shared engine
-    or a laptop's restarts; with `prune`, empty its cache after."""
+    or a laptop's restarts."""
     pid_file = Path(testbed.env.get("TESTBED_ENGINE_PID", "/nonexistent"))
     if not pid_file.is_file():
         pytest.skip("the engine is not the test bed's: cannot restart it")
@@ -75,8 +75,6 @@ def restart_engine(engine_env: dict[str, str], testbed: Testbed, *, prune: bool)
         [str(ROOT / "tests/testbed/up")], capture_output=True, text=True, check=False
     )
     assert up.returncode == 0, up.stderr
-    if prune:
-        prune_engine(engine_env)
 
 
 def prune_engine(engine_env: dict[str, str]) -> None:
@@ -163,7 +161,7 @@ def test_one_digest_whatever_the_engine_remembers(
     not their blobs, and exports them re-tarred); build; prune; build; build on a fresh
     runner: every image's digest and tarball, byte for byte, the same each time."""
     first = build_sequence(pipeline, source, tmp_path / "first")
-    restart_engine(engine_env, testbed, prune=False)
+    restart_engine(testbed)
     kept = build_sequence(pipeline, source, tmp_path / "kept")
     prune_engine(engine_env)
     pruned = build_sequence(pipeline, source, tmp_path / "pruned")
