@@ -29,6 +29,7 @@ from pipeline.options import (
     ChartOpt,
     EpochOpt,
     GoImageOpt,
+    HelperImageOpt,
     JsonOpt,
     MarkdownOpt,
     MaxSizeOpt,
@@ -55,6 +56,7 @@ from pipeline.options import (
 from pipeline.provenance import read_provenance
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
+    DEFAULT_HELPER_IMAGE,
     DEFAULT_NAME,
     DEFAULT_RUNTIME_IMAGE,
     DEFAULT_SOURCE,
@@ -99,6 +101,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     parse_image_ref(flags.go_image, option="--go-image")
     if flags.runtime_image != SCRATCH:
         parse_image_ref(flags.runtime_image, option="--runtime-image")
+    parse_image_ref(flags.helper_image, option="--helper-image")
     publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
     cache_from = (
         check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
@@ -139,6 +142,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         push_timeout=check_push_timeout(flags.push_timeout),
         cache_from=cache_from,
         cache_to=cache_to,
+        helper_image=flags.helper_image,
         quiet=flags.quiet,
     )
 
@@ -248,6 +252,7 @@ def verify_command(
     user: UserOpt = None,
     source_date_epoch: EpochOpt = None,
     cache_from: CacheFromOpt = None,
+    helper_image: HelperImageOpt = DEFAULT_HELPER_IMAGE,
     registry_username: UsernameOpt = None,
     registry_ca: RegistryCaOpt = None,
     registry_mirror: RegistryMirrorOpt = None,
@@ -272,6 +277,7 @@ def verify_command(
         user=user,
         source_date_epoch=source_date_epoch,
         cache_from=cache_from,
+        helper_image=helper_image,
         registry_username=registry_username,
         registry_ca=registry_ca,
         registry_mirror=registry_mirror,

@@ -56,19 +56,21 @@ class Session:
     # Each tag's last single-platform reproducible image (a private copy of its tarball), with
     # the settings it was built from: --watch's next image differs from it in its binary only.
     images: dict[str, tuple[Settings, Path]] = field(default_factory=dict)
+    # Images pinned for the session's own steps (the Go caches' helper): requested → pinned,
+    # for the lock file.
+    pins: dict[str, str] = field(default_factory=dict)
 
 
-async def _engine_clock(settings: Settings, session: Session) -> None:
-    """Read the engine's wall clock as the session opens, in a container no cache can answer
-    (the host's clock may differ, e.g. when the engine runs in a VM). It runs beside the
-    first build."""
-    stamp = (
-        dag.container()
-        .from_(settings.go_image)
-        .with_env_variable("PIPELINE_SESSION", uuid.uuid4().hex)  # never cached
-        .with_exec(["date", "+%s.%N"])
-    )
-    session.started = float((await stamp.stdout()).strip())
+async def _engine_clock(session: Session) -> None:
+    """Read the engine's wall clock as the session opens (the host's may differ, e.g. when the
+    engine runs in a VM): the time of a file the engine writes, under a name never used
+    before (so no cache answers), copied out by Directory.export, which keeps it. No image
+    and no exec: nothing is asked of the Go image. It runs beside the first build."""
+    name = uuid.uuid4().hex
+    where = Path(tempfile.mkdtemp(prefix="clock-", dir=session.scratch))
+    await dag.directory().with_new_file(name, "").export(str(where))
+    session.started = (where / name).stat().st_mtime
+    shutil.rmtree(where, ignore_errors=True)
     session.clock.set()
 
 
@@ -207,7 +209,7 @@ async def in_session(
                 kept = layer_cache.Kept(layer_cache.directory(schema.cache_dir(os.environ)))
                 session = Session(native, scratch, hook, canonical=kept)
                 async with anyio.create_task_group() as group:
-                    group.start_soon(_engine_clock, settings, session)
+                    group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.
                     group.start_soon(provision.watchdog, runner, child)
                     result = await body(session)

@@ -13,15 +13,18 @@ save takes those and nothing else, and the artifact does not grow with every com
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import re
+import shlex
 import shutil
+import tarfile
 import tempfile
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -31,13 +34,14 @@ import dagger
 import deflate
 from dagger import dag
 
+from pipeline import pins
 from pipeline.delivery import bounded
 from pipeline.engine import Session
 from pipeline.errors import PipelineError
 from pipeline.report import GoCache
 from pipeline.settings import ImageRef, Platform, Settings
 from pipeline.source import SourceTree
-from pipeline.stages import SOURCE_DIR, golang, toolchain, with_go_caches
+from pipeline.stages import toolchain, with_go_caches
 
 if TYPE_CHECKING:
     from pipeline.transport import Budget, Login
@@ -49,26 +53,28 @@ MOD_LAYER = "application/vnd.pipeline.go-mod-cache.v1.tar+gzip"
 TARS = {BUILD_LAYER: "go-build.tar", MOD_LAYER: "go-mod.tar"}  # as the engine reads and writes them
 CHUNK = 32 << 20  # bytes of tar per gzip member: the compressor's memory stays bounded
 MOUNT = "/pipeline-cache"
+MODULE_LIST = "/pipeline-modules.txt"  # the save's list of module cache files
+# The modules that provide the packages built (go list -deps), as module@version.
+MODULE_FORMAT = "{{with .Module}}{{if not .Main}}{{.Path}}@{{.Version}}{{end}}{{end}}"
 RESTORED_AGE = 7200  # seconds: older than the hour after which Go touches an entry it uses
 WINDOW = 3660  # seconds before the session's start: what Go's touch leaves (an hour) + slack
 
 # Restore into empty volumes only (a volume the engine has filled is newer than any artifact);
 # a tarball that does not unpack leaves the volumes empty again. README, written last, is what
 # Go writes in a cache directory it starts: a volume without it is empty or half-written. The
-# tarballs come uncompressed: the host inflated them while the engine pulled the Go image.
+# tarballs come uncompressed: the host inflated them while the engine pulled the images.
+# Runs in the helper image: POSIX sh and options busybox and GNU share, nothing of the Go image.
 _RESTORE = r"""
 set -u
 if [ -e "$GOCACHE/README" ]; then echo engine; exit 0; fi
-mods=$(go env GOMODCACHE)
 ok=1
-tar -xf /pipeline-cache/go-build.tar -C "$GOCACHE" --no-same-owner || ok=0
+tar -xof /pipeline-cache/go-build.tar -C "$GOCACHE" || ok=0
 if [ -e /pipeline-cache/go-mod.tar ]; then
-  mkdir -p "$mods"
-  tar -xf /pipeline-cache/go-mod.tar -C "$mods" --no-same-owner || ok=0
+  mkdir -p "$GOMODCACHE"
+  tar -xof /pipeline-cache/go-mod.tar -C "$GOMODCACHE" || ok=0
 fi
 if [ "$ok" = 0 ]; then
-  find "$GOCACHE" -mindepth 1 -delete
-  rm -rf "$mods/cache/download"
+  rm -rf "$GOCACHE"/* "$GOMODCACHE/cache/download"
   echo corrupt
   exit 0
 fi
@@ -77,37 +83,26 @@ echo 'This directory holds cached build artifacts from the Go build system.' > "
 echo restored
 """
 
-# The entries used since $1 (seconds since the epoch), as a tarball whose bytes depend on the
-# entries alone (sorted names, no times, no owners): the same cache pushes the same blob. Left
-# uncompressed: the host compresses them (libdeflate, several times faster than gzip -1 here).
-# With $2 = mod: the module download cache's .mod/.info files and the zips of the modules
-# that provide the packages built ($3: go list's -test flag, or nothing; $4: the source).
+# The build cache entries used since $1 (seconds since the epoch), and with $2 (a list of the
+# module cache files the build's packages come from, made on the host from `go list`) those
+# files and the module cache's .mod/.info files, each set as tarballs in MOUNT (one per xargs
+# batch: busybox's tar reads no file list). The host merges them into one canonical tarball
+# (sorted names, no times, no owners: the same cache pushes the same blob) and compresses it.
 _SAVE = r"""
 set -eu
-pack() {
-  LC_ALL=C sort -z | tar --null --no-recursion --mtime=@0 --owner=0 --group=0 \
-    --numeric-owner --format=gnu -cf - -T -
-}
+pack() { xargs -r sh -c 'tar -cf "$0.$$.tar" "$@"' "/pipeline-cache/$1"; }
 mkdir -p /pipeline-cache
+touch -d "@$1" /tmp/pipeline-since
 cd "$GOCACHE"
-find . -type f -newermt "@$1" ! -name README ! -name trim.txt -print0 \
-  | pack > /pipeline-cache/go-build.tar
-if [ "$2" = mod ]; then
-  format='{{with .Module}}{{if not .Main}}{{.Path}}@{{.Version}}{{end}}{{end}}'
-  used=$(cd "$4" && go list -deps $3 -f "$format" ./... | sort -u)
-  cd "$(go env GOMODCACHE)"
+find . -type f -newer /tmp/pipeline-since ! -name README ! -name trim.txt | pack go-build
+if [ -n "${2:-}" ]; then
+  cd "$GOMODCACHE"
   {
-    find cache/download -type f \( -name '*.mod' -o -name '*.info' \) -print0
-    for module in $used; do
-      path=${module%@*} version=${module##*@}
-      [ -n "$version" ] || continue
-      escaped=$(printf '%s' "$path" | sed 's/[A-Z]/!\L&/g')
-      for suffix in zip ziphash; do
-        file="cache/download/$escaped/@v/$version.$suffix"
-        if [ -f "$file" ]; then printf '%s\0' "$file"; fi
-      done
-    done
-  } | pack > /pipeline-cache/go-mod.tar
+    find cache/download -type f \( -name '*.mod' -o -name '*.info' \)
+    while read -r file; do
+      if [ -f "$file" ]; then echo "$file"; fi
+    done < "$2"
+  } | pack go-mod
 fi
 """
 
@@ -129,11 +124,57 @@ def cache_tag(ref: ImageRef, settings: Settings, platforms: Sequence[Platform]) 
     return f"{ref.tag or 'latest'}-{targets}-go-{go}"
 
 
-def _caches(settings: Settings) -> dagger.Container:
-    """The golang image with the build's cache volumes, in a container no cache answers."""
-    return with_go_caches(golang(settings), settings).with_env_variable(
+def _caches(helper: str, settings: Settings) -> dagger.Container:
+    """The helper image with the build's cache volumes, in a container no cache answers."""
+    return with_go_caches(dag.container().from_(helper), settings).with_env_variable(
         "PIPELINE_CACHE_RUN", uuid.uuid4().hex
     )
+
+
+async def _helper(settings: Settings, session: Session) -> str:
+    """The helper image, pinned by digest and held to the lock file as the bases are (once
+    per session: the lock file records it with them)."""
+    requested = settings.helper_image
+    if requested not in session.pins:
+        resolved = await dag.container().from_(requested).image_ref()
+        lock = pins.read_lock(settings.lock)
+        session.pins[requested] = pins.check(requested, resolved, lock, settings.lock)
+    return session.pins[requested]
+
+
+async def _step(work: Awaitable[T], image: str, shown: str) -> T:
+    """`work`, a helper step's result; a command that fails there is one PipelineError that
+    names the command (`shown`), the image and the first line the command printed."""
+    try:
+        return await work
+    except dagger.ExecError as err:
+        said = next(
+            (
+                line.strip()
+                for part in (err.stderr, err.stdout)
+                for line in part.splitlines()
+                if line.strip()
+            ),
+            "",
+        )
+        raise PipelineError(
+            f"`{shown}` in {image} exited {err.exit_code}"
+            + (f": {said}" if said else ", printing nothing")
+        ) from None
+
+
+def module_files(listed: str) -> list[str]:
+    """The module cache files (relative to GOMODCACHE) of `go list`'s module@version lines:
+    each module's zip and ziphash, its path and version escaped as the go command escapes
+    them (an upper-case letter is ! and the letter in lower case)."""
+    escape = functools.partial(re.sub, r"[A-Z]", lambda m: "!" + m.group().lower())
+    files = []
+    for module in sorted({line.strip() for line in listed.splitlines() if "@" in line}):
+        path, _, version = module.rpartition("@")
+        if path and version:
+            for suffix in ("zip", "ziphash"):
+                files.append(f"cache/download/{escape(path)}/@v/{escape(version)}.{suffix}")
+    return files
 
 
 def _without(option: str, ref: ImageRef, cause: str) -> str:
@@ -152,17 +193,16 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
     image is there. Beside it a probe looks at the volumes; if they are warm, the download
     and the unpack are dropped."""
     ref = settings.cache_from
-    probe = _caches(settings).with_exec(
-        ["sh", "-c", 'if [ -e "$GOCACHE/README" ]; then echo engine; else echo none; fi']
-    )
-    if ref is None:
-        return GoCache(started_from=(await probe.stdout()).strip())
-    tag = cache_tag(ref, settings, platforms)
-    source = f"{ref.canonical}:{tag}"
-    directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
+    option, warned = ("--cache-from", ref) if ref is not None else ("--cache-to", settings.cache_to)
+    assert warned is not None
     restored: list[GoCache] = []
+    pinned = anyio.Event()
+    helper: list[str] = []
 
-    async def pull_and_unpack() -> None:
+    async def pull_and_unpack(ref: ImageRef) -> None:
+        tag = cache_tag(ref, settings, platforms)
+        source = f"{ref.canonical}:{tag}"
+        directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
         try:
             files = await _pull(settings, ref, tag, directory)
         except PipelineError as err:
@@ -177,13 +217,26 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         except OSError as err:  # the host's disk
             restored.append(_not_restored(ref, f"could not inflate it ({err})"))
             return
-        restored.append(await _unpack(settings, ref, source, tars, size))
+        await pinned.wait()
+        restored.append(await _unpack(settings, helper[0], ref, source, tars, size))
 
     async with anyio.create_task_group() as group:
-        group.start_soon(pull_and_unpack)
-        if (await probe.stdout()).strip() == "engine":
+        if ref is not None:
+            group.start_soon(pull_and_unpack, ref)
+        try:
+            helper.append(await _helper(settings, session))
+            probe = _caches(helper[0], settings).with_exec(
+                ["sh", "-c", 'if [ -e "$GOCACHE/README" ]; then echo engine; else echo none; fi']
+            )
+            pinned.set()
+            found = (await _step(probe.stdout(), helper[0], "sh -c <probe>")).strip()
+        except (PipelineError, dagger.QueryError) as err:
             group.cancel_scope.cancel()
-            return GoCache(started_from="engine")
+            cause = f"the helper image {settings.helper_image}: {_first_line(err)}"
+            return GoCache(started_from="none", warnings=(_without(option, warned, cause),))
+        if ref is None or found == "engine":
+            group.cancel_scope.cancel()
+            return GoCache(started_from=found)
     return restored[0]
 
 
@@ -213,17 +266,20 @@ def _deflate(tar: Path) -> Path:
 
 
 async def _unpack(
-    settings: Settings, ref: ImageRef, source: str, files: list[Path], size: int
+    settings: Settings, helper: str, ref: ImageRef, source: str, files: list[Path], size: int
 ) -> GoCache:
-    """The downloaded tarballs (inflated) unpacked into the build's volumes, if they are still
-    empty. They are sent to the engine first, while it may still be pulling the Go image."""
-    container = _caches(settings)
+    """The downloaded tarballs (inflated) unpacked into the build's volumes, in the helper
+    image, if they are still empty. They are sent to the engine first, while it may still be
+    pulling the images."""
+    container = _caches(helper, settings)
     try:
         uploaded = [(path, await _host_file(path).sync()) for path in files]
         for path, file in uploaded:
             container = container.with_mounted_file(f"{MOUNT}/{path.name}", file)
         done = container.with_exec(["sh", "-c", _RESTORE, "sh", str(RESTORED_AGE)])
-        outcome = (await done.stdout()).strip()
+        outcome = (await _step(done.stdout(), helper, "sh -c <restore script>")).strip()
+    except PipelineError as err:
+        return _not_restored(ref, str(err))
     except dagger.QueryError as err:
         return _not_restored(ref, f"the restore failed ({_first_line(err)})")
     if outcome == "corrupt":
@@ -284,26 +340,58 @@ async def save(
     assert ref is not None
     await session.clock.wait()
     modules = tree.module and not tree.vendored
-    script = [
-        "sh",
-        "-c",
-        _SAVE,
-        "sh",
-        str(int(session.started) - WINDOW),
-        "mod" if modules else "",
-        "-test" if settings.test else "",
-        SOURCE_DIR,
-    ]
-    packed = toolchain(settings, tree).with_env_variable("PIPELINE_CACHE_RUN", uuid.uuid4().hex)
     directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.scratch))
     tag = cache_tag(ref, settings, platforms)
     try:
-        await packed.with_exec(script).directory(MOUNT).export(str(directory))
+        helper = await _helper(settings, session)
+        packer = _caches(helper, settings)
+        script = ["sh", "-c", _SAVE, "sh", str(int(session.started) - WINDOW)]
+        if modules:
+            listed = await _used_modules(settings, tree)
+            packer = packer.with_new_file(MODULE_LIST, "".join(f"{f}\n" for f in listed))
+            script.append(MODULE_LIST)
+        packing = packer.with_exec(script).directory(MOUNT).export(str(directory))
+        await _step(packing, helper, "sh -c <save script>")
+        for name in (TARS[BUILD_LAYER], TARS[MOD_LAYER]) if modules else (TARS[BUILD_LAYER],):
+            await anyio.to_thread.run_sync(merge, directory, name)
         pushed, size = await _push(settings, ref, tag, directory, modules=bool(modules))
-    except (PipelineError, dagger.QueryError, OSError) as err:
+    except (PipelineError, dagger.QueryError, OSError, tarfile.TarError) as err:
         warning = _without("--cache-to", ref, _first_line(err))
         return replace(started, warnings=(*started.warnings, warning))
     return replace(started, saved_to=f"{ref.canonical}:{tag}@{pushed}", saved_size=size)
+
+
+async def _used_modules(settings: Settings, tree: SourceTree) -> list[str]:
+    """The module cache files of the modules the build's packages come from: `go list`, the
+    one step here that needs the Go image, asks nothing of it but `go`."""
+    command = ["go", "list", "-deps", *(["-test"] if settings.test else []), "-f", MODULE_FORMAT]
+    listing = toolchain(settings, tree).with_exec([*command, "./..."])
+    shown = shlex.join([*command[:-2], "./..."])
+    return module_files(await _step(listing.stdout(), settings.go_image, shown))
+
+
+def merge(directory: Path, name: str) -> Path:
+    """The tarballs `directory`/<name>.*.tar (the save script's batches) as one tarball
+    `directory`/<name>: regular files only, sorted by name, without times or owners, so that
+    its bytes depend on the entries alone. The batches are removed."""
+    parts = sorted(directory.glob(f"{Path(name).stem}.*.tar"))
+    target = directory / name
+    with contextlib.ExitStack() as stack:
+        members: dict[str, tuple[tarfile.TarFile, tarfile.TarInfo]] = {}
+        for part in parts:
+            archive = stack.enter_context(tarfile.open(part))
+            for info in archive:
+                if info.isfile():
+                    members[info.name.removeprefix("./")] = (archive, info)
+        with tarfile.open(target, "w", format=tarfile.GNU_FORMAT) as out:
+            for entry in sorted(members):
+                archive, info = members[entry]
+                clean = tarfile.TarInfo(entry)
+                clean.size, clean.mode = info.size, info.mode & 0o7777
+                out.addfile(clean, archive.extractfile(info))
+    for part in parts:
+        part.unlink()
+    return target
 
 
 async def _push(

@@ -15,6 +15,7 @@ import typer
 from pipeline.errors import PASSWORD_ENV
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
+    DEFAULT_HELPER_IMAGE,
     DEFAULT_NAME,
     DEFAULT_RUNTIME_IMAGE,
     DEFAULT_SOURCE,
@@ -186,6 +187,15 @@ CacheToOpt = Annotated[
         show_default=False,
     ),
 ]
+HelperImageOpt = Annotated[
+    str,
+    typer.Option(
+        "--helper-image",
+        help="The small image that unpacks and packs the Go caches (--cache-from, --cache-to): "
+        "a POSIX shell, tar, find, touch and xargs. The Go image needs only `go`.",
+        envvar="PIPELINE_HELPER_IMAGE",
+    ),
+]
 EpochOpt = Annotated[
     str | None,
     typer.Option(
@@ -274,6 +284,7 @@ class BuildFlags:
     push_timeout: PushTimeoutOpt = 300.0
     cache_from: CacheFromOpt = None
     cache_to: CacheToOpt = None
+    helper_image: HelperImageOpt = DEFAULT_HELPER_IMAGE
     source_date_epoch: EpochOpt = None
     quiet: QuietOpt = False
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).

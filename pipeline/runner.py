@@ -315,7 +315,7 @@ async def _deliver_variant(
             running.size = sent
         reports[0] = replace(reports[0], published=published, sbom_tag=referrer, sent=sent)
     if settings.lock is not None:
-        pins.write_lock(settings.lock, pinned)
+        pins.write_lock(settings.lock, {**pinned, **session.pins})
 
     printed = None
     if settings.run and job.runnable is not None:

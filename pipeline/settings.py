@@ -14,6 +14,9 @@ from pipeline.provenance import Provenance
 SCRATCH = "scratch"
 DEFAULT_GO_IMAGE = "golang:1.26"
 DEFAULT_RUNTIME_IMAGE = "alpine:3.22"
+# Where the Go caches are unpacked and packed (--cache-from/--cache-to): any image with a POSIX
+# shell, tar, find, touch and xargs; nothing but `go` is asked of the Go image.
+DEFAULT_HELPER_IMAGE = "busybox:1.37"
 DEFAULT_NAME = "helloworld"
 DEFAULT_SOURCE = Path("go-src")
 BUILD_DIR = Path("build")
@@ -218,6 +221,7 @@ class Settings:
     # The Go caches through a registry: read before the build, written after it succeeds.
     cache_from: ImageRef | None = None
     cache_to: ImageRef | None = None
+    helper_image: str = DEFAULT_HELPER_IMAGE
     cache_bust: str = ""  # verify: a value that forces every build step to run again
     reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch

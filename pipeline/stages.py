@@ -88,6 +88,7 @@ def with_go_caches(container: dagger.Container, settings: Settings) -> dagger.Co
         container.with_mounted_cache(GO_MOD_CACHE, dag.cache_volume(mod))
         .with_mounted_cache(GO_BUILD_CACHE, dag.cache_volume(build))
         .with_env_variable("GOCACHE", GO_BUILD_CACHE)
+        .with_env_variable("GOMODCACHE", GO_MOD_CACHE)  # whatever the image's GOPATH
     )
 
 
