@@ -13,10 +13,13 @@ save takes those and nothing else, and the artifact does not grow with every com
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import functools
 import gzip
 import hashlib
+import os
 import re
 import shlex
 import shutil
@@ -232,7 +235,9 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
             found = (await _step(probe.stdout(), helper[0], "sh -c <probe>")).strip()
         except (PipelineError, dagger.QueryError) as err:
             group.cancel_scope.cancel()
-            cause = f"the helper image {settings.helper_image}: {_first_line(err)}"
+            cause = _first_line(err)  # the probe's failure names its image; a pull's, not
+            if not isinstance(err, PipelineError):
+                cause = f"the helper image {settings.helper_image}: {cause}"
             return GoCache(started_from="none", warnings=(_without(option, warned, cause),))
         if ref is None or found == "engine":
             group.cancel_scope.cancel()
@@ -256,11 +261,23 @@ def _inflate(path: Path) -> Path:
 
 def _deflate(tar: Path) -> Path:
     """The tarball `tar` gzipped beside it (name.gz), a member per CHUNK, each compressed by
-    libdeflate at level 1: the bytes depend on the tarball's alone; `tar` is removed."""
+    libdeflate at level 1: the bytes depend on the tarball's alone; `tar` is removed. The
+    members are compressed on every core at once (libdeflate lets go of the GIL), a few
+    CHUNKs in memory at a time, and written in order."""
     packed = tar.with_name(tar.name + ".gz")
-    with tar.open("rb") as source, packed.open("wb") as out:
+    workers = os.cpu_count() or 1
+    with (
+        tar.open("rb") as source,
+        packed.open("wb") as out,
+        concurrent.futures.ThreadPoolExecutor(workers) as pool,
+    ):
+        pending: collections.deque[concurrent.futures.Future[bytearray]] = collections.deque()
         while chunk := source.read(CHUNK):
-            out.write(deflate.gzip_compress(chunk, 1))
+            pending.append(pool.submit(deflate.gzip_compress, chunk, 1))
+            if len(pending) > workers:
+                out.write(pending.popleft().result())
+        while pending:
+            out.write(pending.popleft().result())
     tar.unlink()
     return packed
 

@@ -5,6 +5,7 @@ runs the variant's recipe (pipeline.variants) and delivers what it described
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -351,7 +352,14 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
     """Build one variant in one Dagger session and return what it made."""
 
     async def body(session: Session) -> RunReport:
-        restored = await _restore_cache(settings, session)
+        async with anyio.create_task_group() as group:
+            if gocache.wanted(settings):  # the restore runs in the helper image meanwhile
+                group.start_soon(_pull, settings.go_image)
+            restored = await _restore_cache(settings, session)
+            return await after_restore(session, restored)
+        raise AssertionError("unreachable: the task group returns or raises")
+
+    async def after_restore(session: Session, restored: _Restored) -> RunReport:
         tested = (await _vet_and_test(settings, tree, session),) if settings.test else ()
         started = restored.go_cache
         clock = Clock(session.hook, label=settings.tag)
@@ -382,6 +390,14 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
         return report
 
     return await in_session(body, settings, hook)
+
+
+async def _pull(image: str) -> None:
+    """Have the engine pull and unpack `image` (no exec: its root directory listed), so that
+    on a new runner the Go image comes in while the caches are restored; a failure is the
+    build's to report."""
+    with contextlib.suppress(dagger.QueryError):
+        await dag.container().from_(image).rootfs().entries()
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,16 @@ def two_platform_base(testbed: Testbed) -> str:
     return push_two_platform_base(testbed.registry)
 
 
+def go_images(testbed: Testbed) -> dict[str, str]:
+    """The Go images users have, as the test bed serves them: the Debian golang image, one on
+    busybox (for golang:*-alpine) and one without a shell (for distroless-style Go images)."""
+    return {
+        "debian": "golang:1.26",
+        "busybox": testbed["TESTBED_GO_BUSYBOX_IMAGE"],
+        "bare": testbed["TESTBED_GO_BARE_IMAGE"],
+    }
+
+
 def start_fresh_runner() -> dict[str, str]:
     """`tests/testbed/up --fresh-runner` (a new runner's engine and dockerd, on emptied
     state): what it says, `runner host` and `runner docker`. stop_fresh_runner() ends it."""

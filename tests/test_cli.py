@@ -156,6 +156,8 @@ def test_env_vars(captured: list[Settings]) -> None:
         (["--platform", "linux/sparc"], {}, "does not cross-compile"),
         (["--go-image", "Go Lang"], {}, "--go-image 'Go Lang' is not an image reference"),
         (["--runtime-image", "a::b"], {}, "--runtime-image 'a::b' is not an image reference"),
+        (["--helper-image", "Busy Box"], {}, "--helper-image 'Busy Box' is not an image reference"),
+        ([], {"PIPELINE_HELPER_IMAGE": "a::b"}, "--helper-image 'a::b' is not an image reference"),
         (["--publish", "x@sha256:1"], {}, "--publish 'x@sha256:1' is not an image reference"),
         (["--name", "Hello"], {}, "--name 'Hello' is not a valid image name"),
         (["--package", "cmd"], {}, "--package 'cmd'"),

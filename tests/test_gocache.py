@@ -26,7 +26,17 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.gocache import ARTIFACT, BUILD_LAYER, CHUNK, MOD_LAYER, _deflate, _inflate, cache_tag
+from pipeline.gocache import (
+    ARTIFACT,
+    BUILD_LAYER,
+    CHUNK,
+    MOD_LAYER,
+    _deflate,
+    _inflate,
+    cache_tag,
+    merge,
+    module_files,
+)
 from pipeline.registry import push_artifact
 from pipeline.settings import (
     Platform,
@@ -45,6 +55,7 @@ from tests.conftest import (
     PipelineRunner,
     Ran,
     Testbed,
+    go_images,
     start_fresh_runner,
     stop_fresh_runner,
 )
@@ -115,6 +126,64 @@ def test_credentials_go_with_a_cache_ref_and_only_to_its_registry() -> None:
 
 
 # --- against the engine and the registries -------------------------------------------------
+
+
+def _batch(path: Path, entries: dict[str, bytes], mtime: float, uid: int) -> None:
+    """A batch as the helper's tar writes one: names as find prints them, times, owners."""
+    with tarfile.open(path, "w") as out:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.uid, info.uname, info.mode = (
+                len(data),
+                mtime,
+                uid,
+                "u",
+                0o444,
+            )
+            out.addfile(info, io.BytesIO(data))
+
+
+def test_the_save_batches_merge_into_one_tarball_whose_bytes_depend_on_the_entries(
+    tmp_path: Path,
+) -> None:
+    entries = {f"./{i:02x}/{i:064x}-d": os.urandom(100 + i) for i in range(40)}
+    names = sorted(entries)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for directory, mtime, uid, split in ((one, 1.7e9, 0, 10), (two, 1.8e9, 1000, 30)):
+        directory.mkdir()
+        _batch(directory / "go-build.1.tar", {n: entries[n] for n in names[split:]}, mtime, uid)
+        _batch(directory / "go-build.2.tar", {n: entries[n] for n in names[:split]}, mtime, uid)
+        (directory / "go-mod.3.tar").write_bytes(b"another cache's batch")
+    merged = [merge(directory, "go-build.tar") for directory in (one, two)]
+    assert merged[0].read_bytes() == merged[1].read_bytes()
+    assert sorted(p.name for p in one.iterdir()) == ["go-build.tar", "go-mod.3.tar"]
+    with tarfile.open(merged[0]) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == [n.removeprefix("./") for n in names]
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in members} == {(0, 0, 0, "", 0o444)}
+        first = tar.extractfile(members[0])
+        assert first is not None
+        assert first.read() == entries[names[0]]
+
+
+def test_no_batch_at_all_is_an_empty_tarball(tmp_path: Path) -> None:
+    with tarfile.open(merge(tmp_path, "go-build.tar")) as tar:
+        assert tar.getmembers() == []
+
+
+def test_the_module_files_are_each_module_zip_escaped_as_the_go_command_does() -> None:
+    listed = "\n".join(
+        ["", "github.com/BurntSushi/toml@v1.4.0", "filippo.io/age@v1.2.1", "",
+         "github.com/BurntSushi/toml@v1.4.0", "example.com/m@v0.0.0-2024Z"]
+    )  # fmt: skip
+    assert module_files(listed) == [
+        "cache/download/example.com/m/@v/v0.0.0-2024!z.zip",
+        "cache/download/example.com/m/@v/v0.0.0-2024!z.ziphash",
+        "cache/download/filippo.io/age/@v/v1.2.1.zip",
+        "cache/download/filippo.io/age/@v/v1.2.1.ziphash",
+        "cache/download/github.com/!burnt!sushi/toml/@v/v1.4.0.zip",
+        "cache/download/github.com/!burnt!sushi/toml/@v/v1.4.0.ziphash",
+    ]
 
 
 def test_the_host_compresses_a_cache_reproducibly_and_inflates_it_back(tmp_path: Path) -> None:
@@ -224,6 +293,57 @@ def test_a_cold_run_saves_and_a_fresh_engine_restores_to_the_same_digest(
         assert password not in ran.stdout + ran.stderr
     for written in tmp_path.iterdir():
         assert password.encode() not in written.read_bytes(), written
+
+
+@pytest.mark.engine
+def test_every_go_image_saves_and_a_fresh_runner_restores_to_one_digest(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, fresh_runner: dict[str, str]
+) -> None:
+    """The Debian golang image, one on busybox and one without a shell: each saves its cache,
+    a new runner restores and saves it again, and every build makes the same image (same Go,
+    same flags). The helper image that packs the caches is held to the lock file."""
+    digests: dict[str, set[str]] = {}
+    lock = tmp_path / "bases.lock"
+    for kind, image in go_images(testbed).items():
+        ref = f"{testbed.registry}/ci/any-go-{kind}-{unique()}:main"
+        args = ("--go-image", image, "--lock", str(lock))
+        cold, first = _build(pipeline, tmp_path, f"{kind}-cold", *args, "--cache-to", ref)
+        warm, second = _build(
+            pipeline, tmp_path, f"{kind}-warm", *args, "--cache-from", ref, "--cache-to", ref,
+            env=fresh_runner,
+        )  # fmt: skip
+        assert first["go_cache"]["saved_to"], kind
+        assert second["go_cache"]["started_from"] == "registry", kind
+        assert second["go_cache"]["saved_to"], kind
+        for ran in (cold, warm):
+            assert _warnings(ran) == [], kind
+            assert "exit code" not in ran.stdout + ran.stderr, kind
+            assert "Traceback" not in ran.stderr, kind
+        digests[kind] = {r["images"][0]["digest"] for r in (first, second)}
+    assert len(set().union(*digests.values())) == 1, digests
+    pinned = json.loads(lock.read_text())["images"]
+    assert pinned["busybox:1.35"].startswith("docker.io/library/busybox:1.35@sha256:"), pinned
+
+
+@pytest.mark.engine
+def test_a_helper_step_that_fails_names_its_command_image_and_first_line(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    """A helper image without a shell: the cache is not saved, the build stands, and each
+    warning says which command failed where, and what it printed (never a bare exit code)."""
+    helper = testbed["TESTBED_STATIC_IMAGE"]
+    ref = f"{testbed.registry}/ci/helper-{unique()}:main"
+    ran, report = _build(pipeline, tmp_path, "shell-less-helper", "--cache-to", ref,
+                         "--helper-image", helper)  # fmt: skip
+    assert report["go_cache"]["saved_to"] is None
+    warnings = _warnings(ran)
+    assert warnings, ran.stderr
+    for warning in warnings:
+        assert warning.startswith(f"warning: --cache-to {ref}: `sh -c <"), warning
+        assert f"in {helper}@sha256:" in warning, warning
+        assert 'exec: "sh": executable file not found' in warning, warning
+        assert warning.endswith("; the build stands, uncached"), warning
+    assert "exit code:" not in ran.stderr
 
 
 @pytest.mark.engine

@@ -46,7 +46,14 @@ from spdx_tools.spdx.validation.document_validator import validate_full_spdx_doc
 from pipeline import reproducible
 from pipeline.oci import BaseLayers, Layer, OCIError, read_image
 from pipeline.reproducible import GZIP_LAYER, differences, normalise
-from tests.conftest import ROOT, PipelineRunner, Testbed, start_fresh_runner, stop_fresh_runner
+from tests.conftest import (
+    ROOT,
+    PipelineRunner,
+    Testbed,
+    go_images,
+    start_fresh_runner,
+    stop_fresh_runner,
+)
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -288,8 +295,12 @@ def test_a_publish_to_the_bases_registry_sends_none_of_its_layers(
 
 
 @pytest.mark.engine
-def test_verify_passes_on_go_src(pipeline: PipelineRunner) -> None:
-    ran = pipeline("verify", "--runtime-image", "busybox:1.35")
+@pytest.mark.parametrize("kind", ["debian", "busybox", "bare"])
+def test_verify_passes_on_go_src(pipeline: PipelineRunner, testbed: Testbed, kind: str) -> None:
+    """With each of the Go images users have (pipeline.variants asks nothing of one but go)."""
+    ran = pipeline(
+        "verify", "--go-image", go_images(testbed)[kind], "--runtime-image", "busybox:1.35"
+    )
     assert ran.returncode == 0, ran.stderr
     assert "reproducible: helloworld:multistage builds to the same digest" in ran.stdout
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, started
+from tests.conftest import ROOT, PipelineRunner, Testbed, go_images, started
 
 
 @pytest.mark.engine
@@ -122,6 +122,43 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
         returncode = watch.stop()
     assert returncode == 130
     assert sum("run printed:" in line for line in watch.seen) == 3
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("kind", ["busybox", "bare"])
+def test_watch_with_the_registry_cache_works_on_a_small_go_image(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, kind: str
+) -> None:
+    """--watch on a Go image with busybox's tools or with no shell, its Go caches restored
+    from what a one-shot build saved: a build, a rebuild on a change, no warning."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    ref = f"{testbed.registry}/ci/watch-{kind}-{uuid.uuid4().hex[:12]}:main"
+    args = [
+        "--no-test", "--go-image", go_images(testbed)[kind], "--runtime-image", "busybox:1.35",
+        "--source", str(source), "--no-output",
+    ]  # fmt: skip
+    saved = pipeline("multistage", *args, "--no-run", "--cache-to", ref)
+    assert saved.returncode == 0, saved.stderr
+    assert "warning:" not in saved.stderr
+    args += ["--cache-from", ref]
+    with _watching(pipeline, args, {"COLUMNS": "200"}, merged=True) as watch:
+
+        def wait_for(text: str) -> None:
+            watch.wait_for(lambda line: text in line, repr(text))
+
+        wait_for("run printed: 'Hello World'")
+        wait_for("watching")
+        greeting = source / "greeting.go"
+        greeting.write_text(greeting.read_text().replace('"World"', '"Small"'))
+        wait_for("run printed: 'Hello Small'")
+        wait_for("watching")
+        returncode = watch.stop()
+    assert returncode == 130
+    said = "".join(watch.seen)
+    assert f"go cache: started from {ref}-linux-amd64-go-" in said
+    assert "warning:" not in said
+    assert "exit code" not in said
 
 
 @pytest.mark.engine

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.conftest import ROOT, PipelineRunner, Testbed, go_images
 from tests.images import layer_files, manifests
 
 pytestmark = pytest.mark.engine
@@ -151,3 +151,17 @@ def test_naive_refuses_foreign_platforms(pipeline: PipelineRunner) -> None:
     ran = pipeline("naive", "--platform", "linux/arm64", "--no-output")
     assert ran.returncode == 2
     assert "runs only on the engine's platform" in ran.stderr
+
+
+@pytest.mark.parametrize("kind", ["busybox", "bare"])
+def test_every_variant_runs_on_a_small_go_image(
+    pipeline: PipelineRunner, testbed: Testbed, kind: str
+) -> None:
+    """A Go image with busybox's tools, or with no shell at all: the pipeline asks nothing of
+    it but `go` (the Debian image is every other test's)."""
+    image = go_images(testbed)[kind]
+    for variant in ("naive", "builder", "multistage"):
+        ran = pipeline(variant, "--go-image", image, "--runtime-image", BASE, "--no-output")
+        assert ran.returncode == 0, f"{variant}: {ran.stderr}"
+        assert "run printed: 'Hello World'" in ran.stdout, variant
+        assert "Traceback" not in ran.stderr, variant
