@@ -336,10 +336,20 @@ _ENGINE_TESTS: set[str] = set()
 _OUTCOMES: Counter[str] = Counter()
 
 
+def disruptive(item: pytest.Item) -> bool:
+    """Whether the test kills, restarts or prunes the test bed's engine: marked so, or it
+    asks for the engine back afterwards. Every test after one starts from an emptied cache."""
+    return bool(item.get_closest_marker("disruptive")) or "engine_back" in getattr(
+        item, "fixturenames", ()
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("engine"):
             _ENGINE_TESTS.add(item.nodeid)
+    # The disruptive tests last, in their order: the others share a warm engine.
+    items[:] = sorted(items, key=disruptive)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -157,6 +157,7 @@ def build_sequence(
 
 
 @pytest.mark.engine
+@pytest.mark.disruptive  # restarts and prunes the engine: run last (conftest)
 def test_one_digest_whatever_the_engine_remembers(
     pipeline: PipelineRunner,
     engine_env: dict[str, str],

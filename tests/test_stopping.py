@@ -232,7 +232,14 @@ GONE = "error: the `dagger run` that held this run's session is gone"
 
 
 @pytest.mark.engine
-@pytest.mark.parametrize(("way", "under"), list(WAYS), ids=[f"{w}, {u}" for w, u in WAYS])
+@pytest.mark.parametrize(
+    ("way", "under"),
+    [
+        # The engine killed: disruptive (conftest runs those last).
+        pytest.param(w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive] * (w == "engine gone"))
+        for w, u in WAYS
+    ],
+)
 def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
     pipeline: PipelineRunner,
     testbed: Testbed,
