@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError, RegistryError
-from pipeline.oci import INDEX_TYPES, BaseLayers, digest_of, platform_of, same_platform
+from pipeline.oci import BaseLayers, digest_of, is_index, platform_of, same_platform
 from pipeline.settings import ImageRef, Platform, Settings, parse_image_ref
 
 if TYPE_CHECKING:
@@ -175,8 +175,8 @@ def layers_of(
 def _layers_of(reader: _Reader, pinned: str, platform: Platform) -> BaseLayers:
     try:
         top = reader.manifest(reader.ref.digest)
-        is_index = top.get("mediaType") in INDEX_TYPES or "manifests" in top
-        manifest = _platform_manifest(reader, top, pinned, platform) if is_index else top
+        several = is_index(top)
+        manifest = _platform_manifest(reader, top, pinned, platform) if several else top
         described = manifest["config"]
         config = json.loads(reader.blob(described["digest"], int(described["size"])).read_bytes())
         layers = tuple(dict(layer) for layer in manifest["layers"])
@@ -186,7 +186,7 @@ def _layers_of(reader: _Reader, pinned: str, platform: Platform) -> BaseLayers:
         raise RegistryError(
             f"base image {pinned}: its manifest or config is not an image's ({err!r})"
         ) from None
-    if not is_index and not same_platform(platform_of(config), str(platform)):
+    if not several and not same_platform(platform_of(config), str(platform)):
         raise PipelineError(
             f"base image {pinned} is {platform_of(config)} only, not {platform}: use a "
             "multi-platform base or scratch"

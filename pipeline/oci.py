@@ -113,6 +113,24 @@ def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """The OCI digest of the file at `path`, read a MiB at a time."""
+    with path.open("rb") as file:
+        return "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def is_index(document: dict[str, Any], descriptor: dict[str, Any] | None = None) -> bool:
+    """Whether `document` (pointed at by `descriptor`, whose media type counts where the
+    document names none) is an index of manifests rather than one image's manifest."""
+    media_type = document.get("mediaType", (descriptor or {}).get("mediaType"))
+    return media_type in INDEX_TYPES or "manifests" in document
+
+
+def plain(blob: bytes) -> bytes:
+    """A layer's tar, from its blob, gzipped or not."""
+    return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+
+
 def same_platform(found: str, wanted: str) -> bool:
     """Whether two `os/architecture[/variant]` name one platform: linux/arm64 is
     linux/arm64/v8, so a variant counts only where both name one."""
@@ -222,7 +240,7 @@ def _platform(descriptor: dict[str, Any], config: dict[str, Any]) -> str:
 
 def _manifests(archive: _Archive, descriptor: dict[str, Any]) -> list[Manifest]:
     _, manifest = archive.json_blob(descriptor["digest"])
-    if manifest.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+    if is_index(manifest, descriptor):
         return [m for d in manifest["manifests"] for m in _manifests(archive, d)]
     _, config = archive.json_blob(manifest["config"]["digest"])
     return [

@@ -17,6 +17,7 @@ from typing import Any
 import oras.layout
 
 from pipeline.errors import RegistryError
+from pipeline.oci import digest_of, file_digest
 from pipeline.reproducible import REF_NAME
 from pipeline.settings import ImageRef
 from pipeline.transport import (
@@ -88,18 +89,14 @@ def _dump(document: object) -> bytes:
 
 
 def _descriptor(data: bytes) -> dict[str, Any]:
-    return {"digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+    return {"digest": digest_of(data), "size": len(data)}
 
 
 def _upload(client: Client, container: Any, path: Path, media_type: str, what: str) -> Layer:
     """Upload the file at `path` as a blob (skipped if the registry has it); its descriptor."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
     layer: Layer = {
         "mediaType": media_type,
-        "digest": f"sha256:{digest.hexdigest()}",
+        "digest": file_digest(path),
         "size": path.stat().st_size,
     }
     check_answer(client.upload_blob(str(path), container, layer), client.ref, what)

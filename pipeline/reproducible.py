@@ -23,7 +23,6 @@ a restart without a prune. So the last step is ours:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -40,12 +39,13 @@ from typing import Any
 import deflate
 
 from pipeline.oci import (
-    INDEX_TYPES,
     BaseLayers,
     Layer,
     OCIError,
     digest_of,
+    is_index,
     layer_of,
+    plain,
     platform_of,
     same_platform,
 )
@@ -119,7 +119,7 @@ def _gzip(tar: bytes) -> bytes:
 
 def _canonical_layer(data: bytes) -> tuple[bytes, str]:
     """The layer recompressed canonically, and its diff_id (digest of the tar)."""
-    tar = _plain(data)
+    tar = plain(data)
     return _gzip(tar), digest_of(tar)
 
 
@@ -177,7 +177,7 @@ def _own_layers(layout: _Layout, descriptor: dict[str, Any], bases: Bases) -> It
     """The digests of the layers under `descriptor` (a manifest, or an index of them) that
     the base did not give."""
     document = layout.json(descriptor["digest"])
-    if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+    if is_index(document, descriptor):
         for manifest in document["manifests"]:
             yield from _own_layers(layout, manifest, bases)
     else:
@@ -210,7 +210,7 @@ class _Normaliser:
     def descriptor(self, descriptor: dict[str, Any]) -> dict[str, Any]:
         """Normalise what `descriptor` points at; return the new descriptor."""
         document = self.old.json(descriptor["digest"])
-        if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+        if is_index(document, descriptor):
             document["manifests"] = [self.descriptor(d) for d in document["manifests"]]
         else:
             self.manifest(document)
@@ -225,7 +225,7 @@ class _Normaliser:
         data, diff_id = self.memo[layer["digest"]]
         new = self.put(data)
         if new["digest"] not in self.layers:  # as read_image would read it back
-            tar = _plain(self.old.blobs[layer["digest"]])
+            tar = plain(self.old.blobs[layer["digest"]])
             self.layers[new["digest"]] = layer_of(
                 tar, digest=new["digest"], media_type=GZIP_LAYER, compressed=new["size"]
             )
@@ -249,7 +249,7 @@ class _Normaliser:
             if old_diff_id == diff_id and layer["digest"] not in self.layers:
                 # The engine's tar is the base's own: read it, not the blob, for read_image.
                 self.layers[layer["digest"]] = layer_of(
-                    _plain(self.old.blobs[old["digest"]]),
+                    plain(self.old.blobs[old["digest"]]),
                     digest=layer["digest"],
                     media_type=layer["mediaType"],
                     compressed=int(layer["size"]),
@@ -300,11 +300,6 @@ def _after_base(history: list[dict[str, Any]], count: int) -> list[dict[str, Any
                 return history[index:]
             seen += 1
     return []
-
-
-def _plain(blob: bytes) -> bytes:
-    """A layer's tar, from its blob (gzip or not)."""
-    return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
 
 
 def normalise(
@@ -388,7 +383,7 @@ def swap_last_layer(
     layout = _Layout.read(previous)
     (top,) = layout.index["manifests"]
     manifest = layout.json(top["digest"])
-    if manifest.get("mediaType", top.get("mediaType")) in INDEX_TYPES:
+    if is_index(manifest, top):
         raise OCIError(f"{previous}: an image of several platforms")
     config = layout.json(manifest["config"]["digest"])
     kept = {  # the layers that stay are canonical already: themselves, with their diff_ids
@@ -421,7 +416,7 @@ def _docker_manifest(
 ) -> dict[str, bytes]:
     """manifest.json, so that `docker load` (which predates OCI layouts) takes the tarball:
     for a single-platform image only."""
-    if top["mediaType"] in INDEX_TYPES:
+    if is_index(top):
         return {}
     manifest = json.loads(normaliser.blobs[top["digest"]])
     path = "blobs/sha256/"
@@ -464,8 +459,7 @@ def _flatten(value: object, prefix: str = "") -> dict[str, object]:
 def _layer_entries(data: bytes) -> dict[str, tuple[object, ...]]:
     """Each entry of a layer: what could differ (type, size, mode, owner, time, link, content)."""
     entries: dict[str, tuple[object, ...]] = {}
-    tar_bytes = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(plain(data))) as tar:
         for member in tar:
             stream = tar.extractfile(member) if member.isfile() else None
             content = hashlib.sha256(stream.read()).hexdigest() if stream else ""
@@ -488,7 +482,7 @@ _FIELDS = ("type", "size", "mode", "uid", "gid", "mtime", "link", "content")
 def _images(layout: _Layout, descriptor: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """platform → image manifest."""
     document = layout.json(descriptor["digest"])
-    if document.get("mediaType", descriptor.get("mediaType")) in INDEX_TYPES:
+    if is_index(document, descriptor):
         found: dict[str, dict[str, Any]] = {}
         for inner in document["manifests"]:
             found.update(_images(layout, inner))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.oci import OCIError, read_image
+from pipeline.oci import OCIError, digest_of, file_digest, is_index, plain, read_image
 from tests.conftest import Testbed
 
 
@@ -63,3 +63,27 @@ def test_not_an_image(tmp_path: Path, content: bytes | None) -> None:
         path.write_bytes(content)
     with pytest.raises(OCIError, match=str(path)):
         read_image(path)
+
+
+def test_an_index_is_known_by_its_media_type_or_its_manifests() -> None:
+    oci_index = {"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+    docker_list = {"mediaType": "application/vnd.docker.distribution.manifest.list.v2+json"}
+    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": []}
+    assert is_index(oci_index)
+    assert is_index(docker_list)
+    assert not is_index(manifest)
+    # No media type of its own (allowed in OCI): the descriptor's, else its manifests say so.
+    assert is_index({"manifests": []})
+    assert is_index({"schemaVersion": 2}, {"mediaType": oci_index["mediaType"]})
+    assert not is_index({"layers": []}, {"mediaType": manifest["mediaType"]})
+
+
+def test_a_blob_is_plain_tar_whether_gzipped_or_not_and_files_hash_as_bytes(
+    tmp_path: Path,
+) -> None:
+    tar = b"a tar stream, as far as this is concerned" * 100
+    assert plain(gzip.compress(tar)) == tar
+    assert plain(tar) == tar
+    path = tmp_path / "blob"
+    path.write_bytes(tar * 50_000)  # several reads of a MiB
+    assert file_digest(path) == digest_of(path.read_bytes())
