@@ -9,8 +9,21 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
                  "output": "build/helloworld-multistage.tar" | null,
                  "published": "REF@sha256:..." | null, "published_bytes": N | null,
                  "loaded": "sha256:..." | null,
-                 "size": {"uncompressed": N, "compressed": N}, "layers": N}],
-     "steps": [{"name": "build", "seconds": 1.23}, ...]}
+                 "size": {"uncompressed": N, "compressed": N}, "layers": N,
+                 "anatomy": {"base_layers": N, "base_bytes": N, "own_bytes": N,
+                             "toolchain": bool, "source": bool, "shell": bool,
+                             "binary_bytes": N | null, "biggest_layer": "sha256:... (...)",
+                             "biggest_layer_bytes": N} | null,
+                 "sbom": "build/helloworld-multistage.spdx.json" | null,
+                 "sbom_tag": "REPO:sha256-<hex>" | null}],
+     "steps": [{"name": "build", "seconds": 1.23}, ...],
+     "cache": "cold" | "warm" | "unknown",
+     "notes": ["what the run did not do, and why", ...],
+     "bases": {"golang:1.26": "docker.io/library/golang:1.26@sha256:...", ...},
+     "go_cache": {"started_from": "none" | "engine" | "registry",
+                  "restored_from": "REG/REPO:TAG" | null, "restored_size": N | null,
+                  "saved_to": "REG/REPO:TAG@sha256:..." | null, "saved_size": N | null,
+                  "warnings": ["...", ...]} | null}
 """
 
 from __future__ import annotations

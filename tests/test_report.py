@@ -10,6 +10,7 @@ from rich.console import Console
 
 from pipeline.report import (
     SCHEMA_VERSION,
+    GoCache,
     ImageReport,
     RunReport,
     Step,
@@ -64,6 +65,29 @@ def test_json_schema(tmp_path: Path) -> None:
     assert data["images"][0]["size"] == {"uncompressed": 3_720_000, "compressed": 1_790_000}
     assert data["steps"] == [{"name": "build", "seconds": 1.5}, {"name": "export", "seconds": 0.25}]
     assert data["printed"] == "Hello World\n"
+
+
+def test_the_module_describes_every_key_the_json_has() -> None:
+    """pipeline.report's docstring is the JSON's documentation: every key is in it."""
+    from dataclasses import replace
+
+    from pipeline import report
+    from pipeline.anatomy import Anatomy
+
+    anatomy = Anatomy(1, 2, 3, False, False, True, 4, "sha256:ab (COPY)", 5)
+    image = replace(REPORT.images[0], anatomy=anatomy)
+    data = replace(REPORT, images=(image,), go_cache=GoCache("none")).to_json()
+
+    def keys(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        if isinstance(value, list):
+            return {k for v in value for k in keys(v)}
+        return set()
+
+    described = report.__doc__ or ""
+    missing = sorted(k for k in keys(data) if f'"{k}"' not in described)
+    assert missing == [], missing
 
 
 def test_render_shows_what_the_json_holds() -> None:
