@@ -36,6 +36,7 @@ from bench.programs import PROGRAMS, BenchError
 from bench.run import PEERS, Options, fetch_all, run
 from bench.scenarios import Scenario
 from bench.sides import Workspace
+from pipeline.outputs import write_text
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "bench.json"
@@ -493,6 +494,6 @@ def fresh_command(
     )
     text = fresh.markdown(results, command, described)
     Console().print(text, markup=False, highlight=False)
-    report.write_text(json_path, json.dumps(results, indent=2) + "\n")
-    report.write_text(markdown, text)
+    write_text(json_path, json.dumps(results, indent=2) + "\n")
+    write_text(markdown, text)
     log.print(f"wrote {json_path} and {markdown}", highlight=False)

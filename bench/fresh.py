@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
+from bench.report import markdown_table
 from bench.sides import LABEL, Ko, Ours, Workspace, _run
 
 SMALL = "ours (cache, small Go image)"
@@ -230,6 +231,12 @@ def table(results: dict[str, Any]) -> list[list[str]]:
 
 def markdown(results: dict[str, Any], command: str, machine: str) -> str:
     """The scenario's tables as Markdown."""
+    sizes = []
+    for name, data in results["programs"].items():
+        measured = data["artifact_sizes"]
+        listed = ", ".join(f"{s / 1e6:.2f}" for s in measured)
+        sizes.append([name, listed, f"{measured[-1] / measured[0]:.3f}x"])
+    header = ["program", "side", "median", "n", *(f"{ours} / side" for ours in VERSUS)]
     lines = [
         "# Fresh runner: a one-line change built from nothing but the registry",
         "",
@@ -239,17 +246,10 @@ def markdown(results: dict[str, Any], command: str, machine: str) -> str:
         "",
         "## Wall time (median; ours / side: below 1, ours is faster)",
         "",
-        "| program | side | median | n | " + " | ".join(f"{ours} / side" for ours in VERSUS) + " |",
-        "|---|---|---|---|---|---|",
-        *(f"| {' | '.join(row)} |" for row in table(results)),
+        markdown_table(header, table(results)),
         "",
         f"## The cache artifact over {results['commits']} successive one-line commits",
         "",
-        "| program | sizes (MB), commit 1 → last | last / first |",
-        "|---|---|---|",
+        markdown_table(["program", "sizes (MB), commit 1 → last", "last / first"], sizes),
     ]
-    for name, data in results["programs"].items():
-        sizes = data["artifact_sizes"]
-        listed = ", ".join(f"{s / 1e6:.2f}" for s in sizes)
-        lines.append(f"| {name} | {listed} | {sizes[-1] / sizes[0]:.3f}x |")
     return "\n".join(lines) + "\n"

@@ -45,7 +45,8 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.report import markdown_table, table, write_text
+from bench.report import markdown_table, seconds_cell, table
+from pipeline.outputs import write_text
 
 SCHEMA_VERSION = 1
 GOAL = 1.3  # throughput of the concurrent pass against the same runs one after another
@@ -540,10 +541,6 @@ class LoadResults:
 # Each table as a header and rows of cells: the terminal and Markdown show the same cells.
 
 
-def _s(value: float) -> str:
-    return f"{value:.2f}s"
-
-
 def summary_cells(results: LoadResults) -> tuple[list[str], list[list[str]]]:
     header = ["pass", "runs", "failed", "wall", "sum of runs", "p50", "p95", "max", "CPU busy"]
     header.append("go build warm")
@@ -552,11 +549,11 @@ def summary_cells(results: LoadResults) -> tuple[list[str], list[list[str]]]:
             s.name + ("" if (p := results.find(s.name)) is None or p.timed else " (untimed)"),
             str(s.runs),
             str(s.failed),
-            _s(s.wall),
-            _s(s.total),
-            _s(s.p50),
-            _s(s.p95),
-            _s(s.max),
+            seconds_cell(s.wall),
+            seconds_cell(s.total),
+            seconds_cell(s.p50),
+            seconds_cell(s.p95),
+            seconds_cell(s.max),
             f"{s.cpu_busy:.0f}%",
             f"{s.warm}/{s.runs}",
         ]
@@ -570,7 +567,7 @@ def run_cells(results: LoadResults) -> tuple[list[str], list[list[str]]]:
     names = [p.name for p in results.passes if p.timed]
     header += [f"{name} wall" for name in names] + ["digest", "same digest"]
     walls = {
-        (p.name, r.index): _s(r.seconds) + ("" if r.ok else " FAILED")
+        (p.name, r.index): seconds_cell(r.seconds) + ("" if r.ok else " FAILED")
         for p in results.passes
         for r in p.runs
     }
@@ -597,8 +594,8 @@ def breakdown_cells(results: LoadResults) -> tuple[list[str], list[list[str]]]:
         [
             r.step,
             str(r.runs),
-            _s(r.sequential),
-            _s(r.concurrent),
+            seconds_cell(r.sequential),
+            seconds_cell(r.concurrent),
             f"{r.ratio:.2f}x" if r.ratio is not None else "-",
         ]
         for r in results.breakdown()

@@ -41,6 +41,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.outputs import write_text
 from pipeline.report import human_size
 
 SCHEMA_VERSION = 1
@@ -291,7 +292,8 @@ def from_json(data: dict[str, Any]) -> Results:
     )
 
 
-def _seconds(value: float) -> str:
+def seconds_cell(value: float) -> str:
+    """A time as every bench table shows it: 1.23s."""
     return f"{value:.2f}s"
 
 
@@ -313,9 +315,9 @@ def _median_cells(
             program,
             scenario + ("*" if note else ""),
             peer,
-            _seconds(first.median),
+            seconds_cell(first.median),
             str(first.n),
-            _seconds(second.median),
+            seconds_cell(second.median),
             str(second.n),
             _ratio(value),
         ]
@@ -399,10 +401,10 @@ def size_ratios(results: Results) -> list[str]:
 def breakdown_cells(breakdown: Breakdown) -> tuple[list[str], list[list[str]]]:
     header = ["part", "seconds", "share", "how it was measured"]
     rows = [
-        [p.name, _seconds(p.seconds), f"{p.seconds / breakdown.total:.0%}", p.how]
+        [p.name, seconds_cell(p.seconds), f"{p.seconds / breakdown.total:.0%}", p.how]
         for p in breakdown.parts
     ]
-    rows.append(["total (wall)", _seconds(breakdown.total), "100%", breakdown.command])
+    rows.append(["total (wall)", seconds_cell(breakdown.total), "100%", breakdown.command])
     return header, rows
 
 
@@ -412,12 +414,12 @@ def breakdown_notes(breakdown: Breakdown) -> list[str]:
     tested = breakdown.detail.get("with_test")
     if tested:
         notes.append(
-            f"with --test (the default) on the same change: {_seconds(tested['wall'])} wall, "
-            f"of which go vet + go test {_seconds(tested['steps'].get('test', 0.0))}"
+            f"with --test (the default) on the same change: {seconds_cell(tested['wall'])} wall, "
+            f"of which go vet + go test {seconds_cell(tested['steps'].get('test', 0.0))}"
         )
     if "pipeline_help_wall" in breakdown.detail:
         notes.append(
-            f"`python -m pipeline --help`: {_seconds(breakdown.detail['pipeline_help_wall'])}"
+            f"`python -m pipeline --help`: {seconds_cell(breakdown.detail['pipeline_help_wall'])}"
         )
     return notes
 
@@ -550,11 +552,3 @@ def write(results: Results, json_path: Path, markdown_path: Path | None) -> None
     write_text(json_path, json.dumps(results.to_json(), indent=2) + "\n")
     if markdown_path is not None:
         write_text(markdown_path, markdown(results))
-
-
-def write_text(path: Path, text: str) -> None:
-    """`text` at `path`, whole or not at all: written to a temporary name, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
