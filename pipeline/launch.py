@@ -22,6 +22,7 @@ from typing import TypeVar
 from rich.console import Console
 
 from pipeline import compare, progress, report, stopping
+from pipeline.dagger_run import under_dagger_run
 from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
 from pipeline.settings import Settings, Variant
@@ -54,8 +55,8 @@ def sdk_checks_off() -> Iterator[None]:
 def _no_one_sees_traces(env: Mapping[str, str]) -> bool:
     """Whether the SDK's traces would reach no one: not under `dagger run` (its TUI shows our
     steps from them), no trace to join (TRACEPARENT), no OpenTelemetry set up (OTEL_*)."""
-    return not any(
-        key in ("TRACEPARENT", "DAGGER_SESSION_PORT") or key.startswith("OTEL_") for key in env
+    return not under_dagger_run(env) and not any(
+        key == "TRACEPARENT" or key.startswith("OTEL_") for key in env
     )
 
 

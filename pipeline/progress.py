@@ -31,16 +31,10 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
+from pipeline.dagger_run import under_dagger_run
 from pipeline.report import Step, human_size
 
-# What `dagger run` puts in its child's environment (the session the SDK then joins).
-DAGGER_RUN_ENV = ("DAGGER_SESSION_PORT", "DAGGER_SESSION_TOKEN")
 PREFIX = "pipeline: "
-
-
-def under_dagger_run(env: Mapping[str, str]) -> bool:
-    """Whether this process runs under `dagger run`, whose TUI shows the session's progress."""
-    return all(env.get(key) for key in DAGGER_RUN_ENV)
 
 
 def _subject(name: str, label: str) -> str:

@@ -36,6 +36,7 @@ import anyio
 import anyio.to_thread
 
 from pipeline import stopping
+from pipeline.dagger_run import under_dagger_run
 from pipeline.errors import EngineUnavailable
 
 # Seconds until the session's first line, where the engine is already running at an address
@@ -305,7 +306,7 @@ def start_early() -> None:
     """Start the session child now, for the next `session()` to take (pipeline.launch, before
     it imports the SDK); nothing under `dagger run` or without a CLI."""
     cli = _cli()
-    if os.environ.get("DAGGER_SESSION_PORT") or cli is None or _early:
+    if under_dagger_run(os.environ) or cli is None or _early:
         return
     try:
         runner = runner_from_env()
@@ -331,7 +332,7 @@ async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
     none under `dagger run` (its session is given) or without a CLI on the PATH (the SDK
     provisions, and says what is missing). The child start_early started, if any."""
     cli = _cli()
-    if os.environ.get("DAGGER_SESSION_PORT") or cli is None:
+    if under_dagger_run(os.environ) or cli is None:
         yield None
         return
     child = _early.pop() if _early else Child(cli, runner)
@@ -382,8 +383,9 @@ def runner_from_env() -> Runner | None:
 
 def dagger_run_parent() -> int | None:
     """The pid of the `dagger run` whose session this process was given, if it runs under one:
-    DAGGER_SESSION_PORT is set and the parent's command line is `dagger ... run ...`."""
-    if not os.environ.get("DAGGER_SESSION_PORT"):
+    its session is given (pipeline.dagger_run) and the parent's command line is
+    `dagger ... run ...`."""
+    if not under_dagger_run(os.environ):
         return None
     parent = os.getppid()
     try:

@@ -30,7 +30,6 @@ from pipeline.progress import (
     display,
     finished_line,
     started_line,
-    under_dagger_run,
 )
 from pipeline.report import Step, human_size
 from pipeline.settings import Settings
@@ -129,12 +128,6 @@ def test_the_display_chosen(
         got = None if chosen is None else type(chosen)
     assert got is want, f"quiet={quiet} env={env}: got {got}, want {want}"
     assert stream.getvalue() == ""  # nothing before a step starts
-
-
-def test_under_dagger_run() -> None:
-    assert under_dagger_run(DAGGER_RUN)
-    assert not under_dagger_run({})
-    assert not under_dagger_run({**DAGGER_RUN, "DAGGER_SESSION_TOKEN": ""})
 
 
 # --- the live display, rendered ----------------------------------------------------------
