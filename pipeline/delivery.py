@@ -6,8 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,16 +17,17 @@ import dagger
 
 from pipeline import bases, buildinfo, docker_cli, sbom, schema
 from pipeline.engine import Session
-from pipeline.errors import PipelineError, RegistryError
+from pipeline.errors import PipelineError
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
 from pipeline.report import ImageReport
 from pipeline.reproducible import Bases, normalise, swap_last_layer
 from pipeline.settings import Platform, Settings
+from pipeline.threads import bounded
 from pipeline.variants import Image
 
 if TYPE_CHECKING:
-    from pipeline.transport import Budget
+    pass
 
 NO_LOADER = "no supported api for loading image"
 T = TypeVar("T")
@@ -169,34 +169,6 @@ def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) 
     return sbom.build_sbom(found, subject)
 
 
-async def in_thread(work: Callable[[], T], budget: Budget) -> T:
-    """`work()` in a daemon thread of its own, awaited: a push that is interrupted or over
-    its budget is told to stop (budget.stop), and it never keeps the process from exiting
-    (anyio's worker threads would: they are joined at exit)."""
-    done = anyio.Event()
-    token = anyio.lowlevel.current_token()
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            outcome.append(work())
-        except BaseException as err:  # noqa: BLE001 (handed to the awaiting task, raised there)
-            failure.append(err)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
-                anyio.from_thread.run_sync(done.set, token=token)
-
-    threading.Thread(target=body, name="pipeline-push", daemon=True).start()
-    try:
-        await done.wait()
-    finally:
-        budget.stop.set()
-    if failure:
-        raise failure[0]
-    return outcome[0]
-
-
 async def publish(
     image: Image,
     settings: Settings,
@@ -240,18 +212,6 @@ async def publish(
         return pushed, tag, sent
 
     return await bounded(push, budget, settings.push_timeout, ref.registry)
-
-
-async def bounded(work: Callable[[], T], budget: Budget, seconds: float, registry: str) -> T:
-    """`work()` (a registry's) in a thread of its own, stopped after `seconds`."""
-    try:
-        with anyio.fail_after(seconds):
-            return await in_thread(work, budget)
-    except TimeoutError:
-        raise RegistryError(
-            f"registry {registry} did not finish within {seconds:g}s: is it up, is the "
-            "address right? (--push-timeout)"
-        ) from None
 
 
 def image_report(role: str, image: Image, info: ImageInfo, output: str | None) -> ImageReport:

@@ -38,13 +38,13 @@ import deflate
 from dagger import dag
 
 from pipeline import pins
-from pipeline.delivery import bounded
 from pipeline.engine import Session
 from pipeline.errors import PipelineError
 from pipeline.report import GoCache
 from pipeline.settings import ImageRef, Platform, Settings
 from pipeline.source import SourceTree
 from pipeline.stages import toolchain, with_go_caches
+from pipeline.threads import bounded
 
 if TYPE_CHECKING:
     from pipeline.transport import Budget, Login

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+REF_NAME = "org.opencontainers.image.ref.name"  # the annotation naming an image in a layout
 INDEX_TYPES = frozenset(
     {
         "application/vnd.oci.image.index.v1+json",

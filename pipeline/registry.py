@@ -17,8 +17,7 @@ from typing import Any
 import oras.layout
 
 from pipeline.errors import RegistryError
-from pipeline.oci import digest_of, file_digest
-from pipeline.reproducible import REF_NAME
+from pipeline.oci import REF_NAME, digest_of, file_digest
 from pipeline.settings import ImageRef
 from pipeline.transport import (
     INDEX,

@@ -39,6 +39,7 @@ from typing import Any
 import deflate
 
 from pipeline.oci import (
+    REF_NAME,
     BaseLayers,
     Layer,
     OCIError,
@@ -51,7 +52,6 @@ from pipeline.oci import (
 )
 from pipeline.provenance import rfc3339
 
-REF_NAME = "org.opencontainers.image.ref.name"
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TYPES = frozenset(
     {

@@ -36,8 +36,8 @@ import pytest
 import requests
 
 from pipeline.errors import RegistryError
+from pipeline.oci import REF_NAME
 from pipeline.registry import push_image, push_sbom
-from pipeline.reproducible import REF_NAME
 from pipeline.settings import Secret, parse_image_ref
 from pipeline.transport import INDEX, Budget, Login
 from tests.conftest import ROOT, PipelineRunner, Testbed, started
