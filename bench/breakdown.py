@@ -6,7 +6,7 @@ once at the end where the program runs without arguments, the tarball exported; 
 
 - python start, the CLI's imports and `import dagger`: `python -c pass`,
   `python -m pipeline --help`, and the SDK imported as the pipeline imports it (without its
-  runtime argument checks nor what a client does not use: `pipeline.launch.sdk_checks_off`,
+  runtime argument checks nor what a client does not use: `pipeline.sdk.sdk_checks_off`,
   `sdk_lean`) less `import pipeline.cli`, each
   the median of three, in fresh interpreters;
 - session connect, source upload, pinning the bases, session close: the probe
@@ -40,7 +40,7 @@ from bench.sides import Ours, engine_call
 
 REPEATS = 3
 IMPORT_DAGGER = (
-    "import os\nfrom pipeline.launch import sdk_checks_off, sdk_lean\n"
+    "import os\nfrom pipeline.sdk import sdk_checks_off, sdk_lean\n"
     "with sdk_checks_off(), sdk_lean(os.environ):\n import dagger"
 )
 

@@ -66,7 +66,7 @@ async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, 
     uploading the files of `source` that our pipeline uploads, resolving the base images to
     digests one after the other (as the pipeline pins them), and closing."""
     from pipeline import provision
-    from pipeline.launch import sdk_checks_off, sdk_lean
+    from pipeline.sdk import sdk_checks_off, sdk_lean
     from pipeline.source import inspect_source
 
     start = time.perf_counter()
