@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.outputs import write_text
-from pipeline.report import human_size
+from pipeline.results import human_size
 
 SCHEMA_VERSION = 1
 OURS_PREFIX = "ours ("  # the current pipeline's sides: ours (export), ours (publish)...

@@ -14,7 +14,7 @@ from matplotlib.ticker import FuncFormatter
 
 from pipeline.compare import Comparison
 from pipeline.outputs import atomic_path
-from pipeline.report import human_size
+from pipeline.results import human_size
 from pipeline.settings import check_chart_path
 
 BASE_COLOR, OWN_COLOR, FLOOR_COLOR = "#9aa5b1", "#2f80ed", "#d64545"

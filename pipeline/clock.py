@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.report import Step
+from pipeline.results import Step
 
 
 class StepHook(Protocol):

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import UsageError
-from pipeline.report import RunReport, human_size
+from pipeline.results import RunReport, human_size
 from pipeline.settings import Settings, Variant, parse_budget
 
 SCHEMA_VERSION = 1

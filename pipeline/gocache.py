@@ -40,7 +40,7 @@ from dagger import dag
 from pipeline import pins
 from pipeline.engine import Session
 from pipeline.errors import PipelineError
-from pipeline.report import GoCache
+from pipeline.results import GoCache
 from pipeline.settings import ImageRef, Platform, Settings
 from pipeline.source import SourceTree
 from pipeline.stages import toolchain, with_go_caches

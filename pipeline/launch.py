@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from rich.console import Console
 
-from pipeline import compare, progress, report, stopping
+from pipeline import compare, progress, report, results, stopping
 from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
 from pipeline.sdk import sdk_checks_off, sdk_lean
@@ -77,7 +77,7 @@ def execute(settings: Settings, *, verbose: bool) -> int:
         tree = inspect_source(settings.source, settings.package)
         check_destinations(settings)
         with progress.display(quiet=settings.quiet, env=os.environ) as hook:
-            result: report.RunReport = in_engine(lambda runner: runner.run(settings, tree, hook))
+            result: results.RunReport = in_engine(lambda runner: runner.run(settings, tree, hook))
         warn(result.warnings)
         if settings.json_path is not None:
             report.write_json(result, settings.json_path)
@@ -96,7 +96,7 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
         out = report.stdout_console()
         err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-        def show(result: report.RunReport | PipelineError) -> None:
+        def show(result: results.RunReport | PipelineError) -> None:
             if hook is not None:
                 hook.pause()  # the live display makes way for the result
             if isinstance(result, PipelineError):
@@ -147,7 +147,7 @@ def execute_compare(
             check_destination(path, option=option)
         # The builds run at once: each step says which image it is for.
         with progress.display(quiet=jobs[0].quiet, env=os.environ, labelled=True) as hook:
-            reports: tuple[report.RunReport, ...] = in_engine(
+            reports: tuple[results.RunReport, ...] = in_engine(
                 lambda runner: runner.compare(jobs, tree, hook)
             )
         comparison = compare.compare(

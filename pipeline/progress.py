@@ -32,7 +32,7 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from pipeline.dagger_run import under_dagger_run
-from pipeline.report import Step, human_size
+from pipeline.results import Step, human_size
 
 PREFIX = "pipeline: "
 

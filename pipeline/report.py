@@ -1,155 +1,17 @@
-"""What a run made, as data (RunReport), as a rich summary on the terminal, and as JSON.
-
-The JSON document (`--json PATH`) has this shape (schema_version 1):
-
-    {"schema_version": 1, "variant": "multistage", "go_image": "...", "runtime_image": "...",
-     "platforms": ["linux/amd64"], "printed": "Hello World\\n" | null,
-     "images": [{"ref": "helloworld:multistage", "role": "image" | "builder",
-                 "digest": "sha256:...", "media_type": "...", "platforms": [...],
-                 "output": "build/helloworld-multistage.tar" | null,
-                 "published": "REF@sha256:..." | null, "published_bytes": N | null,
-                 "loaded": "sha256:..." | null,
-                 "size": {"uncompressed": N, "compressed": N}, "layers": N,
-                 "anatomy": {"base_layers": N, "base_bytes": N, "own_bytes": N,
-                             "toolchain": bool, "source": bool, "shell": bool,
-                             "binary_bytes": N | null, "biggest_layer": "sha256:... (...)",
-                             "biggest_layer_bytes": N} | null,
-                 "sbom": "build/helloworld-multistage.spdx.json" | null,
-                 "sbom_tag": "REPO:sha256-<hex>" | null}],
-     "steps": [{"name": "build", "seconds": 1.23}, ...],
-     "cache": "cold" | "warm" | "unknown",
-     "notes": ["what the run did not do, and why", ...],
-     "bases": {"golang:1.26": "docker.io/library/golang:1.26@sha256:...", ...},
-     "go_cache": {"started_from": "none" | "engine" | "registry",
-                  "restored_from": "REG/REPO:TAG" | null, "restored_size": N | null,
-                  "saved_to": "REG/REPO:TAG@sha256:..." | null, "saved_size": N | null,
-                  "warnings": ["...", ...]} | null}
-"""
+"""What a run made, on the terminal (a rich summary) and in a file (`--json PATH`; the
+document's shape is described in pipeline.results)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.anatomy import Anatomy
 from pipeline.outputs import write_text
-
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    seconds: float
-    size: int | None = None  # bytes moved (the tarball exported, the blobs a push sent), if known
-
-
-@dataclass(frozen=True)
-class ImageReport:
-    """One image the run made."""
-
-    ref: str
-    role: str  # "image": the variant's result; "builder": the builder pattern's build image
-    digest: str
-    media_type: str
-    platforms: tuple[str, ...]
-    uncompressed: int
-    compressed: int
-    layers: int
-    output: str | None = None
-    published: str | None = None
-    sent: int | None = None  # bytes of the image's blobs the publish sent (a base's: mounted)
-    loaded: str | None = None
-    anatomy: Anatomy | None = None
-    sbom: str | None = None  # the SPDX file beside the tarball
-    sbom_tag: str | None = None  # the registry tag the SBOM referrer is listed under
-
-
-@dataclass(frozen=True)
-class GoCache:
-    """What the Go caches of a run with --cache-from/--cache-to did."""
-
-    started_from: str  # "none" (empty), "engine" (the engine's own volumes) or "registry"
-    restored_from: str | None = None  # registry/repository:tag, when started from the registry
-    restored_size: int | None = None  # bytes pulled
-    saved_to: str | None = None  # registry/repository:tag@digest, after --cache-to
-    saved_size: int | None = None  # bytes of the artifact's layers
-    warnings: tuple[str, ...] = ()  # each a cache that could not be used, and why
-
-    def summary(self) -> str:
-        """`go cache: started from 127.0.0.1:5000/c:main-… (12.1MB); saved 12.3MB to …`"""
-        if self.restored_from is not None:
-            text = f"started from {self.restored_from} ({human_size(self.restored_size or 0)})"
-        else:
-            text = {"none": "started empty", "engine": "started from the engine's own"}.get(
-                self.started_from, self.started_from
-            )
-        if self.saved_to is not None:
-            text += f"; saved {human_size(self.saved_size or 0)} to {self.saved_to}"
-        return f"go cache: {text}"
-
-
-@dataclass(frozen=True)
-class RunReport:
-    variant: str
-    go_image: str
-    runtime_image: str
-    platforms: tuple[str, ...]
-    images: tuple[ImageReport, ...]
-    printed: str | None
-    steps: tuple[Step, ...] = field(default=())
-    cache: str = "unknown"  # "cold": go build ran now; "warm": it came from the cache
-    notes: tuple[str, ...] = ()  # what the run did not do, and why
-    bases: dict[str, str] = field(default_factory=dict)  # requested → pinned (name@digest)
-    go_cache: GoCache | None = None  # with --cache-from/--cache-to only
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        return self.go_cache.warnings if self.go_cache is not None else ()
-
-    def seconds(self, step: str) -> float:
-        return sum(s.seconds for s in self.steps if s.name == step)
-
-    def title(self) -> str:
-        """`multistage: golang:1.26 → busybox:1.35 (linux/amd64)`"""
-        platforms = ", ".join(self.platforms)
-        if self.variant == "naive":
-            return f"{self.variant}: {self.go_image} ({platforms})"
-        return f"{self.variant}: {self.go_image} → {self.runtime_image} ({platforms})"
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-        for key, value in asdict(self).items():
-            data[key] = value
-        data["images"] = [
-            {
-                "ref": i.ref,
-                "role": i.role,
-                "digest": i.digest,
-                "media_type": i.media_type,
-                "platforms": list(i.platforms),
-                "output": i.output,
-                "published": i.published,
-                "published_bytes": i.sent,
-                "loaded": i.loaded,
-                "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
-                "layers": i.layers,
-                "anatomy": asdict(i.anatomy) if i.anatomy else None,
-                "sbom": i.sbom,
-                "sbom_tag": i.sbom_tag,
-            }
-            for i in self.images
-        ]
-        data["platforms"] = list(self.platforms)
-        data["steps"] = [{"name": s.name, "seconds": round(s.seconds, 3)} for s in self.steps]
-        return data
-
+from pipeline.results import RunReport, human_size
 
 WIDE = 400  # columns for a summary with no terminal to fit: wide enough to cut nothing
 
@@ -161,16 +23,6 @@ def stdout_console() -> Console:
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(highlight=False, width=WIDE)
     return console
-
-
-def human_size(size: int) -> str:
-    """Bytes in the units `docker image ls` uses (powers of 1000): 9.14MB, 841MB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def render(report: RunReport, console: Console) -> None:

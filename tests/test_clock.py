@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.clock import Clock
-from pipeline.report import Step
+from pipeline.results import Step
 
 
 class Recorder:

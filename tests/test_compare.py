@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.report import human_size
+from pipeline.results import human_size
 from pipeline.settings import SettingsError, parse_budget, parse_size
 from tests.conftest import ROOT, PipelineRunner, Testbed
 

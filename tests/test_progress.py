@@ -31,7 +31,7 @@ from pipeline.progress import (
     finished_line,
     started_line,
 )
-from pipeline.report import Step, human_size
+from pipeline.results import Step, human_size
 from pipeline.settings import Settings
 from tests.conftest import ROOT, PipelineRunner, Ran, Testbed
 
