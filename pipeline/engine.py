@@ -55,7 +55,9 @@ class Session:
     clock: anyio.Event = field(default_factory=anyio.Event)
     # Each tag's last single-platform reproducible image (a private copy of its tarball), with
     # the settings it was built from: --watch's next image differs from it in its binary only.
+    # Kept only where a next build will read them (watching).
     images: dict[str, tuple[Settings, Path]] = field(default_factory=dict)
+    watching: bool = False
     # Images pinned for the session's own steps (the Go caches' helper): requested → pinned,
     # for the lock file.
     pins: dict[str, str] = field(default_factory=dict)

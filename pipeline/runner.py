@@ -180,7 +180,7 @@ async def _deliver_images(
                 swap=swap,
             )
             running.size = info.compressed
-        if role == "image" and layer is not None and len(job.platforms) == 1:
+        if session.watching and role == "image" and layer is not None and len(job.platforms) == 1:
             await _keep(job, tarball)
         infos.append((info, tarball))
         report = delivery.image_report(role, image, info, str(destination) if destination else None)
@@ -528,6 +528,7 @@ async def watch(
                 changed.set()
 
     async def body(session: Session) -> None:
+        session.watching = True  # each image is kept for the next build to start from
         async with anyio.create_task_group() as group:
             group.start_soon(watcher)
             await armed.wait()
