@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.oci import BaseLayers, digest_of, is_index, platform_of, same_platform
-from pipeline.settings import ImageRef, Platform, Settings, parse_image_ref
+from pipeline.refs import ImageRef, Platform, parse_image_ref
+from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.transport import Budget, Client

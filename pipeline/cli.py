@@ -54,6 +54,7 @@ from pipeline.options import (
     option,
 )
 from pipeline.provenance import read_provenance
+from pipeline.refs import parse_image_ref, parse_platform
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_HELPER_IMAGE,
@@ -73,9 +74,7 @@ from pipeline.settings import (
     check_user,
     default_output,
     image_key,
-    parse_image_ref,
     parse_mirror,
-    parse_platform,
 )
 
 app = typer.Typer(

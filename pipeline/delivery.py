@@ -20,9 +20,10 @@ from pipeline.engine import Session
 from pipeline.errors import PipelineError
 from pipeline.oci import ImageInfo, OCIError, read_image
 from pipeline.outputs import atomic_path
+from pipeline.refs import Platform
 from pipeline.reproducible import Bases, normalise, swap_last_layer
 from pipeline.results import ImageReport
-from pipeline.settings import Platform, Settings
+from pipeline.settings import Settings
 from pipeline.threads import bounded
 from pipeline.variants import Image
 

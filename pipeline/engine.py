@@ -31,7 +31,8 @@ from pipeline.errors import (
     unreachable_reason,
 )
 from pipeline.oci import BaseLayers, Layer
-from pipeline.settings import BUILD_DIR, Platform, Settings, parse_platform
+from pipeline.refs import Platform, parse_platform
+from pipeline.settings import BUILD_DIR, Settings
 
 T = TypeVar("T")
 UPLOAD_TRIES = 3  # a file saved while the source is uploaded: read the tree again, twice

@@ -8,7 +8,7 @@ PipelineError          something failed while building, exporting or pushing (ex
 │                      session, went away during the run
 └── OutputError        a result file could not be written
 UsageError             an option's value is wrong, found before any engine work (exit 2)
-├── SettingsError      (pipeline.settings) a flag's value is malformed
+├── SettingsError      (pipeline.refs) a flag's value is malformed
 └── SourceError        (pipeline.source) --source/--package is not a Go main package
 """
 

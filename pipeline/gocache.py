@@ -40,8 +40,9 @@ from dagger import dag
 from pipeline import pins
 from pipeline.engine import Session
 from pipeline.errors import PipelineError
+from pipeline.refs import ImageRef, Platform
 from pipeline.results import GoCache
-from pipeline.settings import ImageRef, Platform, Settings
+from pipeline.settings import Settings
 from pipeline.source import SourceTree
 from pipeline.stages import toolchain, with_go_caches
 from pipeline.threads import bounded

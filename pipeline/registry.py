@@ -18,7 +18,7 @@ import oras.layout
 
 from pipeline.errors import RegistryError
 from pipeline.oci import REF_NAME, digest_of, file_digest
-from pipeline.settings import ImageRef
+from pipeline.refs import ImageRef
 from pipeline.transport import (
     INDEX,
     MANIFEST,

@@ -26,9 +26,10 @@ from pipeline.engine import Session, in_session, translate, uploading
 from pipeline.errors import PipelineError
 from pipeline.oci import BaseLayers, ImageInfo, same_platform
 from pipeline.outputs import write_bytes
+from pipeline.refs import Platform
 from pipeline.reproducible import base_mismatches, differences, file_layer, prime
 from pipeline.results import GoCache, ImageReport, RunReport, Step
-from pipeline.settings import SCRATCH, Platform, Settings, Variant
+from pipeline.settings import SCRATCH, Settings, Variant
 from pipeline.source import SourceTree, is_build_input
 from pipeline.stages import WORKDIR, vet_and_test
 from pipeline.variants import VARIANTS, Built, Image, Target, bases_of

@@ -8,7 +8,8 @@ import hashlib
 import dagger
 from dagger import dag
 
-from pipeline.settings import Platform, Settings
+from pipeline.refs import Platform
+from pipeline.settings import Settings
 from pipeline.source import SourceTree
 
 WORKDIR = "/myapp"  # the write-up's WORKDIR

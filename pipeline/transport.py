@@ -25,7 +25,8 @@ import requests
 import requests.adapters
 
 from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed, unreachable_reason
-from pipeline.settings import ImageRef, Secret, Settings
+from pipeline.refs import ImageRef
+from pipeline.settings import Secret, Settings
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -17,7 +17,8 @@ from dagger import dag
 
 from pipeline.errors import UsageError
 from pipeline.provenance import labels
-from pipeline.settings import Platform, Settings, Variant
+from pipeline.refs import Platform
+from pipeline.settings import Settings, Variant
 from pipeline.source import SourceTree
 from pipeline.stages import (
     NONROOT,

@@ -15,7 +15,8 @@ import pytest
 
 from pipeline import bases
 from pipeline.errors import PipelineError, RegistryError
-from pipeline.settings import Settings, Variant, parse_mirror, parse_platform
+from pipeline.refs import parse_platform
+from pipeline.settings import Settings, Variant, parse_mirror
 from pipeline.transport import Budget
 from tests.conftest import Testbed, inside_namespace
 

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline import cli
-from pipeline.settings import Platform, Settings, Variant
+from pipeline.refs import Platform
+from pipeline.settings import Settings, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

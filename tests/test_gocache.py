@@ -37,17 +37,9 @@ from pipeline.gocache import (
     merge,
     module_files,
 )
+from pipeline.refs import Platform, SettingsError, parse_image_ref
 from pipeline.registry import push_artifact
-from pipeline.settings import (
-    Platform,
-    Secret,
-    Settings,
-    SettingsError,
-    Variant,
-    check_cache_ref,
-    check_registry_auth,
-    parse_image_ref,
-)
+from pipeline.settings import Secret, Settings, Variant, check_cache_ref, check_registry_auth
 from pipeline.stages import cache_volumes
 from pipeline.transport import Budget, Login
 from tests.conftest import (

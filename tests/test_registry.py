@@ -37,8 +37,9 @@ import requests
 
 from pipeline.errors import RegistryError
 from pipeline.oci import REF_NAME
+from pipeline.refs import parse_image_ref
 from pipeline.registry import push_image, push_sbom
-from pipeline.settings import Secret, parse_image_ref
+from pipeline.settings import Secret
 from pipeline.transport import INDEX, Budget, Login
 from tests.conftest import ROOT, PipelineRunner, Testbed, started
 

@@ -11,7 +11,8 @@ import anyio
 import dagger
 import pytest
 
-from pipeline.settings import Platform, Settings, Variant
+from pipeline.refs import Platform
+from pipeline.settings import Settings, Variant
 from pipeline.source import inspect_source
 from pipeline.stages import OUT_DIR, go_build, source_dir, toolchain
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from pipeline.errors import RegistryError
-from pipeline.settings import parse_image_ref
+from pipeline.refs import parse_image_ref
 from pipeline.transport import Budget, Client, Login
 
 
