@@ -16,7 +16,10 @@ from typing import TypeVar
 
 import anyio
 import dagger
+import httpx
+import tenacity
 from dagger import dag
+from gql.transport.exceptions import TransportError
 
 from pipeline import layer_cache, provision, schema, stopping
 from pipeline.clock import StepHook
@@ -75,6 +78,26 @@ async def _engine_clock(session: Session) -> None:
     session.started = (where / name).stat().st_mtime
     shutil.rmtree(where, ignore_errors=True)
     session.clock.set()
+
+
+# How the session's transport fails: the SDK's GraphQL client retries a failed request, then
+# raises tenacity's RetryError with the transport's error (httpx's, gql's) as its cause.
+SESSION_FAILURES = (tenacity.RetryError, httpx.HTTPError, TransportError)
+
+
+def session_gone(err: BaseException) -> provision.EngineGone:
+    """Our error for a session that stopped answering: its server answers, its engine does
+    not (`dagger run`'s session answers 502 once its engine is gone). EngineGone, which also
+    ends a `dagger run` above us (pipeline.launch)."""
+    seen: BaseException | None = err
+    while seen is not None and not isinstance(seen, httpx.HTTPError | TransportError):
+        seen = seen.__cause__
+    shown = seen or err
+    said = str(shown).strip().splitlines()[0] if str(shown).strip() else type(shown).__name__
+    return provision.EngineGone(
+        f"the Dagger session stopped answering ({said}): is its engine gone? nothing was "
+        "written; run again once it is back"
+    )
 
 
 def first(err: BaseException) -> BaseException:
@@ -164,6 +187,8 @@ def translate(err: BaseException, settings: Settings) -> BaseException:
         )
     if isinstance(err, dagger.QueryError):
         return query_failed(err, settings)
+    if isinstance(err, SESSION_FAILURES):
+        return session_gone(err)
     if isinstance(err, dagger.DaggerError):
         return PipelineError(f"the Dagger engine failed: {str(err).splitlines()[0]}")
     return err
@@ -218,7 +243,13 @@ async def in_session(
                     result = await body(session)
                     group.cancel_scope.cancel()
                     return result
-            except (PipelineError, UsageError, dagger.DaggerError, ExceptionGroup) as err:
+            except (
+                PipelineError,
+                UsageError,
+                dagger.DaggerError,
+                ExceptionGroup,
+                *SESSION_FAILURES,
+            ) as err:
                 # Leave the session first: the SDK's teardown would wrap it in a SessionError.
                 own = translate(err, settings)
         assert own is not None
@@ -230,6 +261,8 @@ async def in_session(
             "no Dagger engine reachable: run inside `dagger run` with Docker running, "
             f"or start the test bed (sudo tests/testbed/up; . tests/testbed/env) [{err}]"
         ) from None
+    except SESSION_FAILURES as err:  # while connecting
+        raise session_gone(err) from None
     finally:
         stopping.forget(at_once)
         shutil.rmtree(scratch, ignore_errors=True)

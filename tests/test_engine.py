@@ -58,3 +58,27 @@ def test_a_file_that_kept_changing_is_one_line() -> None:
         "stamp.txt kept changing while the source was uploaded (3 tries): run again once the "
         "tree is still"
     )
+
+
+def test_a_session_that_stops_answering_is_the_engine_gone() -> None:
+    """What the SDK raises when `dagger run`'s session answers 502 (its engine killed): gql's
+    transport error, retried, then tenacity's RetryError around it. One line, EngineGone
+    (which ends a `dagger run` above us), whether alone or in a task group."""
+    from gql.transport.exceptions import TransportServerError
+    from tenacity import Future, RetryError
+
+    from pipeline.provision import EngineGone
+
+    answered = TransportServerError("Server error '502 Bad Gateway' for url 'http://x/query'")
+    attempt = Future(1)
+    attempt.set_exception(answered)
+    retried = RetryError(attempt)
+    retried.__cause__ = answered
+    settings = Settings(variant=Variant.MULTISTAGE)
+    for raised in (retried, ExceptionGroup("group", [retried]), answered):
+        gone = engine.translate(raised, settings)
+        assert isinstance(gone, EngineGone), raised
+        assert str(gone).startswith(
+            "the Dagger session stopped answering (Server error '502 Bad Gateway'"
+        ), str(gone)
+        assert "\n" not in str(gone)

@@ -194,13 +194,15 @@ class _Descendants:
         self._thread.join()
 
 
-def _go_test_running() -> bool:
-    """A Go test binary runs (in the engine's container; this test's are the only ones)."""
+def _go_tests() -> set[int]:
+    """The Go test binaries running (in an engine's containers), by pid. A test whose engine
+    was SIGKILLed leaves its own running for a while: a test counts only those it started."""
+    running = set()
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if entry.name.isdigit() and b"-test.timeout=" in (entry / "cmdline").read_bytes():
-                return True
-    return False
+                running.add(int(entry.name))
+    return running
 
 
 # Exit codes of the command as started: the pipeline's own, or `dagger run`'s (negative: it
@@ -275,6 +277,7 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
             *command,
         ]
     scratch_before = set((ROOT / "build").glob(".pipeline-*"))
+    tests_before = _go_tests()
     stderr_file = tmp_path / "stderr"
     with (
         stderr_file.open("w") as err,
@@ -287,7 +290,7 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
                 top.wait(timeout=300)
             else:
                 deadline = time.monotonic() + 120
-                while not _go_test_running():
+                while not _go_tests() - tests_before:
                     assert top.poll() is None, stderr_file.read_text()
                     assert time.monotonic() < deadline, "the build never reached its go test"
                     time.sleep(0.2)
