@@ -79,6 +79,10 @@ class _Watching:
                 return
         raise AssertionError(f"{what} not printed in {limit}s: {''.join(self.seen)}")
 
+    def wait_for_text(self, text: str) -> None:
+        """Read lines until one holds `text`."""
+        self.wait_for(lambda line: text in line, repr(text))
+
     def stop(self) -> int:
         os.killpg(self.process.pid, signal.SIGINT)
         return self.process.wait(timeout=60)
@@ -106,19 +110,15 @@ def test_watch_rebuilds_on_each_change(pipeline: PipelineRunner, tmp_path: Path)
     shutil.copytree(ROOT / "go-src", source)
     args = ["--no-test", "--runtime-image", "busybox:1.35", "--source", str(source), "--no-output"]
     with _watching(pipeline, args, {"COLUMNS": "200"}, merged=True) as watch:
-
-        def wait_for(text: str) -> None:
-            watch.wait_for(lambda line: text in line, repr(text))
-
-        wait_for("run printed: 'Hello World'")
-        wait_for("watching")
+        watch.wait_for_text("run printed: 'Hello World'")
+        watch.wait_for_text("watching")
         greeting = source / "greeting.go"
         greeting.write_text(greeting.read_text().replace('"World"', '"Watcher"'))
-        wait_for("run printed: 'Hello Watcher'")
-        wait_for("watching")
+        watch.wait_for_text("run printed: 'Hello Watcher'")
+        watch.wait_for_text("watching")
         (source / "README.txt").write_text("not a build input")  # no rebuild for this
         greeting.write_text(greeting.read_text().replace('"Watcher"', '"World"'))
-        wait_for("run printed: 'Hello World'")
+        watch.wait_for_text("run printed: 'Hello World'")
         returncode = watch.stop()
     assert returncode == 130
     assert sum("run printed:" in line for line in watch.seen) == 3
@@ -143,16 +143,12 @@ def test_watch_with_the_registry_cache_works_on_a_small_go_image(
     assert "warning:" not in saved.stderr
     args += ["--cache-from", ref]
     with _watching(pipeline, args, {"COLUMNS": "200"}, merged=True) as watch:
-
-        def wait_for(text: str) -> None:
-            watch.wait_for(lambda line: text in line, repr(text))
-
-        wait_for("run printed: 'Hello World'")
-        wait_for("watching")
+        watch.wait_for_text("run printed: 'Hello World'")
+        watch.wait_for_text("watching")
         greeting = source / "greeting.go"
         greeting.write_text(greeting.read_text().replace('"World"', '"Small"'))
-        wait_for("run printed: 'Hello Small'")
-        wait_for("watching")
+        watch.wait_for_text("run printed: 'Hello Small'")
+        watch.wait_for_text("watching")
         returncode = watch.stop()
     assert returncode == 130
     said = "".join(watch.seen)
