@@ -191,11 +191,11 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
     """Fill the build's empty cache volumes from --cache-from; say what the build starts from:
     "none" (empty volumes), "engine" (volumes this engine filled) or "registry".
 
-    On a new runner the engine's pull of the Go image is most of the wait, so nothing waits
-    for it that need not: the artifact is downloaded and sent to the engine meanwhile, and its
-    unpack (which looks at the volumes first) is asked for at once, to run as soon as the
-    image is there. Beside it a probe looks at the volumes; if they are warm, the download
-    and the unpack are dropped."""
+    On a new runner the engine's pull of the Go image is most of the wait, and nothing here
+    needs that image: the artifact is downloaded, inflated and sent to the engine, and
+    unpacked (after a look at the volumes) in the small helper image, while the Go image is
+    pulled (pipeline.runner). Beside it a probe looks at the volumes; if they are warm, the
+    download and the unpack are dropped."""
     ref = settings.cache_from
     option, warned = ("--cache-from", ref) if ref is not None else ("--cache-to", settings.cache_to)
     assert warned is not None
