@@ -6,12 +6,12 @@ once at the end where the program runs without arguments, the tarball exported; 
 
 - python start, the CLI's imports and `import dagger`: `python -c pass`,
   `python -m pipeline --help`, and the SDK imported as the pipeline imports it (without its
-  runtime argument checks nor what a client does not use: `pipeline.sdk.sdk_checks_off`,
-  `sdk_lean`) less `import pipeline.cli`, each
+  runtime argument checks nor what a client does not use: `pipeline.engine.sdk.sdk_checks_off`,
+  `sdk_lean`) less `import pipeline.cli.commands`, each
   the median of three, in fresh interpreters;
 - session connect, source upload, pinning the bases, session close: the probe
   (`python -m bench.engine probe`), which connects as the pipeline does (its session child
-  started before `import dagger`, the schema from the cache: pipeline.engine.connected_to),
+  started before `import dagger`, the schema from the cache: pipeline.engine.session.connected_to),
   uploads the same files our pipeline uploads, resolves the two base images and closes
   (estimates: the pipeline does not time these itself); connect is counted from the end of
   the import, so what the child did during the import is not in it, as in a run;
@@ -40,7 +40,7 @@ from bench.sides import Ours, engine_call
 
 REPEATS = 3
 IMPORT_DAGGER = (
-    "import os\nfrom pipeline.sdk import sdk_checks_off, sdk_lean\n"
+    "import os\nfrom pipeline.engine.sdk import sdk_checks_off, sdk_lean\n"
     "with sdk_checks_off(), sdk_lean(os.environ):\n import dagger"
 )
 
@@ -81,7 +81,7 @@ def measure(
     python = sys.executable
     repeats = REPEATS if thorough else 1
     start = _median_wall([python, "-c", "pass"], repeats)
-    cli_module = _median_wall([python, "-c", "import pipeline.cli"], repeats)
+    cli_module = _median_wall([python, "-c", "import pipeline.cli.commands"], repeats)
     imported = _median_wall([python, "-c", IMPORT_DAGGER], repeats) - cli_module
     cli_help = _median_wall([python, "-m", "pipeline", "--help"], repeats)
     ws = ours.workspace
@@ -99,7 +99,8 @@ def measure(
         Part(
             "import dagger",
             imported,
-            f"as the pipeline imports it (sdk_checks_off, sdk_lean) - `import pipeline.cli`, "
+            f"as the pipeline imports it (sdk_checks_off, sdk_lean) - "
+            f"`import pipeline.cli.commands`, "
             f"median of "
             f"{repeats}",
         ),

@@ -61,21 +61,21 @@ async def pull_bases(images: Sequence[str]) -> dict[str, Any]:
 
 async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, Any]:
     """Time, in this fresh interpreter, as our pipeline does each: `import dagger` (with the
-    session child started just before, pipeline.launch), connecting (pipeline.engine's
+    session child started just before, pipeline.cli.launch), connecting (pipeline.engine.session's
     connected_to: our session child, the schema from the cache; up to the first answer),
     uploading the files of `source` that our pipeline uploads, resolving the base images to
     digests one after the other (as the pipeline pins them), and closing."""
-    from pipeline import provision
-    from pipeline.sdk import sdk_checks_off, sdk_lean
-    from pipeline.source import inspect_source
+    from pipeline.engine import provision
+    from pipeline.engine.sdk import sdk_checks_off, sdk_lean
+    from pipeline.recipe.source import inspect_source
 
     start = time.perf_counter()
-    provision.start_early()  # as pipeline.launch.in_engine: it connects during the import
+    provision.start_early()  # as pipeline.cli.launch.in_engine: it connects during the import
     try:
         with sdk_checks_off(), sdk_lean(os.environ):
             from dagger import dag
 
-            from pipeline.engine import connected_to
+            from pipeline.engine.session import connected_to
 
         imported = time.perf_counter()
         include = list(inspect_source(source, package).include)

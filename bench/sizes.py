@@ -2,7 +2,7 @@
 
 Compressed is what the registry stores (the layer blobs, as their descriptors give them);
 uncompressed is the length of each layer's tar stream after decompression (what unpacking
-reads), the same measure as `pipeline/oci.py` applies to our tarballs.
+reads), the same measure as `pipeline/image/oci.py` applies to our tarballs.
 """
 
 from __future__ import annotations

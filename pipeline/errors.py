@@ -4,12 +4,12 @@ PipelineError          something failed while building, exporting or pushing (ex
 ├── BuildFailed        a command in a container failed: the compiler's or go test's output
 ├── RegistryError      a registry refused, was unreachable, or lacks an image
 ├── EngineUnavailable  no Dagger engine could be reached
-│   └── EngineGone     (pipeline.provision) the engine, or the `dagger run` holding the
+│   └── EngineGone     (pipeline.engine.provision) the engine, or the `dagger run` holding the
 │                      session, went away during the run
 └── OutputError        a result file could not be written
 UsageError             an option's value is wrong, found before any engine work (exit 2)
 ├── SettingsError      (pipeline.refs) a flag's value is malformed
-└── SourceError        (pipeline.source) --source/--package is not a Go main package
+└── SourceError        (pipeline.recipe.source) --source/--package is not a Go main package
 """
 
 from __future__ import annotations

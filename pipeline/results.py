@@ -1,4 +1,4 @@
-"""What a run made, as data: RunReport and its parts, and their JSON (pipeline.report shows
+"""What a run made, as data: RunReport and its parts, and their JSON (pipeline.cli.summary shows
 them on the terminal). Imports nothing that draws: a module that only needs a Step imports
 this one.
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.anatomy import Anatomy
+from pipeline.image.anatomy import Anatomy
 
 SCHEMA_VERSION = 1
 

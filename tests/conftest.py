@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.provision import Runner
+from pipeline.engine.provision import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / "tests" / "testbed" / "env"

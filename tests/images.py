@@ -1,4 +1,4 @@
-"""Test-side readers of OCI tarballs: the files each layer holds. Independent of pipeline.oci,
+"""Test-side readers of OCI tarballs: the files each layer holds. Independent of pipeline.image.oci,
 so the tests do not check the code with itself."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""pipeline.anatomy: base and own bytes split by diff_ids; toolchain, source and shell found."""
+"""pipeline.image.anatomy: base and own bytes split by diff_ids; toolchain, source and shell
+found."""
 
 from __future__ import annotations
 
-from pipeline.anatomy import dissect
-from pipeline.oci import Layer, Manifest
+from pipeline.image.anatomy import dissect
+from pipeline.image.oci import Layer, Manifest
 
 
 def manifest(layers: list[tuple[str, int, dict[str, int]]], created_by: list[str]) -> Manifest:

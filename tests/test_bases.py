@@ -1,4 +1,4 @@
-"""pipeline.bases against the test bed's real registry: a base's layers are its manifest's
+"""pipeline.registry.bases against the test bed's real registry: a base's layers are its manifest's
 descriptors and its registry's blobs (compared with what skopeo reads), read through the
 mirror the engine pulls docker.io through, kept on this machine and then read with no
 request (a kept file that changed is fetched again); each platform of a multi-platform base
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bases
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.refs import parse_platform
+from pipeline.registry import bases
+from pipeline.registry.transport import Budget
 from pipeline.settings import Settings, Variant, parse_mirror
-from pipeline.transport import Budget
 from tests.conftest import Testbed, inside_namespace
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")

@@ -21,8 +21,8 @@ def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path
     assert sorted(str(p.relative_to(chosen.directory)) for p in copy.rglob("*.py")) == sorted(
         committed
     )
-    assert (copy / "cli.py").read_text() == subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{chosen.commit}:pipeline/cli.py"],
+    assert (copy / "__init__.py").read_text() == subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{chosen.commit}:pipeline/__init__.py"],
         capture_output=True,
         text=True,
         check=True,
@@ -30,10 +30,14 @@ def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path
     baselines.extract(chosen)  # again, over the first copy: afresh
     assert baselines.has_watch(chosen)
     where = subprocess.run(
-        [sys.executable, "-c", "import pipeline.cli; print(pipeline.cli.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import pipeline; print(pipeline.__file__)",
+        ],
         cwd=chosen.directory,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert Path(where.stdout.strip()) == copy / "cli.py"
+    assert Path(where.stdout.strip()) == copy / "__init__.py"

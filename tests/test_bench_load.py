@@ -37,7 +37,7 @@ from bench.load_report import (
     percentile,
     throughput_ratio,
 )
-from pipeline.provision import Runner
+from pipeline.engine.provision import Runner
 from tests.bench_fixtures import _bench
 from tests.conftest import NO_ENGINE, Testbed
 

@@ -1,4 +1,4 @@
-"""pipeline.buildinfo: the build info of real Go binaries, read from their bytes, is what
+"""pipeline.image.buildinfo: the build info of real Go binaries, read from their bytes, is what
 `go version -m -json` prints for them: for each word size and byte order, with a replaced
 module, in GOPATH mode; and what is not a Go binary is refused."""
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import buildinfo
-from pipeline.stages import STATIC_FLAGS
+from pipeline.image import buildinfo
+from pipeline.recipe.stages import STATIC_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 WITHDEPS = ROOT / "tests" / "fixtures" / "withdeps"

@@ -1,4 +1,4 @@
-"""pipeline.chart: the comparison drawn to .png and .svg, written whole."""
+"""pipeline.cli.chart: the comparison drawn to .png and .svg, written whole."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.chart import draw
-from pipeline.compare import Comparison, Row
+from pipeline.cli.chart import draw
+from pipeline.cli.compare import Comparison, Row
 from pipeline.errors import UsageError
 
 

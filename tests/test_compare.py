@@ -1,4 +1,4 @@
-"""pipeline.compare: budgets, and `compare` end to end against the real engine: the table,
+"""pipeline.cli.compare: budgets, and `compare` end to end against the real engine: the table,
 the JSON (checked against skopeo), the Markdown, the chart, budgets, and warm caches."""
 
 from __future__ import annotations

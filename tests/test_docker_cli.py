@@ -1,4 +1,4 @@
-"""pipeline.docker_cli against the test bed's real Docker: a bad tarball fails in one line."""
+"""pipeline.flows.docker_cli against the test bed's real Docker: a bad tarball fails in one line."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.docker_cli import load
 from pipeline.errors import PipelineError
+from pipeline.flows.docker_cli import load
 from tests.conftest import Testbed
 
 

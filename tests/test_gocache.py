@@ -1,4 +1,4 @@
-"""pipeline.gocache: the Go caches through the test bed's real registries, against the real
+"""pipeline.flows.gocache: the Go caches through the test bed's real registries, against the real
 engine.
 
 A fresh CI runner is the test bed's second engine, started on an empty state directory
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.gocache import (
+from pipeline.flows.gocache import (
     ARTIFACT,
     BUILD_LAYER,
     CHUNK,
@@ -37,11 +37,11 @@ from pipeline.gocache import (
     merge,
     module_files,
 )
+from pipeline.recipe.stages import cache_volumes
 from pipeline.refs import Platform, SettingsError, parse_image_ref
-from pipeline.registry import push_artifact
+from pipeline.registry.remote import push_artifact
+from pipeline.registry.transport import Budget, Login
 from pipeline.settings import Secret, Settings, Variant, check_cache_ref, check_registry_auth
-from pipeline.stages import cache_volumes
-from pipeline.transport import Budget, Login
 from tests.conftest import (
     ROOT,
     PipelineRunner,

@@ -1,4 +1,4 @@
-"""pipeline.layer_cache: a layer compressed by one run is not compressed again by the next,
+"""pipeline.image.layer_cache: a layer compressed by one run is not compressed again by the next,
 the image is the same byte for byte; a file cut short is compressed again, never used; only
 the newest files are kept."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import layer_cache, reproducible
-from pipeline.layer_cache import Kept
-from pipeline.reproducible import normalise
+from pipeline.image import layer_cache, reproducible
+from pipeline.image.layer_cache import Kept
+from pipeline.image.reproducible import normalise
 from tests.test_reproducible import GOLDEN_DIGEST, GOLDEN_EPOCH, exported
 
 KEY = "sha256:" + "a" * 64

@@ -1,4 +1,4 @@
-"""pipeline.oci: sizes, digests and platforms read from real OCI tarballs (the test bed's
+"""pipeline.image.oci: sizes, digests and platforms read from real OCI tarballs (the test bed's
 busybox, copied out of its registry by skopeo), checked against skopeo and gzip."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.oci import OCIError, digest_of, file_digest, is_index, plain, read_image
+from pipeline.image.oci import OCIError, digest_of, file_digest, is_index, plain, read_image
 from tests.conftest import Testbed
 
 

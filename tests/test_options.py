@@ -1,4 +1,4 @@
-"""pipeline.options: BuildFlags' fields are the build commands' options, each declared once
+"""pipeline.cli.options: BuildFlags' fields are the build commands' options, each declared once
 with its help and environment variable; the password is never one of them."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import fields
 
 from typer.testing import CliRunner
 
-from pipeline import cli
-from pipeline.options import BuildFlags, flag_parameters, option
+from pipeline.cli import commands
+from pipeline.cli.options import BuildFlags, flag_parameters, option
 
 
 def test_every_flag_field_is_a_keyword_parameter_with_its_default() -> None:
@@ -24,7 +24,7 @@ def test_every_flag_field_is_a_keyword_parameter_with_its_default() -> None:
 def test_the_password_is_no_flag_and_no_repr() -> None:
     assert "registry_password" not in flag_parameters(BuildFlags).parameters
     assert "s3cret" not in repr(BuildFlags(registry_password="s3cret"))
-    helped = CliRunner().invoke(cli.app, ["builder", "--help"], env={"COLUMNS": "200"})
+    helped = CliRunner().invoke(commands.app, ["builder", "--help"], env={"COLUMNS": "200"})
     assert helped.exit_code == 0
     assert "--registry-password" not in helped.output
     for flag in ("--source", "--lock", "--registry-ca", "--source-date-epoch", "--watch"):

@@ -1,4 +1,5 @@
-"""pipeline.pins: the lock file round-trips; a tag that moved fails with both digests named."""
+"""pipeline.recipe.pins: the lock file round-trips; a tag that moved fails with both digests
+named."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import PipelineError, UsageError
-from pipeline.pins import check, read_lock, write_lock
+from pipeline.recipe.pins import check, read_lock, write_lock
 
 OLD = "docker.io/library/golang:1.26@sha256:" + "a" * 64
 NEW = "docker.io/library/golang:1.26@sha256:" + "b" * 64

@@ -1,4 +1,4 @@
-"""pipeline.progress: the plain lines and the live display, as rendered; when each is chosen
+"""pipeline.cli.progress: the plain lines and the live display, as rendered; when each is chosen
 (nothing under --quiet or `dagger run`); --quiet reaching Settings. Against the real engine: a
 piped run prints each step's start and end on stderr, in order, with the times and sizes its
 JSON has, and a failed step as stopped; --quiet prints nothing there; stdout is the same with
@@ -22,15 +22,15 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipeline import cli
-from pipeline.clock import Clock
-from pipeline.progress import (
+from pipeline.cli import commands
+from pipeline.cli.progress import (
     Lines,
     LiveSteps,
     display,
     finished_line,
     started_line,
 )
+from pipeline.clock import Clock
 from pipeline.results import Step, human_size
 from pipeline.settings import Settings
 from tests.conftest import ROOT, PipelineRunner, Ran, Testbed
@@ -214,8 +214,8 @@ def settings_given(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         return 0
 
     for name in ("execute", "execute_watch", "execute_verify"):
-        monkeypatch.setattr(cli, name, one)
-    monkeypatch.setattr(cli, "execute_compare", many)
+        monkeypatch.setattr(commands, name, one)
+    monkeypatch.setattr(commands, "execute_compare", many)
     for key in list(os.environ):
         if key.startswith("PIPELINE_"):
             monkeypatch.delenv(key)
@@ -237,14 +237,14 @@ def settings_given(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
 def test_quiet_flag_and_env(
     settings_given: list[Settings], args: list[str], env: dict[str, str], want: list[bool]
 ) -> None:
-    result = CliRunner().invoke(cli.app, args, env=env)
+    result = CliRunner().invoke(commands.app, args, env=env)
     assert result.exit_code == 0, result.output
     assert [s.quiet for s in settings_given] == want
 
 
 def test_quiet_is_in_every_build_commands_help() -> None:
     for command in ("multistage", "compare", "verify"):
-        helped = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"})
+        helped = CliRunner().invoke(commands.app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--quiet" in helped.output, command
         assert "PIPELINE_QUIET" in helped.output, command
 

@@ -1,4 +1,4 @@
-"""pipeline.provision: the runner-host forms it can probe, and probes of real sockets; a run
+"""pipeline.engine.provision: the runner-host forms it can probe, and probes of real sockets; a run
 pointed at no engine says so in one line, at once. Against the test bed's engine, the faults
 of a shared engine: the engine killed (SIGKILL) or stopped (SIGTERM) mid-build ends every run
 within 30 s with one line and nothing half-written, and the next run after a restart builds;
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.provision import Runner
+from pipeline.engine.provision import Runner
 from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
 
 SLOW_TEST = """package main

@@ -1,4 +1,4 @@
-"""pipeline.reproducible and the trust features end to end, against the real engine and the
+"""pipeline.image.reproducible and the trust features end to end, against the real engine and the
 test bed's registries: one digest, and one tarball byte for byte, whatever the engine
 remembers (built, the engine restarted with its state kept, pruned, and on a fresh runner:
 multistage on busybox, on the static base, on scratch for two platforms, and builder); each
@@ -43,9 +43,9 @@ from dagger import dag
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from pipeline import reproducible
-from pipeline.oci import BaseLayers, Layer, OCIError, read_image
-from pipeline.reproducible import GZIP_LAYER, differences, normalise
+from pipeline.image import reproducible
+from pipeline.image.oci import BaseLayers, Layer, OCIError, read_image
+from pipeline.image.reproducible import GZIP_LAYER, differences, normalise
 from tests.conftest import (
     ROOT,
     PipelineRunner,
@@ -298,7 +298,8 @@ def test_a_publish_to_the_bases_registry_sends_none_of_its_layers(
 @pytest.mark.engine
 @pytest.mark.parametrize("kind", ["debian", "busybox", "bare"])
 def test_verify_passes_on_go_src(pipeline: PipelineRunner, testbed: Testbed, kind: str) -> None:
-    """With each of the Go images users have (pipeline.variants asks nothing of one but go)."""
+    """With each of the Go images users have (pipeline.recipe.variants asks nothing of one but
+    go)."""
     ran = pipeline(
         "verify", "--go-image", go_images(testbed)[kind], "--runtime-image", "busybox:1.35"
     )
@@ -812,7 +813,7 @@ BASE_HISTORY: list[dict[str, Any]] = [
 
 def registry_base(tmp_path: Path, tar: bytes, platform: str = "linux/amd64") -> BaseLayers:
     """The golden base layer as a registry serves it: gzip as the base's maker wrote it (not
-    ours), a Docker media type, its blob a file as pipeline.bases keeps it."""
+    ours), a Docker media type, its blob a file as pipeline.registry.bases keeps it."""
     buffer = io.BytesIO()
     with gzip.GzipFile("", "wb", 9, buffer, mtime=1577934245) as out:
         out.write(tar)

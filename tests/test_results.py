@@ -1,5 +1,6 @@
 """pipeline.results: sizes in docker's units, and the JSON document's keys, each described.
-(These tests moved here from tests/test_report.py with the types and human_size.)"""
+(These tests moved here from tests/test_report.py, now tests/test_summary.py, with the types
+and human_size.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from pipeline import results
-from pipeline.anatomy import Anatomy
+from pipeline.image.anatomy import Anatomy
 from pipeline.results import GoCache, ImageReport, RunReport, Step, human_size
 
 

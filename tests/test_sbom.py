@@ -1,4 +1,4 @@
-"""pipeline.sbom: SPDX 2.3 from a real binary's build info, valid, byte-identical."""
+"""pipeline.image.sbom: SPDX 2.3 from a real binary's build info, valid, byte-identical."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from pipeline.buildinfo import read
-from pipeline.sbom import Subject, build_sbom
+from pipeline.image.buildinfo import read
+from pipeline.image.sbom import Subject, build_sbom
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECT = Subject(

@@ -1,4 +1,4 @@
-"""pipeline.schema: the key and the cache files without the engine; the hook where dagger-io
+"""pipeline.engine.schema: the key and the cache files without the engine; the hook where dagger-io
 0.21.11 has it (a test that fails loudly when an upgrade moves it). Against the test bed's
 engine, counting the introspection queries that leave this process (every HTTP request, the
 SDK's and ours, seen at httpx's transport): a cache hit sends none; another view of the API
@@ -33,7 +33,8 @@ from dagger.client import _core, _session
 from dagger.client._config import ConnectConfig
 from gql.transport.httpx import HTTPXAsyncTransport
 
-from pipeline import engine, schema
+from pipeline.engine import schema
+from pipeline.engine.session import Session, in_session
 from pipeline.errors import PipelineError
 from pipeline.settings import Settings, Variant
 from tests.conftest import PipelineRunner
@@ -66,7 +67,7 @@ def entry() -> schema.Entry:
 def test_the_hook_is_where_dagger_io_0_21_11_has_it() -> None:
     installed = metadata.version("dagger-io")
     assert installed == schema.SDK_VERSION, (
-        f"dagger-io {installed}: pipeline/schema.py hooks the internals of dagger-io "
+        f"dagger-io {installed}: pipeline/engine/schema.py hooks the internals of dagger-io "
         f"{schema.SDK_VERSION} (dagger.client._session.GraphQLClient, "
         "dagger.client._core.Context.execute). Check they are still there and still do the "
         "same, then set SDK_VERSION"
@@ -275,12 +276,12 @@ def in_engine(engine_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def session(body: Callable[[], Awaitable[T]]) -> T:
-    """`body` in a session opened as every run opens it (pipeline.engine.in_session)."""
+    """`body` in a session opened as every run opens it (pipeline.engine.session.in_session)."""
 
-    async def run(_: engine.Session) -> T:
+    async def run(_: Session) -> T:
         return await body()
 
-    return anyio.run(engine.in_session, run, Settings(Variant.MULTISTAGE))
+    return anyio.run(in_session, run, Settings(Variant.MULTISTAGE))
 
 
 def saved(directory: Path) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""pipeline.sdk: the Dagger SDK is imported without its runtime checks, the environment is
+"""pipeline.engine.sdk: the Dagger SDK is imported without its runtime checks, the environment is
 left as it was; its telemetry only where someone sees its traces. (These tests moved here from
 tests/test_launch.py with the functions.)"""
 
@@ -22,7 +22,7 @@ def test_the_sdk_is_imported_without_runtime_checks_and_the_environment_kept(
     decorates; sdk_checks_off sets it for the import only."""
     code = (
         "import os\n"
-        "from pipeline.sdk import sdk_checks_off\n"
+        "from pipeline.engine.sdk import sdk_checks_off\n"
         "with sdk_checks_off():\n"
         "    import dagger\n"
         "print(hasattr(dagger.Container.from_, '__wrapped__'), os.environ.get('PYTHONOPTIMIZE'))\n"
@@ -67,7 +67,7 @@ def test_the_sdk_is_imported_without_telemetry_only_where_no_one_sees_traces(
     keeps no stand-in."""
     code = (
         "import os, sys\n"
-        "from pipeline.sdk import sdk_checks_off, sdk_lean\n"
+        "from pipeline.engine.sdk import sdk_checks_off, sdk_lean\n"
         "with sdk_checks_off(), sdk_lean(os.environ):\n"
         "    import dagger\n"
         "from dagger.client import _session\n"

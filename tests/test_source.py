@@ -1,4 +1,4 @@
-"""pipeline.source: a Go main package is found, anything else refused in one line."""
+"""pipeline.recipe.source: a Go main package is found, anything else refused in one line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.source import SourceError, inspect_source
+from pipeline.recipe.source import SourceError, inspect_source
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""pipeline.stages against the real engine: only what a Go build reads is uploaded, and the
+"""pipeline.recipe.stages against the real engine: only what a Go build reads is uploaded, and the
 binary is static and stripped."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import anyio
 import dagger
 import pytest
 
+from pipeline.recipe.source import inspect_source
+from pipeline.recipe.stages import OUT_DIR, go_build, source_dir, toolchain
 from pipeline.refs import Platform
 from pipeline.settings import Settings, Variant
-from pipeline.source import inspect_source
-from pipeline.stages import OUT_DIR, go_build, source_dir, toolchain
 
 pytestmark = pytest.mark.engine
 T = TypeVar("T")

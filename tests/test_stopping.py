@@ -30,7 +30,7 @@ from pathlib import Path
 import anyio
 
 from pipeline import stopping
-from pipeline.launch import guarded
+from pipeline.cli.launch import guarded
 
 marks, cleanup = Path(sys.argv[1]), float(sys.argv[2])
 

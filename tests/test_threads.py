@@ -1,5 +1,5 @@
-"""pipeline.threads: a registry's blocking work awaited in a daemon thread, bounded in time.
-(Moved out of pipeline.delivery, which had no test of its own for them.)"""
+"""pipeline.registry.threads: a registry's blocking work awaited in a daemon thread, bounded in
+time. (Moved out of pipeline.flows.deliver, which had no test of its own for them.)"""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from pipeline.errors import RegistryError
-from pipeline.threads import bounded, in_thread
-from pipeline.transport import Budget
+from pipeline.registry.threads import bounded, in_thread
+from pipeline.registry.transport import Budget
 
 
 def test_the_work_answers_from_a_daemon_thread_and_its_budget_is_stopped_after() -> None:

@@ -1,7 +1,7 @@
-"""pipeline.transport: --registry-ca is added to the system's CAs (it used to replace them),
-checked against real TLS servers signed by two CAs made here; the budget stops a client that
+"""pipeline.registry.transport: --registry-ca is added to the system's CAs (it used to replace
+them), checked against real TLS servers signed by two CAs made here; the budget stops a client that
 was told to stop. The token flow, retries and timeouts run against the test bed's registries
-in tests/test_registry.py."""
+in tests/test_remote.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import requests
 
 from pipeline.errors import RegistryError
 from pipeline.refs import parse_image_ref
-from pipeline.transport import Budget, Client, Login
+from pipeline.registry.transport import Budget, Client, Login
 
 
 def _self_signed_ca(directory: Path, name: str) -> tuple[Path, Path, Path]:

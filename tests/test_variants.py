@@ -1,4 +1,4 @@
-"""pipeline.variants, against the real engine and the test bed: each variant's image runs and
+"""pipeline.recipe.variants, against the real engine and the test bed: each variant's image runs and
 prints Hello World; the naive one holds the toolchain and the source, the others only the
 binary on their base; the builder pattern leaves nothing on the host."""
 

@@ -1,0 +1,295 @@
+"""The command line: flags → Settings → pipeline.cli.launch → exit code. With pipeline.cli.options
+(the flags' declarations), the only module that imports Typer. Dagger is imported only once a
+build starts, so `--help` and bad flags answer at once."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from pipeline.cli.compare import check_budget_keys, read_budgets
+from pipeline.cli.launch import (
+    CompareOutputs,
+    execute,
+    execute_compare,
+    execute_verify,
+    execute_watch,
+)
+from pipeline.cli.options import (
+    BuildFlags,
+    CacheFromOpt,
+    ChartOpt,
+    EpochOpt,
+    GoImageOpt,
+    HelperImageOpt,
+    JsonOpt,
+    MarkdownOpt,
+    MaxSizeOpt,
+    NameOpt,
+    PackageOpt,
+    PlatformOpt,
+    QuietOpt,
+    RegistryCaOpt,
+    RegistryMirrorOpt,
+    Reproducible,
+    RunOpt,
+    RuntimeImageOpt,
+    RuntimeImagesOpt,
+    SourceOpt,
+    TestOpt,
+    UsernameOpt,
+    UserOpt,
+    VariantOpt,
+    VerboseOpt,
+    WatchOpt,
+    flag_parameters,
+    option,
+)
+from pipeline.errors import PASSWORD_ENV, UsageError
+from pipeline.provenance import read_provenance
+from pipeline.refs import parse_image_ref, parse_platform
+from pipeline.settings import (
+    DEFAULT_GO_IMAGE,
+    DEFAULT_HELPER_IMAGE,
+    DEFAULT_NAME,
+    DEFAULT_RUNTIME_IMAGE,
+    DEFAULT_SOURCE,
+    SCRATCH,
+    Secret,
+    Settings,
+    Variant,
+    check_cache_ref,
+    check_chart_path,
+    check_name,
+    check_package,
+    check_push_timeout,
+    check_registry_auth,
+    check_user,
+    default_output,
+    image_key,
+    parse_mirror,
+)
+
+app = typer.Typer(
+    help="Containerize the Go program in --source three ways and show what each costs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SUMMARIES = {
+    Variant.NAIVE: "One image with the whole Go toolchain, the source and the binary: "
+    "the 'before'.",
+    Variant.BUILDER: "The builder pattern: a builder image compiles, the binary hops through the "
+    "host into a runtime image.",
+    Variant.MULTISTAGE: "The Dagger way: the binary's File goes straight from the golang "
+    "container into a minimal runtime image.",
+}
+
+
+def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
+    """Check every flag and resolve them into one Settings value (UsageError if wrong).
+    builder and multistage images are reproducible: their epoch and labels come from git."""
+    parse_image_ref(flags.go_image, option="--go-image")
+    if flags.runtime_image != SCRATCH:
+        parse_image_ref(flags.runtime_image, option="--runtime-image")
+    parse_image_ref(flags.helper_image, option="--helper-image")
+    publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
+    cache_from = (
+        check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
+    )
+    cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
+    password = Secret(flags.registry_password) if flags.registry_password else None
+    check_registry_auth(publish, flags.registry_username, password, cache_from, cache_to)
+    if publish is None and cache_from is None and cache_to is None:
+        password = None  # not needed, not kept
+    name = check_name(flags.name)
+    if flags.no_output and flags.output is not None:
+        raise UsageError("--output and --no-output contradict each other: give one")
+    return Settings(
+        variant=variant,
+        source=flags.source,
+        package=check_package(flags.package),
+        test=flags.test,
+        go_image=flags.go_image,
+        runtime_image=flags.runtime_image,
+        name=name,
+        platforms=tuple(dict.fromkeys(parse_platform(p) for p in flags.platform or ())),
+        output=None if flags.no_output else (flags.output or default_output(name, variant)),
+        load=flags.load,
+        publish=publish,
+        registry_username=flags.registry_username,
+        registry_password=password,
+        run=flags.run,
+        json_path=flags.json_path,
+        provenance=(
+            None
+            if variant is Variant.NAIVE
+            else read_provenance(flags.source, flags.source_date_epoch)
+        ),
+        user=check_user(flags.user) if flags.user else None,
+        lock=flags.lock,
+        registry_ca=flags.registry_ca,
+        registry_mirrors=tuple(dict(parse_mirror(m) for m in flags.registry_mirror or ()).items()),
+        push_timeout=check_push_timeout(flags.push_timeout),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        helper_image=flags.helper_image,
+        quiet=flags.quiet,
+    )
+
+
+def usage_exit(error: UsageError) -> NoReturn:
+    """A bad flag: one line on stderr, exit 2."""
+    Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
+    raise typer.Exit(2) from None
+
+
+def _command(variant: Variant) -> None:
+    """Register the command for one variant; all share one signature, BuildFlags' fields."""
+
+    def command(*, watch: bool = False, verbose: bool = False, **given: Any) -> None:
+        try:
+            # Read once, then gone from the environment: no child (docker, the dagger CLI)
+            # inherits it.
+            password = os.environ.pop(PASSWORD_ENV, None) or None
+            flags = BuildFlags(**given, registry_password=password)
+            settings = build_settings(variant, flags)
+        except UsageError as error:
+            usage_exit(error)
+        if watch:
+            raise typer.Exit(execute_watch(settings, verbose=verbose))
+        raise typer.Exit(execute(settings, verbose=verbose))
+
+    command.__signature__ = flag_parameters(  # type: ignore[attr-defined]
+        BuildFlags, option("watch", False, WatchOpt), option("verbose", False, VerboseOpt)
+    )
+    command.__doc__ = SUMMARIES[variant]
+    app.command(name=variant.value, help=SUMMARIES[variant])(command)
+
+
+for _variant in Variant:
+    _command(_variant)
+
+
+def compare_jobs(flags: BuildFlags, runtime_images: list[str]) -> tuple[Settings, ...]:
+    """naive, builder and multistage on the first base, and multistage on each further one."""
+    first, *extra = runtime_images
+    common = replace(flags, runtime_image=first)
+    jobs = [build_settings(variant, common) for variant in Variant]
+    for base in dict.fromkeys(extra):
+        job = build_settings(Variant.MULTISTAGE, replace(common, runtime_image=base))
+        job = replace(job, label=image_key(Variant.MULTISTAGE, base))
+        taken = next((j for j in jobs if j.key == job.key), None)
+        if taken is not None:
+            raise UsageError(
+                f"--runtime-image {base} and {taken.runtime_image} would both be {job.tag}: "
+                "compare them in two runs"
+            )
+        jobs.append(job)
+    return tuple(jobs)
+
+
+@app.command(name="compare")
+def compare_command(
+    source: SourceOpt = DEFAULT_SOURCE,
+    package: PackageOpt = ".",
+    test: TestOpt = True,
+    go_image: GoImageOpt = DEFAULT_GO_IMAGE,
+    runtime_image: RuntimeImagesOpt = None,
+    name: NameOpt = DEFAULT_NAME,
+    run: RunOpt = True,
+    json_path: JsonOpt = None,
+    markdown: MarkdownOpt = None,
+    chart: ChartOpt = None,
+    max_size: MaxSizeOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build every variant in one session and show them side by side, measured."""
+    try:
+        flags = BuildFlags(
+            source=source,
+            package=package,
+            test=test,
+            go_image=go_image,
+            name=name,
+            run=run,
+            quiet=quiet,
+        )
+        jobs = compare_jobs(
+            replace(flags, no_output=True), runtime_image or [DEFAULT_RUNTIME_IMAGE]
+        )
+        budgets = read_budgets(Path("pyproject.toml"), max_size)
+        check_budget_keys(budgets, jobs)
+        if chart is not None:
+            check_chart_path(chart)
+    except UsageError as error:
+        usage_exit(error)
+    command = "python -m pipeline " + shlex.join(sys.argv[1:])
+    outputs = CompareOutputs(json_path, markdown, chart, command)
+    raise typer.Exit(execute_compare(jobs, outputs, budgets, verbose=verbose))
+
+
+@app.command(name="verify")
+def verify_command(
+    variant: VariantOpt = Reproducible.MULTISTAGE,
+    source: SourceOpt = DEFAULT_SOURCE,
+    package: PackageOpt = ".",
+    test: TestOpt = False,
+    go_image: GoImageOpt = DEFAULT_GO_IMAGE,
+    runtime_image: RuntimeImageOpt = DEFAULT_RUNTIME_IMAGE,
+    name: NameOpt = DEFAULT_NAME,
+    platform: PlatformOpt = None,
+    user: UserOpt = None,
+    source_date_epoch: EpochOpt = None,
+    cache_from: CacheFromOpt = None,
+    helper_image: HelperImageOpt = DEFAULT_HELPER_IMAGE,
+    registry_username: UsernameOpt = None,
+    registry_ca: RegistryCaOpt = None,
+    registry_mirror: RegistryMirrorOpt = None,
+    json_path: JsonOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build twice, the second time with every step run again on fresh Go caches (never a
+    --cache-from), and compare the digests; name what differs (layer, file, config field).
+    Exit 1 if anything does: with --cache-from, a poisoned cache shows up here."""
+    flags = BuildFlags(
+        source=source,
+        package=package,
+        test=test,
+        go_image=go_image,
+        runtime_image=runtime_image,
+        name=name,
+        platform=platform,
+        no_output=True,
+        run=False,
+        json_path=json_path,
+        user=user,
+        source_date_epoch=source_date_epoch,
+        cache_from=cache_from,
+        helper_image=helper_image,
+        registry_username=registry_username,
+        registry_ca=registry_ca,
+        registry_mirror=registry_mirror,
+        registry_password=os.environ.pop(PASSWORD_ENV, None) or None,
+        quiet=quiet,
+    )
+    try:
+        settings = build_settings(Variant(variant.value), flags)
+    except UsageError as error:
+        usage_exit(error)
+    raise typer.Exit(execute_verify(settings, verbose=verbose))
+
+
+def main() -> None:
+    """Entry point: `python -m pipeline`."""
+    app(prog_name="pipeline")

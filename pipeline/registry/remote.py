@@ -1,0 +1,290 @@
+"""Pushing the reproducible layout as it is: oras PUTs the manifest bytes unchanged, so the
+registry's digest is the one computed here (Dagger's publish would re-stamp the config).
+Then the SBOM, as an OCI 1.1 referrer of the image, also under the `sha256-<hex>` tag that
+registries without the referrers API are asked for, beside other tools' referrers. Every
+request goes through pipeline.registry.transport's Client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import oras.layout
+
+from pipeline.errors import RegistryError
+from pipeline.image.oci import REF_NAME, digest_of, file_digest
+from pipeline.refs import ImageRef
+from pipeline.registry.transport import (
+    INDEX,
+    MANIFEST,
+    Budget,
+    Client,
+    Login,
+    check_answer,
+    one_line_errors,
+)
+
+EMPTY = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+Layer = dict[str, Any]
+RACE_TRIES = 3  # the SBOM index merged again when a concurrent push replaced ours
+SETTLE = 0.5  # seconds between writing the SBOM index and reading it back
+
+
+def push_image(
+    tarball: Path,
+    ref: ImageRef,
+    login: Login,
+    budget: Budget,
+    *,
+    ref_name: str,
+    digest: str,
+    mounts: Mapping[str, str] | None = None,
+) -> tuple[str, int]:
+    """Push the layout in `tarball` (its image named `ref_name` in index.json) to `ref`; fail
+    unless the registry then reports `digest`. The blobs of `mounts` (digest → a repository
+    of the same registry that has them: the base's) are mounted from there, not sent. Return
+    `registry/repository:tag@digest` and the bytes of the blobs sent."""
+    tag = ref.tag or "latest"
+    with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, one_line_errors(ref):
+        client = Client(ref, login, budget)
+        client.mounts.update(mounts or {})
+        client.check_login()
+        with tarfile.open(tarball) as tar:
+            tar.extractall(layout, filter="data")
+        _name_the_image(Path(layout), ref_name)
+        response = oras.layout.Layout(layout).push_to_registry(
+            client, target=f"{ref.endpoint}/{ref.repository}:{tag}", tag=ref_name
+        )
+        check_answer(response, ref, "push")
+        remote = client.remote_digest(tag)
+    if remote != digest:
+        raise RegistryError(
+            f"{ref.registry} reports {remote or 'no digest'} for {ref.path}:{tag}, not the "
+            f"pushed {digest}: the registry rewrote the manifest"
+        )
+    return f"{ref.canonical}:{tag}@{digest}", client.sent
+
+
+def _name_the_image(layout: Path, ref_name: str) -> None:
+    """oras finds the image to push by its name in index.json: the engine's own export (naive,
+    the builder image) names none, so its one image is given `ref_name` (index.json is not
+    pushed: the digest stays)."""
+    index_path = layout / "index.json"
+    index = json.loads(index_path.read_text())
+    entries = index.get("manifests", [])
+    if len(entries) == 1 and REF_NAME not in entries[0].get("annotations", {}):
+        entries[0].setdefault("annotations", {})[REF_NAME] = ref_name
+        index_path.write_text(json.dumps(index))
+
+
+def _dump(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _descriptor(data: bytes) -> dict[str, Any]:
+    return {"digest": digest_of(data), "size": len(data)}
+
+
+def _upload(client: Client, container: Any, path: Path, media_type: str, what: str) -> Layer:
+    """Upload the file at `path` as a blob (skipped if the registry has it); its descriptor."""
+    layer: Layer = {
+        "mediaType": media_type,
+        "digest": file_digest(path),
+        "size": path.stat().st_size,
+    }
+    check_answer(client.upload_blob(str(path), container, layer), client.ref, what)
+    return layer
+
+
+def push_artifact(
+    files: Sequence[tuple[Path, str]],
+    ref: ImageRef,
+    tag: str,
+    login: Login,
+    budget: Budget,
+    *,
+    artifact_type: str,
+    annotations: dict[str, str],
+) -> tuple[str, int]:
+    """Push `files` (path, media type) as the layers of an OCI artifact tagged `tag` under
+    `ref`'s repository (blobs the registry has are not sent again). Its digest and size."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pipeline-artifact-") as directory,
+        one_line_errors(ref),
+    ):
+        client = Client(ref, login, budget)
+        client.check_login()
+        container = client.get_container(f"{ref.endpoint}/{ref.repository}:{tag}")
+        empty = Path(directory) / "config"
+        empty.write_bytes(b"{}")
+        what = f"push to {ref.repository}:{tag}"
+        config = _upload(client, container, empty, EMPTY, what)
+        layers = [
+            {**_upload(client, container, path, kind, what), "annotations": {TITLE: path.name}}
+            for path, kind in files
+        ]
+        manifest = _dump(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "artifactType": artifact_type,
+                "config": config,
+                "layers": layers,
+                "annotations": annotations,
+            }
+        )
+        put = {"Content-Type": MANIFEST}
+        answer = client.do_request(client.manifest_url(tag), "PUT", manifest, put)
+        check_answer(answer, ref, what)
+    size = sum(int(layer["size"]) for layer in layers)
+    return _descriptor(manifest)["digest"], size
+
+
+class NotFound(RegistryError):
+    """The registry has no manifest under the tag asked for."""
+
+
+def pull_artifact(
+    ref: ImageRef,
+    tag: str,
+    login: Login,
+    budget: Budget,
+    directory: Path,
+    *,
+    artifact_type: str,
+) -> list[tuple[Path, str]]:
+    """The layers of the artifact tagged `tag` under `ref`'s repository, as files in
+    `directory` (each checked against its digest and size), with their media types. NotFound
+    if there is none; RegistryError if it is not an `artifact_type` or a blob is corrupt."""
+    with one_line_errors(ref):
+        client = Client(ref, login, budget, actions="pull")
+        answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
+        if answer.status_code == 404:
+            raise NotFound(f"{ref.canonical}:{tag} does not exist (yet)")
+        check_answer(answer, ref, f"reading {ref.repository}:{tag}")
+        try:
+            manifest = answer.json()
+            found = manifest.get("artifactType")
+            layers = [
+                (str(la["digest"]), int(la["size"]), str(la["mediaType"]))
+                for la in manifest["layers"]
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RegistryError(f"{ref.canonical}:{tag} is not an OCI manifest") from None
+        if found != artifact_type:
+            raise RegistryError(
+                f"{ref.canonical}:{tag} is not a {artifact_type} (its artifactType: "
+                f"{found or 'none'})"
+            )
+        pulled = []
+        for index, (digest, size, media_type) in enumerate(layers):
+            path = directory / f"layer-{index}"
+            download_blob(client, digest, size, path)
+            pulled.append((path, media_type))
+    return pulled
+
+
+def download_blob(client: Client, digest: str, size: int, path: Path) -> None:
+    """GET the blob `digest` into `path`; RegistryError unless its bytes match."""
+    url = f"{client.prefix}://{client.ref.endpoint}/v2/{client.ref.repository}/blobs/{digest}"
+    answer = client.do_request(url, "GET", stream=True)
+    check_answer(answer, client.ref, f"GET of the blob {digest[:19]}")
+    hasher, written = hashlib.sha256(), 0
+    with answer, path.open("wb") as file:
+        for chunk in answer.iter_content(1 << 20):
+            client.budget.left(client.ref.registry)
+            written += len(chunk)
+            if written > size:
+                break
+            hasher.update(chunk)
+            file.write(chunk)
+    if written != size or f"sha256:{hasher.hexdigest()}" != digest:
+        raise RegistryError(
+            f"{client.ref.registry}: the blob {digest[:19]}… is corrupt (its bytes do not match"
+            " its digest)"
+        )
+
+
+def _listed(client: Client, tag: str) -> list[dict[str, Any]]:
+    """The referrers listed under the fallback tag: none if the tag does not exist; an error
+    if it cannot be read (a 401 or 429 is not "no referrers")."""
+    response = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": INDEX})
+    if response.status_code == 404:
+        return []
+    check_answer(response, client.ref, f"reading the tag {tag}")
+    manifests = response.json().get("manifests", [])
+    return [m for m in manifests if isinstance(m, dict) and "digest" in m]
+
+
+def push_sbom(
+    sbom: bytes,
+    ref: ImageRef,
+    login: Login,
+    budget: Budget,
+    *,
+    subject: dict[str, Any],
+    media_type: str,
+    created: str,
+) -> str:
+    """Push `sbom` as a referrer of the image `subject` (its descriptor), and list it in the
+    index under the fallback tag `sha256-<hex>`, beside what other tools listed there
+    (signatures, attestations: their manifests are in the registry already). Return the tag."""
+    fallback = str(subject["digest"]).replace(":", "-")
+    with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, one_line_errors(ref):
+        client = Client(ref, login, budget)
+        container = client.get_container(f"{ref.endpoint}/{ref.repository}:{fallback}")
+        layers = []
+        for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
+            path = Path(directory) / name
+            path.write_bytes(data)
+            layers.append(_upload(client, container, path, kind, "push of the SBOM"))
+        manifest = _dump(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "artifactType": media_type,
+                "config": layers[0],
+                "layers": [
+                    {
+                        **layers[1],
+                        "annotations": {TITLE: "sbom.spdx.json"},
+                    }
+                ],
+                "subject": subject,
+                "annotations": {"org.opencontainers.image.created": created},
+            }
+        )
+        entry = {"mediaType": MANIFEST, **_descriptor(manifest), "artifactType": media_type}
+        put = {"Content-Type": MANIFEST}
+        answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
+        check_answer(answer, ref, "push of the SBOM")
+        _merge_into_tag(client, fallback, entry)
+    return fallback
+
+
+def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
+    """List `entry` in the index under `tag`, keeping every entry already there.
+
+    Registries have no compare-and-swap: two pushes that read the index at once each write it
+    back without the other's entry, and the later write wins. So each reads the index again
+    SETTLE seconds after its write (longer than another writer's read-to-write gap), merges
+    again if its entry is gone (up to RACE_TRIES times), and says so if it stays gone."""
+    for _ in range(RACE_TRIES):
+        listed = _listed(client, tag)
+        if not any(m["digest"] == entry["digest"] for m in listed):
+            index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
+            put = client.do_request(client.manifest_url(tag), "PUT", index, {"Content-Type": INDEX})
+            check_answer(put, client.ref, tag)
+        client.budget.stop.wait(SETTLE)
+        if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
+            return
+    raise RegistryError(
+        f"{client.ref.registry}: the SBOM's entry under {tag} was replaced by a concurrent push "
+        f"{RACE_TRIES} times; push again"
+    )

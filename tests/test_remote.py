@@ -1,0 +1,748 @@
+"""pipeline.registry.remote against the test bed's real registries (plain, TLS + htpasswd, and token
+auth as hosted registries do it), and the pipeline's --publish through it:
+- builder and multistage, one and two platforms, with their SBOM referrer, and naive, publish
+  to the token registry and pull back by digest with skopeo (its own token flow);
+- 429 with Retry-After is waited out, within the budget; a wait past it fails in one line;
+- a registry that accepts connections and never answers ends the push within its bound, and
+  the run exits, with one line and no thread keeping the process alive; so does ^C;
+- the SBOM's fallback tag keeps other tools' entries (without their blobs), a failed read of
+  it is an error, and two pushes at once keep both entries;
+- a login-only registry without a login is refused before any push; --registry-ca is added
+  to the system's CAs.
+The faults come from real servers in this process: a socket that never answers, and a proxy
+in front of the real registry that answers some requests itself (429, 500)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pipeline.errors import RegistryError
+from pipeline.image.oci import REF_NAME
+from pipeline.refs import parse_image_ref
+from pipeline.registry.remote import push_image, push_sbom
+from pipeline.registry.transport import INDEX, Budget, Login
+from pipeline.settings import Secret
+from tests.conftest import ROOT, PipelineRunner, Testbed, started
+
+SPDX = "application/spdx+json"
+CREATED = "2023-11-14T22:13:20Z"
+
+
+@pytest.fixture
+def inside(testbed: Testbed) -> Testbed:
+    """The test bed, from inside its network namespace (where its registries listen)."""
+    if os.stat("/proc/self/ns/net").st_ino != os.stat(testbed["TESTBED_NETNS"]).st_ino:
+        pytest.skip("run inside the test bed's namespace: tests/testbed/exec .venv/bin/pytest")
+    return testbed
+
+
+def _blob(data: bytes) -> tuple[str, bytes]:
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def tiny_layout(path: Path, ref_name: str, content: bytes) -> str:
+    """An OCI layout tarball at `path` with one image (one gzip layer holding `content`),
+    named `ref_name`; the image manifest's digest."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [_blob(raw.getvalue())[0]]},
+        }
+    ).encode()
+    blobs = dict([_blob(layer), _blob(config)])
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": _blob(config)[0],
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": _blob(layer)[0],
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    digest, _ = _blob(manifest)
+    blobs[digest] = manifest
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": len(manifest),
+                "annotations": {REF_NAME: ref_name},
+            }
+        ],
+    }
+    files = {
+        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "index.json": json.dumps(index).encode(),
+        **{f"blobs/sha256/{d.removeprefix('sha256:')}": b for d, b in blobs.items()},
+    }
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return digest
+
+
+def unique() -> str:
+    return f"{time.time_ns()}".encode().hex()[-16:]
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers; its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+Fault = Callable[[str, str], tuple[int, dict[str, str]] | None]
+
+
+@contextlib.contextmanager
+def faulty_proxy(upstream: str, fault: Fault) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP proxy in front of the plain registry `upstream`: `fault(method, path)` may
+    answer a request itself (status, headers); every other request goes to the registry.
+    Its address, and the requests it answered itself."""
+    answered: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def relay(self) -> None:
+            injected = fault(self.command, self.path)
+            if injected is not None:
+                status, headers = injected
+                answered.append(f"{self.command} {self.path} {status}")
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": "0"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                return
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+            upstream_answer = requests.request(
+                self.command,
+                f"http://{upstream}{self.path}",
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=30,
+            )
+            content = upstream_answer.content
+            self.send_response(upstream_answer.status_code)
+            for key, value in upstream_answer.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = relay
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", answered
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_429_with_retry_after_is_waited_out(inside: Testbed, tmp_path: Path) -> None:
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode())
+    left = [2]
+
+    def busy(method: str, path: str) -> tuple[int, dict[str, str]] | None:
+        if method == "POST" and "/blobs/uploads/" in path and left[0] > 0:
+            left[0] -= 1
+            return 429, {"Retry-After": "1"}
+        return None
+
+    with faulty_proxy(inside.registry, busy) as (proxy, answered):
+        ref = parse_image_ref(f"{proxy}/retry/hello:1", option="--publish")
+        start = time.monotonic()
+        pushed, _ = push_image(
+            tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+        )
+        took = time.monotonic() - start
+    assert pushed == f"{proxy}/retry/hello:1@{digest}"
+    assert len(answered) == 2, answered
+    assert took >= 2.0, f"did not wait the Retry-After: {took:.2f}s"
+
+
+def test_a_wait_longer_than_the_budget_fails_at_once(inside: Testbed, tmp_path: Path) -> None:
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode())
+
+    def slow_down(method: str, path: str) -> tuple[int, dict[str, str]] | None:
+        return (429, {"Retry-After": "3600"}) if method == "POST" else None
+
+    with faulty_proxy(inside.registry, slow_down) as (proxy, _):
+        ref = parse_image_ref(f"{proxy}/retry/hello:1", option="--publish")
+        start = time.monotonic()
+        with pytest.raises(RegistryError, match=r"asks to wait 3600s \(HTTP 429\)"):
+            push_image(
+                tarball,
+                ref,
+                Login(None, None, None),
+                Budget.of(60),
+                ref_name="hello:1",
+                digest=digest,
+            )
+    assert time.monotonic() - start < 5
+
+
+def test_a_registry_that_never_answers_ends_within_the_budget(tmp_path: Path) -> None:
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", b"hello")
+    with silent_server() as port:
+        ref = parse_image_ref(f"127.0.0.1:{port}/silent/hello:1", option="--publish")
+        start = time.monotonic()
+        with pytest.raises(RegistryError, match=r"did not (answer|finish the push) in time"):
+            push_image(
+                tarball,
+                ref,
+                Login(None, None, None),
+                Budget.of(3),
+                ref_name="hello:1",
+                digest=digest,
+            )
+        took = time.monotonic() - start
+    assert took < 3 + 2, f"took {took:.1f}s for a 3 s budget"
+
+
+def test_a_stopped_push_sends_nothing_more(tmp_path: Path) -> None:
+    budget = Budget.of(60)
+    budget.stop.set()
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", b"hello")
+    ref = parse_image_ref("127.0.0.1:9/stopped/hello:1", option="--publish")
+    with pytest.raises(RegistryError, match="stopped"):
+        push_image(tarball, ref, Login(None, None, None), budget, ref_name="hello:1", digest=digest)
+
+
+def _put_foreign_signature(registry: str, repository: str, subject: dict[str, Any]) -> str:
+    """Another tool's referrer (a cosign-style signature) in the registry, listed under the
+    fallback tag; its manifest's digest."""
+    base = f"http://{registry}/v2/{repository}"
+    config, payload = b"{}", b'{"critical":{"image":{"docker-manifest-digest":"x"}}}'
+    for data in (config, payload):
+        started = requests.post(f"{base}/blobs/uploads/", timeout=30)
+        location = started.headers["Location"]
+        joiner = "&" if "?" in location else "?"
+        done = requests.put(f"{location}{joiner}digest={_blob(data)[0]}", data=data, timeout=30)
+        assert done.status_code == 201, done.text
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": _blob(config)[0],
+                "size": 2,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                    "digest": _blob(payload)[0],
+                    "size": len(payload),
+                }
+            ],
+            "subject": subject,
+        }
+    ).encode()
+    digest = _blob(manifest)[0]
+    kind = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    put = requests.put(f"{base}/manifests/{digest}", data=manifest, headers=kind, timeout=30)
+    assert put.status_code == 201, put.text
+    index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": len(manifest),
+                "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+                "annotations": {"dev.sigstore.cosign": "signature"},
+            }
+        ],
+    }
+    tag = str(subject["digest"]).replace(":", "-")
+    put = requests.put(
+        f"{base}/manifests/{tag}",
+        data=json.dumps(index),
+        headers={"Content-Type": INDEX},
+        timeout=30,
+    )
+    assert put.status_code == 201, put.text
+    return digest
+
+
+def _pushed_subject(testbed: Testbed, tmp_path: Path, repository: str) -> dict[str, Any]:
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode())
+    ref = parse_image_ref(f"{testbed.registry}/{repository}:1", option="--publish")
+    push_image(
+        tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+    )
+    size = len(requests.get(f"http://{testbed.registry}/v2/{repository}/manifests/1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+                            timeout=30).content)  # fmt: skip
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest,
+        "size": size,
+    }
+
+
+def _listed(testbed: Testbed, repository: str, tag: str) -> list[dict[str, Any]]:
+    answer = requests.get(
+        f"http://{testbed.registry}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": INDEX},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    manifests: list[dict[str, Any]] = answer.json()["manifests"]
+    return manifests
+
+
+def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
+    inside: Testbed, tmp_path: Path
+) -> None:
+    repository = f"referrers/{unique()}"
+    subject = _pushed_subject(inside, tmp_path, repository)
+    signature = _put_foreign_signature(inside.registry, repository, subject)
+    ref = parse_image_ref(f"{inside.registry}/{repository}:1", option="--publish")
+    tag = push_sbom(
+        b'{"spdxVersion":"SPDX-2.3"}',
+        ref,
+        Login(None, None, None),
+        Budget.of(60),
+        subject=subject,
+        media_type=SPDX,
+        created=CREATED,
+    )
+    listed = _listed(inside, repository, tag)
+    assert [m["artifactType"] for m in listed] == [
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        SPDX,
+    ]
+    assert listed[0]["digest"] == signature
+    assert listed[0]["annotations"] == {"dev.sigstore.cosign": "signature"}  # kept as it was
+
+
+def test_a_fallback_tag_that_cannot_be_read_is_an_error(inside: Testbed, tmp_path: Path) -> None:
+    repository = f"referrers/{unique()}"
+    subject = _pushed_subject(inside, tmp_path, repository)
+
+    def broken(method: str, path: str) -> tuple[int, dict[str, str]] | None:
+        return (500, {}) if method == "GET" and "/manifests/sha256-" in path else None
+
+    with faulty_proxy(inside.registry, broken) as (proxy, _):
+        ref = parse_image_ref(f"{proxy}/{repository}:1", option="--publish")
+        with pytest.raises(RegistryError, match=r"reading the tag sha256-\w+ .* HTTP 500"):
+            push_sbom(
+                b"{}",
+                ref,
+                Login(None, None, None),
+                Budget.of(60),
+                subject=subject,
+                media_type=SPDX,
+                created=CREATED,
+            )
+
+
+def test_two_sbom_pushes_at_once_keep_both_entries(inside: Testbed, tmp_path: Path) -> None:
+    repository = f"referrers/{unique()}"
+    subject = _pushed_subject(inside, tmp_path, repository)
+    ref = parse_image_ref(f"{inside.registry}/{repository}:1", option="--publish")
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def push(document: bytes) -> None:
+        start.wait()
+        try:
+            outcomes.append(
+                push_sbom(
+                    document,
+                    ref,
+                    Login(None, None, None),
+                    Budget.of(60),
+                    subject=subject,
+                    media_type=SPDX,
+                    created=CREATED,
+                )
+            )
+        except RegistryError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=push, args=(d,)) for d in (b'{"a":1}', b'{"b":2}')]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tag = str(subject["digest"]).replace(":", "-")
+    lost = [o for o in outcomes if "replaced by a concurrent push" in o]
+    listed = _listed(inside, repository, tag)
+    assert len(listed) + len(lost) == 2, (listed, outcomes)
+    assert outcomes.count(tag) == len(listed)
+
+
+def test_a_login_only_registry_without_a_login_is_refused_before_any_push(
+    inside: Testbed, tmp_path: Path
+) -> None:
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", b"hello")
+    for registry in (inside.auth_registry, inside["TESTBED_TOKEN_REGISTRY"]):
+        ref = parse_image_ref(f"{registry}/nologin/hello:1", option="--publish")
+        start = time.monotonic()
+        with pytest.raises(RegistryError, match="wants a login: give --registry-username"):
+            push_image(
+                tarball,
+                ref,
+                Login(None, None, Path(inside["TESTBED_CA"])),
+                Budget.of(60),
+                ref_name="hello:1",
+                digest=digest,
+            )
+        assert time.monotonic() - start < 5
+
+
+def test_a_pull_token_is_never_reused_for_a_push(inside: Testbed, tmp_path: Path) -> None:
+    """oras asked once, for pull, and sent that token with the upload (401 on Docker Hub)."""
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode())
+    repository = f"token/{unique()}"
+    ref = parse_image_ref(f"{inside['TESTBED_TOKEN_REGISTRY']}/{repository}:1", option="-")
+    login = Login(
+        inside["TESTBED_AUTH_USER"],
+        Secret(inside["TESTBED_AUTH_PASSWORD"]),
+        Path(inside["TESTBED_CA"]),
+    )
+    log = Path(inside["TESTBED_TOKEN_LOG"])
+    before = len(log.read_text().splitlines())
+    pushed, _ = push_image(tarball, ref, login, Budget.of(60), ref_name="hello:1", digest=digest)
+    assert pushed.endswith(f"{repository}:1@{digest}")
+    asked = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+    ours = [a for a in asked if any(repository in s for s in a.get("scopes", []))]
+    assert ours, "no token was asked for the repository"
+    assert all(
+        {"type": "repository", "name": repository, "actions": ["pull", "push"]} in a["granted"]
+        for a in ours
+    ), ours
+
+
+@pytest.mark.parametrize("where", ["plain", "token"])
+def test_a_blob_another_repository_has_is_mounted_not_sent(
+    inside: Testbed, tmp_path: Path, where: str
+) -> None:
+    """A base's layer, in the base's repository on the same registry: the push mounts it
+    (its token asks to read that repository too) and sends only what the registry lacks."""
+    tarball = tmp_path / "image.tar"
+    digest = tiny_layout(tarball, "hello:1", unique().encode() * 5000)
+    with tarfile.open(tarball) as tar:
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(
+            tar.extractfile(f"blobs/sha256/{digest.removeprefix('sha256:')}").read()  # type: ignore[union-attr]
+        )
+    assert index["manifests"][0]["digest"] == digest
+    layer, config = manifest["layers"][0], manifest["config"]
+    if where == "plain":
+        registry, login = inside.registry, Login(None, None, None)
+    else:
+        registry = inside["TESTBED_TOKEN_REGISTRY"]
+        password = Secret(inside["TESTBED_AUTH_PASSWORD"])
+        login = Login(inside["TESTBED_AUTH_USER"], password, Path(inside["TESTBED_CA"]))
+    base, ours = f"mount/base-{unique()}", f"mount/app-{unique()}"
+    refs = [parse_image_ref(f"{registry}/{r}:1", option="-") for r in (base, ours)]
+    _, first = push_image(tarball, refs[0], login, Budget.of(60), ref_name="hello:1", digest=digest)
+    assert first == layer["size"] + config["size"]
+    log = Path(inside["TESTBED_TOKEN_LOG"])
+    before = len(log.read_text().splitlines())
+    _, sent = push_image(
+        tarball, refs[1], login, Budget.of(60), ref_name="hello:1", digest=digest,
+        mounts={layer["digest"]: base},
+    )  # fmt: skip
+    assert sent == config["size"]  # the layer was mounted: the config alone was sent
+    pulled = inside.skopeo(
+        "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{ours}:1"
+    )
+    if where == "plain":
+        assert pulled.returncode == 0, pulled.stderr
+        assert json.loads(pulled.stdout)["layers"] == [layer]
+    else:
+        asked = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+        read = {"type": "repository", "name": base, "actions": ["pull"]}
+        assert any(read in a["granted"] for a in asked), asked
+
+
+# --- the pipeline's --publish, against the real engine -----------------------------------
+
+
+def _token_login(testbed: Testbed) -> tuple[list[str], dict[str, str]]:
+    args = ["--registry-username", testbed["TESTBED_AUTH_USER"]]
+    args += ["--registry-ca", testbed["TESTBED_CA"]]
+    return args, {"PIPELINE_REGISTRY_PASSWORD": testbed["TESTBED_AUTH_PASSWORD"]}
+
+
+def _skopeo_raw(testbed: Testbed, reference: str) -> subprocess.CompletedProcess[str]:
+    creds = f"{testbed['TESTBED_AUTH_USER']}:{testbed['TESTBED_AUTH_PASSWORD']}"
+    return testbed.skopeo(
+        "inspect", "--raw", "--creds", creds, "--cert-dir", testbed["TESTBED_CERTS_DIR"],
+        f"docker://{reference}",
+    )  # fmt: skip
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(
+    ("variant", "platforms"),
+    [
+        ("multistage", ()),
+        ("multistage", ("linux/amd64", "linux/arm64")),
+        ("builder", ()),  # the builder pattern runs on the engine's platform only
+    ],
+)
+def test_publish_to_a_token_registry_and_pull_back_by_digest(
+    pipeline: PipelineRunner,
+    testbed: Testbed,
+    tmp_path: Path,
+    variant: str,
+    platforms: tuple[str, ...],
+) -> None:
+    registry = testbed["TESTBED_TOKEN_REGISTRY"]
+    reference = f"{registry}/team/{variant}-{len(platforms)}:{unique()}"
+    login, env = _token_login(testbed)
+    report = tmp_path / "run.json"
+    platform_args = [a for p in platforms for a in ("--platform", p)]
+    ran = pipeline(
+        variant, "--no-test", "--no-run", "--runtime-image", "scratch", "--publish", reference,
+        *login, *platform_args, "--json", str(report), extra_env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    image = json.loads(report.read_text())["images"][0]
+    assert image["published"] == f"{reference}@{image['digest']}"
+    raw = _skopeo_raw(testbed, f"{reference.rsplit(':', 1)[0]}@{image['digest']}")
+    assert raw.returncode == 0, raw.stderr
+    assert "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest() == image["digest"]
+    if platforms:
+        listed = json.loads(raw.stdout)["manifests"]
+        got = {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in listed}
+        assert got == set(platforms)
+    referrers = _skopeo_raw(testbed, f"{reference.rsplit(':', 1)[0]}:{image['sbom_tag']}")
+    assert referrers.returncode == 0, referrers.stderr
+    assert [m["artifactType"] for m in json.loads(referrers.stdout)["manifests"]] == [SPDX]
+    assert testbed["TESTBED_AUTH_PASSWORD"] not in ran.stdout + ran.stderr
+
+
+@pytest.mark.engine
+def test_naive_publishes_with_registry_ca_through_the_same_path(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
+) -> None:
+    reference = f"{testbed['TESTBED_TOKEN_REGISTRY']}/team/naive:{unique()}"
+    login, env = _token_login(testbed)
+    report = tmp_path / "run.json"
+    ran = pipeline(
+        "naive", "--no-test", "--no-run", "--no-output", "--publish", reference, *login,
+        "--json", str(report), extra_env=env,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    image = json.loads(report.read_text())["images"][0]
+    assert image["published"] == f"{reference}@{image['digest']}"  # the tarball's digest
+    raw = _skopeo_raw(testbed, f"{reference.rsplit(':', 1)[0]}@{image['digest']}")
+    assert raw.returncode == 0, raw.stderr
+
+
+@pytest.mark.engine
+def test_a_publish_to_a_registry_that_never_answers_ends_within_its_bound(
+    pipeline: PipelineRunner,
+) -> None:
+    bound = 6
+    with silent_server() as port:
+        start = time.monotonic()
+        ran = pipeline(
+            "multistage", "--no-test", "--no-run", "--no-output", "--quiet",
+            "--publish", f"127.0.0.1:{port}/silent/hello:1", "--push-timeout", str(bound),
+            timeout=300,
+        )  # fmt: skip
+        took = time.monotonic() - start
+    assert ran.returncode == 1
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1, ran.stderr
+    assert lines[0].startswith("error: registry 127.0.0.1:"), lines[0]
+    assert "Traceback" not in ran.stderr
+    # The build itself is warm after the first test here; the whole run: bound + build + 10 s.
+    assert took < bound + 60, f"{took:.1f}s"
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_push_stops_and_the_run_exits(
+    pipeline: PipelineRunner, tmp_path: Path, signum: int, code: int
+) -> None:
+    progress = tmp_path / "stderr"
+    with silent_server() as port, progress.open("w") as err, started(
+            [
+                sys.executable, "-m", "pipeline", "multistage", "--no-test", "--no-run",
+                "--no-output", "--publish", f"127.0.0.1:{port}/silent/hello:1",
+                "--push-timeout", "600",
+            ],
+            cwd=ROOT, env=pipeline.env, stdout=subprocess.DEVNULL, stderr=err,
+    ) as run:  # fmt: skip
+        deadline = time.monotonic() + 240
+        # Interrupt once the push has started: the silent server holds a connection then.
+        while time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+            held = subprocess.run(
+                ["ss", "-tnH", "state", "established", f"( dport = :{port} )"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if held.stdout.strip():
+                break
+        assert run.poll() is None, progress.read_text()
+        run.send_signal(signum)
+        stopped = time.monotonic()
+        exited = run.wait(timeout=30)
+        took = time.monotonic() - stopped
+    assert exited == code, progress.read_text()
+    assert took < 5, f"exited {took:.1f}s after the signal"
+    assert "Traceback" not in progress.read_text()
+
+
+@contextlib.contextmanager
+def own_registry(directory: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], int]]]:
+    """A registry of this test's own (Debian's docker-registry, as the test bed's): its
+    address, a function that restarts it (SIGKILL, then the same storage), and one that counts
+    the blob uploads it has started."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    config = directory / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: info, accesslog: {disabled: false}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {directory / 'storage'}}}}}\n"
+        f"http: {{addr: {address}}}\n"
+    )
+    log = directory / "registry.log"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        with log.open("ab") as out:
+            processes.append(
+                subprocess.Popen(["docker-registry", "serve", str(config)], stdout=out, stderr=out)
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"http://{address}/v2/", timeout=1)
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the registry at {address} did not start: {log.read_text()}")
+
+    def restart() -> None:
+        processes[-1].kill()
+        processes[-1].wait()
+        start()
+
+    def uploads() -> int:
+        return log.read_text(errors="replace").count('"POST /v2/')
+
+    start()
+    try:
+        yield address, restart, uploads
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.engine
+def test_a_registry_restarted_mid_push_is_one_line_and_the_run_again_succeeds(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    with own_registry(tmp_path) as (address, restart, uploads):
+        reference = f"{address}/restarted/naive:1"
+        command = pipeline.command(
+            "naive", "--no-test", "--no-run", "--no-output", "--quiet", "--publish", reference
+        )
+        run = subprocess.Popen(
+            command, cwd=ROOT, env=pipeline.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None and uploads() == 0:
+            time.sleep(0.05)
+        assert uploads() > 0, "the push never started"
+        restart()
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 1, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        assert lines[0].startswith(f"error: registry {address}"), lines[0]
+        again = pipeline(
+            "naive", "--no-test", "--no-run", "--no-output", "--quiet", "--publish", reference
+        )
+        assert again.returncode == 0, again.stderr
+        assert f"{reference}@sha256:" in again.stdout
