@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.image import layer_cache, reproducible
+from pipeline.image import canonical, layer_cache
 from pipeline.image.layer_cache import Kept
-from pipeline.image.reproducible import normalise
-from tests.test_reproducible import GOLDEN_DIGEST, GOLDEN_EPOCH, exported
+from pipeline.image.normalise import normalise
+from tests.layouts import GOLDEN_DIGEST, GOLDEN_EPOCH, exported
 
 KEY = "sha256:" + "a" * 64
 DIFF_ID = "sha256:" + "b" * 64
@@ -67,7 +67,7 @@ def test_the_next_run_compresses_nothing_and_writes_the_same_image(
     def fail(data: bytes) -> tuple[bytes, str]:
         raise AssertionError("compressed a layer kept by the run before")
 
-    monkeypatch.setattr(reproducible, "_canonical_layer", fail)
+    monkeypatch.setattr(canonical, "layer", fail)
     again = normalise(source, tmp_path / "b.tar", epoch=GOLDEN_EPOCH, ref_name="g:1",
                       memo=Kept(cache))  # fmt: skip
     assert again == GOLDEN_DIGEST

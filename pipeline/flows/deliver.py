@@ -20,8 +20,9 @@ from pipeline.engine.session import Session
 from pipeline.errors import PipelineError
 from pipeline.flows import docker_cli
 from pipeline.image import buildinfo, sbom
+from pipeline.image.layout import Bases
+from pipeline.image.normalise import normalise, swap_last_layer
 from pipeline.image.oci import ImageInfo, OCIError, read_image
-from pipeline.image.reproducible import Bases, normalise, swap_last_layer
 from pipeline.outputs import atomic_path
 from pipeline.recipe.variants import Image
 from pipeline.refs import Platform

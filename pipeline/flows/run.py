@@ -25,8 +25,9 @@ from pipeline.errors import PipelineError
 from pipeline.flows import deliver, gocache
 from pipeline.image import buildinfo
 from pipeline.image.anatomy import dissect
+from pipeline.image.canonical import file_layer, prime
+from pipeline.image.diff import base_mismatches, differences
 from pipeline.image.oci import BaseLayers, ImageInfo, same_platform
-from pipeline.image.reproducible import base_mismatches, differences, file_layer, prime
 from pipeline.outputs import write_bytes
 from pipeline.recipe import pins
 from pipeline.recipe.source import SourceTree, is_build_input
@@ -110,7 +111,7 @@ def _foreseeable(job: _Job, built: Built) -> bool:
 
 
 def _foreseen(job: _Job, built: Built, binary: bytes) -> bytes | None:
-    """The tar of that layer (pipeline.image.reproducible.file_layer); None where not
+    """The tar of that layer (pipeline.image.canonical.file_layer); None where not
     foreseeable."""
     provenance, path = job.settings.provenance, built.binary_layer
     if provenance is None or path is None:

@@ -1,6 +1,6 @@
 """Layers compressed canonically, kept between runs.
 
-A layer's canonical compression (pipeline.image.reproducible) depends only on its tar and the pinned
+A layer's canonical compression (pipeline.image.canonical) depends only on its tar and the pinned
 libdeflate, so a layer compressed by one run need not be compressed again by the next: the
 base image's layer never changes, and the binary's only when the source does. `Kept` is the
 memo `normalise` takes (by the layer's digest in the engine's export), backed by files in
@@ -24,7 +24,7 @@ from collections.abc import Iterator, MutableMapping
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.image.reproducible import LEVEL
+from pipeline.image.canonical import LEVEL
 
 KEEP = 16  # files kept (the newest): base layers and the last binaries of a few programs
 

@@ -70,7 +70,7 @@ class Built:
     binary_path: str  # where build_stage holds the binary
     extras: tuple[Image, ...] = ()
     # Where the image holds the binary when its top layer holds nothing else (slim_image on a
-    # base): that layer can be foreseen from the binary (pipeline.image.reproducible.file_layer).
+    # base): that layer can be foreseen from the binary (pipeline.image.canonical.file_layer).
     binary_layer: str | None = None
 
 
