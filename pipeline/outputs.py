@@ -1,16 +1,25 @@
-"""Result files are written whole or not at all: to a temporary name in the destination's
-directory, renamed into place only when complete."""
+"""Where files go. Result files are written whole or not at all: to a temporary name in the
+destination's directory, renamed into place only when complete. What is kept between runs
+(the schema, compressed layers, the bases' blobs) is under the user's cache directory."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipeline import stopping
 from pipeline.errors import OutputError
+
+
+def cache_home(env: Mapping[str, str]) -> Path:
+    """What is kept between runs: $XDG_CACHE_HOME/pipeline, else ~/.cache/pipeline."""
+    base = env.get("XDG_CACHE_HOME", "")
+    # The XDG spec: a relative path is invalid and is to be ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "pipeline"
 
 
 def check_destination(path: Path, *, option: str) -> None:

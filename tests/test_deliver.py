@@ -1,6 +1,7 @@
-"""pipeline.flows.deliver, against the real engine, the test bed's registries and its Docker: the
-tarball, the load, the publish (with credentials as a Dagger secret), two platforms, and a
-JSON report that agrees with the summary and with skopeo."""
+"""pipeline.flows.deliver (and the tarball and publish it delivers through), against the real
+engine, the test bed's registries and its Docker: the tarball, the load, the publish (with
+credentials as a Dagger secret), two platforms, and a JSON report that agrees with the
+summary and with skopeo."""
 
 from __future__ import annotations
 

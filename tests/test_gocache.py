@@ -26,17 +26,17 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.flows.gocache import (
+from pipeline.flows.cache_artifact import (
     ARTIFACT,
     BUILD_LAYER,
     CHUNK,
     MOD_LAYER,
-    _deflate,
-    _inflate,
-    cache_tag,
+    deflate_tar,
+    inflate,
     merge,
-    module_files,
 )
+from pipeline.flows.gocache import cache_tag
+from pipeline.recipe.cache_steps import module_files
 from pipeline.recipe.stages import cache_volumes
 from pipeline.refs import Platform, SettingsError, parse_image_ref
 from pipeline.registry.remote import push_artifact
@@ -188,21 +188,21 @@ def test_the_host_compresses_a_cache_reproducibly_and_inflates_it_back(tmp_path:
     with tarfile.open(tar, "w", format=tarfile.GNU_FORMAT) as out:
         out.addfile(entry, io.BytesIO(payload))
     original = tar.read_bytes()
-    packed = _deflate(tar)
+    packed = deflate_tar(tar)
     assert not tar.exists()
     assert packed.name == "go-build.tar.gz"
     again = tmp_path / "again.tar"
     again.write_bytes(original)
-    assert _deflate(again).read_bytes() == packed.read_bytes()
+    assert deflate_tar(again).read_bytes() == packed.read_bytes()
     assert packed.stat().st_size < len(original) / 4
     assert gzip.decompress(packed.read_bytes()) == original
     with tarfile.open(packed, "r:gz") as read:
         assert read.getmember("00/entry-d").size == len(payload)
-    assert _inflate(packed).read_bytes() == original
+    assert inflate(packed).read_bytes() == original
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not gzip at all")
     with pytest.raises(gzip.BadGzipFile):
-        _inflate(junk)
+        inflate(junk)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import OutputError
-from pipeline.outputs import atomic_path, check_destination, write_text
+from pipeline.outputs import atomic_path, cache_home, check_destination, write_text
 
 
 def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
@@ -60,3 +60,18 @@ def test_check_destination_unwritable(tmp_path: Path) -> None:
     locked.mkdir(mode=0o500)
     with pytest.raises(OutputError, match="permission denied"):
         check_destination(locked / "image.tar", option="--output")
+
+
+# (moved here from tests/test_schema.py with cache_home, once schema.cache_dir)
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [
+        ({"XDG_CACHE_HOME": "/var/cache/me"}, Path("/var/cache/me/pipeline")),
+        ({"XDG_CACHE_HOME": "relative/ignored"}, Path.home() / ".cache" / "pipeline"),
+        ({"XDG_CACHE_HOME": ""}, Path.home() / ".cache" / "pipeline"),
+        ({}, Path.home() / ".cache" / "pipeline"),
+    ],
+)
+def test_the_cache_directory(env: dict[str, str], want: Path) -> None:
+    got = cache_home(env)
+    assert got == want, f"got {got}, want {want}"

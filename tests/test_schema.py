@@ -130,20 +130,6 @@ def test_each_part_of_the_key_names_another_file(field: str) -> None:
     assert re.fullmatch(r"schema-[0-9a-f]{32}\.json", KEY.file_name)
 
 
-@pytest.mark.parametrize(
-    ("env", "want"),
-    [
-        ({"XDG_CACHE_HOME": "/var/cache/me"}, Path("/var/cache/me/pipeline")),
-        ({"XDG_CACHE_HOME": "relative/ignored"}, Path.home() / ".cache" / "pipeline"),
-        ({"XDG_CACHE_HOME": ""}, Path.home() / ".cache" / "pipeline"),
-        ({}, Path.home() / ".cache" / "pipeline"),
-    ],
-)
-def test_the_cache_directory(env: dict[str, str], want: Path) -> None:
-    got = schema.cache_dir(env)
-    assert got == want, f"got {got}, want {want}"
-
-
 def test_a_saved_schema_reads_back(tmp_path: Path) -> None:
     path = tmp_path / KEY.file_name
     schema.save(path, KEY, introspection_of(TINY))

@@ -52,7 +52,7 @@ from graphql.utilities import IntrospectionQuery
 
 from pipeline.engine.provision import ENGINE_QUERY
 from pipeline.errors import OutputError
-from pipeline.outputs import write_text
+from pipeline.outputs import cache_home, write_text
 
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
@@ -93,14 +93,6 @@ class Key:
     def file_name(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
         return f"schema-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
-
-
-def cache_dir(env: Mapping[str, str]) -> Path:
-    """Where the schemas are kept: $XDG_CACHE_HOME/pipeline, else ~/.cache/pipeline."""
-    base = env.get("XDG_CACHE_HOME", "")
-    # The XDG spec: a relative path is invalid and is to be ignored.
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
-    return root / "pipeline"
 
 
 def load(path: Path, key: Key) -> graphql.GraphQLSchema | None:
@@ -298,7 +290,7 @@ async def cached(
     handed over (None: the SDK fetches the schema itself)."""
     try:
         params = _session.ConnectParams.from_env()
-        directory = cache_dir(env)
+        directory = cache_home(env)
     except (ClientConnectionError, RuntimeError):  # a bad session port; no home directory
         params = None
         directory = Path()

@@ -36,6 +36,7 @@ from pipeline.errors import (
 )
 from pipeline.image import layer_cache
 from pipeline.image.oci import BaseLayers, Layer
+from pipeline.outputs import cache_home
 from pipeline.refs import Platform, parse_platform
 from pipeline.settings import BUILD_DIR, Settings
 
@@ -55,15 +56,10 @@ class Session:
     bases: dict[tuple[str, str], BaseLayers] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
     # Each layer recompressed once (in memory; in_session's kept between runs too).
-    canonical: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)
+    compressed: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     started: float = 0.0  # the engine's clock when the session opened, once `clock` is set
     clock: anyio.Event = field(default_factory=anyio.Event)
-    # Each tag's last single-platform reproducible image (a private copy of its tarball), with
-    # the settings it was built from: --watch's next image differs from it in its binary only.
-    # Kept only where a next build will read them (watching).
-    images: dict[str, tuple[Settings, Path]] = field(default_factory=dict)
-    watching: bool = False
     # Images pinned for the session's own steps (the Go caches' helper): requested → pinned,
     # for the lock file.
     pins: dict[str, str] = field(default_factory=dict)
@@ -177,6 +173,28 @@ def query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
     return PipelineError(head)
 
 
+async def exec_step(work: Awaitable[T], image: str, shown: str) -> T:
+    """`work`, a step's result (a helper's, say); a command that fails there is one
+    PipelineError that names the command (`shown`), the image and the first line the command
+    printed."""
+    try:
+        return await work
+    except dagger.ExecError as err:
+        said = next(
+            (
+                line.strip()
+                for part in (err.stderr, err.stdout)
+                for line in part.splitlines()
+                if line.strip()
+            ),
+            "",
+        )
+        raise PipelineError(
+            f"`{shown}` in {image} exited {err.exit_code}"
+            + (f": {said}" if said else ", printing nothing")
+        ) from None
+
+
 def translate(err: BaseException, settings: Settings) -> BaseException:
     """Our error for an engine error; the first failure of a task group; others unchanged."""
     err = first(err)
@@ -236,8 +254,8 @@ async def in_session(
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                kept = layer_cache.Kept(layer_cache.directory(schema.cache_dir(os.environ)))
-                session = Session(native, scratch, hook, canonical=kept)
+                kept = layer_cache.Kept(layer_cache.directory(cache_home(os.environ)))
+                session = Session(native, scratch, hook, compressed=kept)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.

@@ -1,236 +1,178 @@
-"""Delivering what a recipe described: the OCI tarball (made reproducible), the load into
-Docker, the push to a registry with the SBOM as its referrer, and what each image measures."""
+"""Delivering what a variant's build made, as the settings say: each image as an OCI tarball
+(pipeline.flows.tarball), loaded into Docker, its SBOM written, published with the SBOM as
+its referrer (pipeline.flows.publish), the lock file written, the image run; and what each
+step measured, as the run's report."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
-import anyio
-import anyio.from_thread
-import anyio.lowlevel
-import dagger
-
-from pipeline.engine import schema
+from pipeline.clock import Clock
 from pipeline.engine.session import Session
-from pipeline.errors import PipelineError
-from pipeline.flows import docker_cli
-from pipeline.image import buildinfo, sbom
-from pipeline.image.layout import Bases
-from pipeline.image.normalise import normalise, swap_last_layer
-from pipeline.image.oci import ImageInfo, OCIError, read_image
-from pipeline.outputs import atomic_path
-from pipeline.recipe.variants import Image
+from pipeline.flows import publish, tarball
+from pipeline.flows.reuse import Kept
+from pipeline.image.anatomy import dissect
+from pipeline.image.oci import BaseLayers, ImageInfo, same_platform
+from pipeline.outputs import write_bytes
+from pipeline.recipe import pins
+from pipeline.recipe.stages import WORKDIR
+from pipeline.recipe.variants import Built, Image
 from pipeline.refs import Platform
-from pipeline.registry import bases
-from pipeline.registry.threads import bounded
-from pipeline.results import ImageReport
+from pipeline.results import ImageReport, RunReport
 from pipeline.settings import Settings
 
-if TYPE_CHECKING:
-    pass
 
-NO_LOADER = "no supported api for loading image"
-T = TypeVar("T")
+@dataclass
+class Job:
+    """One variant's build in a session, once its bases are pinned: `settings` build from
+    the digests `pinned` gave for the images `original` named."""
+
+    settings: Settings
+    original: Settings
+    pinned: dict[str, str]
+    session: Session
+    platforms: tuple[Platform, ...]
+    scratch: Path
+    clock: Clock
+    kept: Kept | None = None  # --watch's: the images kept for the next build
+
+    @property
+    def runnable(self) -> int | None:
+        """The index of the engine's own platform, the image that can run and load."""
+        native = self.session.native
+        return self.platforms.index(native) if native in self.platforms else None
 
 
-def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) -> None:
-    """A base image without a requested platform silently yields another one: refuse that."""
-    found = {m.platform for m in info.manifests}
-    missing = [p for p in platforms if p not in found]
-    if len(image.containers) == len(platforms) and missing:
-        raise PipelineError(
-            f"{image.ref}: no {', '.join(missing)} image came out (got {', '.join(sorted(found))});"
-            " the base image probably lacks that platform: use a multi-platform base or scratch"
-        )
+@dataclass(frozen=True)
+class Made:
+    """What the build made: the recipe's images; whether `go build` ran in this session
+    ("cold") or came from the cache ("warm"); the binary's bytes; the tar of the image's
+    binary layer where it can be foreseen, and the image to make the variant's image from
+    with it (pipeline.flows.reuse)."""
+
+    built: Built
+    cache: str
+    binary: bytes
+    layer: bytes | None = None
+    previous: Path | None = None
 
 
-async def export(
-    image: Image,
-    destination: Path | None,
-    scratch: Path,
-    platforms: Sequence[str],
-    session: Session,
-    epoch: int | None,
-    *,
-    base_layers: Bases | None = None,
-    swap: tuple[Path, bytes] | None = None,
-) -> tuple[ImageInfo, Path]:
-    """Export the image as an OCI tarball and read it back: its base's layers those of
-    `base_layers` (platform → the base's layers, as its registry serves them), its own layers
-    compressed canonically, and everything else reproducible where an epoch is given (the
-    config's times stay the engine's without one). It lands at `destination` (atomically)
-    or, without one, in `scratch`. With an epoch and `swap` (an image this session made, and
-    the tar of a layer): the image is known to be that one with its last layer replaced by
-    this one (the same recipe, settings and bases; another binary), and is made from it here
-    instead of exported by the engine."""
-    head, *rest = image.containers
-    target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
-    # read_image below reads none of the layers again (session.layers).
-    memo, layers = session.canonical, session.layers
-    with atomic_path(target) as tmp:
-        swapped = False
-        if swap is not None and epoch is not None:
-            previous, layer = swap
-            made = functools.partial(
-                swap_last_layer, previous, tmp, layer,
-                epoch=epoch, ref_name=image.ref, memo=memo, layers=layers, bases=base_layers,
-            )  # fmt: skip
-            # An image kept that cannot be read (gone, cut short) costs the engine's export.
-            with contextlib.suppress(OCIError, OSError, KeyError, ValueError):
-                await anyio.to_thread.run_sync(made)
-                swapped = True
-        if not swapped:
-            raw = scratch / "engine-export.tar"
-            # normalise compresses every layer we added itself, and takes the base's from
-            # its registry: the engine need not compress any, nor we undo it.
-            await head.export(
-                str(raw),
-                platform_variants=rest,
-                forced_compression=dagger.ImageLayerCompression.Uncompressed,
+def _base_layers(job: Job, image: Image, role: str) -> dict[str, BaseLayers]:
+    """The layers of the image's base by platform, as tarball.fetch_bases read them: the
+    variant's image has the job's platforms, another image the engine's platform."""
+    if image.base is None:
+        return {}
+    platforms = job.platforms if role == "image" else (job.session.native,)
+    return {str(p): job.session.bases[image.base_ref, str(p)] for p in platforms}
+
+
+async def _images(
+    job: Job, made: Made, *, dissect_images: bool
+) -> tuple[list[ImageReport], list[tuple[ImageInfo, Path]]]:
+    """Export (and load) every image the variant made: their reports, their infos and
+    tarballs."""
+    settings, session, runnable, built = job.settings, job.session, job.runnable, made.built
+    reports: list[ImageReport] = []
+    infos: list[tuple[ImageInfo, Path]] = []
+    for role, image in (("image", built.image), *(("builder", e) for e in built.extras)):
+        destination = settings.output if role == "image" else settings.builder_output
+        bases = _base_layers(job, image, role)
+        # The variant's own image is made reproducible; the builder pattern's build image,
+        # like the naive one, is what it is.
+        epoch = settings.provenance.epoch if settings.provenance and role == "image" else None
+        swap = None
+        if role == "image" and made.previous is not None and made.layer is not None:
+            swap = (made.previous, made.layer)
+        with job.clock.step("export" if role == "image" else f"export {role}") as running:
+            info, exported = await tarball.export(
+                image,
+                destination,
+                job.scratch,
+                [str(p) for p in job.platforms],
+                session,
+                epoch,
+                base_layers=bases,
+                swap=swap,
             )
-            try:
-                await anyio.to_thread.run_sync(
-                    functools.partial(
-                        normalise,
-                        raw,
-                        tmp,
-                        epoch=epoch,
-                        ref_name=image.ref,
-                        memo=memo,
-                        layers=layers,
-                        bases=base_layers,
-                    )
-                )
-            except OCIError as err:
-                raise PipelineError(f"the exported image {image.ref} is unusable: {err}") from err
-            finally:
-                raw.unlink(missing_ok=True)
-        try:
-            info = await anyio.to_thread.run_sync(read_image, tmp, session.layers)
-        except OCIError as err:
-            raise PipelineError(f"the exported image is unreadable: {err}") from err
-        _check_platforms(image, info, platforms)
-    return info, target
+            running.size = info.compressed
+        if job.kept and role == "image" and made.layer is not None and len(job.platforms) == 1:
+            await job.kept.keep(settings, exported)
+        infos.append((info, exported))
+        output = str(destination) if destination else None
+        report = tarball.image_report(role, image, info, output)
+        if dissect_images:
+            shown = info.manifests[runnable or 0]
+            base = next(
+                (b for b in bases.values() if same_platform(b.platform, shown.platform)), None
+            )
+            anatomy = dissect(shown, base.diff_ids if base else (), f"{WORKDIR}/{settings.name}")
+            report = replace(report, anatomy=anatomy)
+        if settings.load and runnable is not None:
+            with job.clock.step("load" if role == "image" else f"load {role}"):
+                index = runnable if len(image.containers) > 1 else 0
+                loaded = await tarball.load(image, index, exported, job.scratch)
+            report = replace(report, loaded=loaded)
+        reports.append(report)
+    return reports, infos
 
 
-async def fetch_bases(
-    settings: Settings, wanted: Sequence[tuple[str, Platform]], session: Session
-) -> None:
-    """Put the layers of each (pinned base, platform) in `wanted` into session.bases, as
-    their registries serve them (pipeline.registry.bases): from this machine's store where it has
-    them, else from the registry within --push-timeout."""
-    missing = [(r, p) for r, p in wanted if (r, str(p)) not in session.bases]
-    if not missing:
-        return
-    cache = schema.cache_dir(os.environ)
-    kept = await anyio.to_thread.run_sync(bases.fetch, missing, settings, None, cache)
-    session.bases.update(kept)
-    missing = [(r, p) for r, p in missing if (r, str(p)) not in kept]
-    if not missing:
-        return
-    from pipeline.registry import (
-        transport,  # requests and oras: only a read from a registry needs them
+def _skipped(settings: Settings, runnable: int | None, native: Platform) -> tuple[str, ...]:
+    """A note for --load and --run when no image can run on the engine's platform."""
+    if runnable is not None or not (settings.load or settings.run):
+        return ()
+    skipped = " and ".join(
+        w for w, on in (("--load", settings.load), ("--run", settings.run)) if on
     )
-
-    budget = transport.Budget.of(settings.push_timeout)
-    work = functools.partial(bases.fetch, missing, settings, budget, cache)
-    registry = bases.source(missing[0][0], settings).registry
-    session.bases.update(await bounded(work, budget, settings.push_timeout, registry))
+    return (f"{skipped} skipped: no {native} image (the engine's own) among --platform",)
 
 
-async def load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
-    """Put the image into the local Docker: through the engine's image loader where it has
-    one, else `docker load` of a single-platform tarball."""
-    container = image.containers[index]
-    try:
-        await container.export_image(image.ref)
-    except dagger.QueryError as err:
-        if NO_LOADER not in str(err):
-            raise
-    else:
-        return image.ref
-    if tarball is None or len(image.containers) > 1:
-        tarball = scratch / "load.tar"
-        await container.export(str(tarball))
-    return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
+async def variant(job: Job, made: Made, *, dissect_images: bool) -> RunReport:
+    """Export, load, publish and run what the build made, as the settings say."""
+    settings, session, original = job.settings, job.session, job.original
+    reports, infos = await _images(job, made, dissect_images=dissect_images)
+    info, exported = infos[0]
+    document = None
+    if settings.provenance is not None and (
+        settings.output is not None or settings.publish is not None  # somewhere to put it
+    ):
+        with job.clock.step("sbom"):
+            document = publish.sbom_document(made.binary, settings, info, original.tag)
+    if document is not None and settings.output is not None:
+        sbom_path = settings.output.with_name(settings.output.name + ".spdx.json")
+        write_bytes(sbom_path, document)
+        reports[0] = replace(reports[0], sbom=str(sbom_path))
 
+    if settings.publish is not None:
+        with job.clock.step("publish") as running:
+            published, referrer, sent = await publish.publish(
+                made.built.image,
+                settings,
+                exported,
+                info,
+                document,
+                _base_layers(job, made.built.image, "image"),
+            )
+            running.size = sent
+        reports[0] = replace(reports[0], published=published, sbom_tag=referrer, sent=sent)
+    if settings.lock is not None:
+        pins.write_lock(settings.lock, {**job.pinned, **session.pins})
 
-def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) -> bytes:
-    """The SPDX SBOM of a reproducible image (named `tag`), from its binary's build info."""
-    assert settings.provenance is not None
-    subject = sbom.Subject(
-        name=tag,
-        digest=info.digest,
-        base=None if settings.scratch else settings.runtime_image,
-        epoch=settings.provenance.epoch,
-    )
-    try:
-        found = buildinfo.read(binary)
-    except buildinfo.BuildInfoError as err:
-        raise PipelineError(f"the binary's Go build info is unreadable: {err}") from None
-    return sbom.build_sbom(found, subject)
+    printed = None
+    if settings.run and job.runnable is not None:
+        with job.clock.step("run"):
+            container = made.built.image.containers[job.runnable]
+            printed = await container.with_exec([], use_entrypoint=True).stdout()
 
-
-async def publish(
-    image: Image,
-    settings: Settings,
-    tarball: Path,
-    info: ImageInfo,
-    document: bytes | None,
-    base_layers: Bases,
-) -> tuple[str, str | None, int]:
-    """Push the exported image as it is (its digest kept), then its SBOM as a referrer, within
-    --push-timeout. The base's layers (`base_layers`, by platform) are mounted from the base's
-    repository where it is on the same registry, not sent. The pushed reference with its
-    digest, the SBOM's fallback tag (None without an SBOM) and the image's blob bytes sent."""
-    from pipeline.registry import remote, transport  # oras and requests: only a push needs them
-
-    ref = settings.publish
-    assert ref is not None
-    login = transport.Login.of(settings)
-    budget = transport.Budget.of(settings.push_timeout)
-    mounts: dict[str, str] = {}
-    for base in base_layers.values():
-        source = bases.source(base.ref, settings)
-        if source.endpoint == ref.endpoint:
-            mounts.update((str(layer["digest"]), source.repository) for layer in base.layers)
-
-    def push() -> tuple[str, str | None, int]:
-        pushed, sent = remote.push_image(
-            tarball, ref, login, budget, ref_name=image.ref, digest=info.digest, mounts=mounts
-        )
-        if document is None or settings.provenance is None:
-            return pushed, None, sent
-        subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
-        tag = remote.push_sbom(
-            document,
-            ref,
-            login,
-            budget,
-            subject=subject,
-            media_type=sbom.MEDIA_TYPE,
-            created=settings.provenance.created,
-        )
-        return pushed, tag, sent
-
-    return await bounded(push, budget, settings.push_timeout, ref.registry)
-
-
-def image_report(role: str, image: Image, info: ImageInfo, output: str | None) -> ImageReport:
-    """What one exported image measures."""
-    return ImageReport(
-        ref=image.ref,
-        role=role,
-        digest=info.digest,
-        media_type=info.media_type,
-        platforms=tuple(m.platform for m in info.manifests),
-        uncompressed=info.uncompressed,
-        compressed=info.compressed,
-        layers=max(len(m.layers) for m in info.manifests),
-        output=output,
+    return RunReport(
+        variant=str(settings.variant),
+        go_image=original.go_image,
+        runtime_image=original.runtime_image,
+        bases=job.pinned,
+        platforms=tuple(str(p) for p in job.platforms),
+        images=tuple(reports),
+        printed=printed,
+        steps=tuple(job.clock.steps),
+        cache=made.cache,
+        notes=_skipped(settings, job.runnable, session.native),
     )

@@ -4,7 +4,7 @@ A layer's canonical compression (pipeline.image.canonical) depends only on its t
 libdeflate, so a layer compressed by one run need not be compressed again by the next: the
 base image's layer never changes, and the binary's only when the source does. `Kept` is the
 memo `normalise` takes (by the layer's digest in the engine's export), backed by files in
-the user's cache directory (pipeline.engine.schema.cache_dir):
+the user's cache directory (pipeline.outputs.cache_home):
 `layers-<deflate version>-<level>/<key>.<diff_id>.<gzip digest>.gz`, all three sha256 in hex.
 
 A file is used only if its bytes hash to the digest in its name, so a file cut short or

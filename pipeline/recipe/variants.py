@@ -74,7 +74,14 @@ class Built:
     binary_layer: str | None = None
 
 
-Recipe = Callable[[Target], Awaitable[Built]]
+@dataclass(frozen=True)
+class Recipe:
+    """A variant's recipe, and what it says of itself: whether `go build` runs with the Go
+    cache volumes (the write-up's Dockerfiles compile without them: the Go caches then serve
+    go vet and go test only)."""
+
+    build: Callable[[Target], Awaitable[Built]]
+    compiles_with_go_caches: bool
 
 
 def _native_only(target: Target, why: str) -> None:
@@ -259,7 +266,7 @@ def bases_of(
 
 
 VARIANTS: dict[Variant, Recipe] = {
-    Variant.NAIVE: naive,
-    Variant.BUILDER: builder,
-    Variant.MULTISTAGE: multistage,
+    Variant.NAIVE: Recipe(naive, compiles_with_go_caches=False),
+    Variant.BUILDER: Recipe(builder, compiles_with_go_caches=False),
+    Variant.MULTISTAGE: Recipe(multistage, compiles_with_go_caches=True),
 }
