@@ -75,12 +75,13 @@ async def probe(source: Path, package: str, images: Sequence[str]) -> dict[str, 
         with sdk_checks_off(), sdk_lean(os.environ):
             from dagger import dag
 
+            from pipeline.engine.address import from_env
             from pipeline.engine.session import connected_to
 
         imported = time.perf_counter()
         include = list(inspect_source(source, package).include)
         times: dict[str, float] = {"import_dagger": imported - start}
-        async with connected_to(provision.runner_from_env()):
+        async with connected_to(from_env()):
             engine_version = await dag.version()
             connected = time.perf_counter()
             times["connect"] = connected - imported

@@ -554,9 +554,9 @@ def _victim_source(root: Path, nonce: str) -> Path:
 def wait_for_engine(reach: Reach, say: Callable[[str], None]) -> float | None:
     """Seconds waited until the engine's address answers (None: it did at once); BenchError
     if it does not within ENGINE_WAIT. Others' tests on a shared test bed restart it."""
-    from pipeline.engine.provision import Runner  # imports anyio: not for `--help`
+    from pipeline.engine.address import Address  # imports anyio: not for `--help`
 
-    runner = Runner.parse(reach.runner_host)
+    runner = Address.parse(reach.runner_host)
     if runner is None:
         return None  # ssh://, image://...: nothing to probe from here
     start = time.monotonic()

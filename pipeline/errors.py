@@ -4,7 +4,7 @@ PipelineError          something failed while building, exporting or pushing (ex
 ├── BuildFailed        a command in a container failed: the compiler's or go test's output
 ├── RegistryError      a registry refused, was unreachable, or lacks an image
 ├── EngineUnavailable  no Dagger engine could be reached
-│   └── EngineGone     (pipeline.engine.provision) the engine, or the `dagger run` holding the
+│   └── EngineGone     the engine, or the `dagger run` holding the
 │                      session, went away during the run
 └── OutputError        a result file could not be written
 UsageError             an option's value is wrong, found before any engine work (exit 2)
@@ -43,6 +43,10 @@ def auth_failed(registry: str) -> RegistryError:
 
 class EngineUnavailable(PipelineError):
     """No Dagger engine answered."""
+
+
+class EngineGone(EngineUnavailable):
+    """The engine stopped answering during the run."""
 
 
 class OutputError(PipelineError):

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.engine.provision import Runner
+from pipeline.engine.address import Address
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / "tests" / "testbed" / "env"
@@ -210,7 +210,7 @@ def _engine_reachable(env: dict[str, str]) -> bool:
     socket, or a TCP or mutual-TLS port, as a shared engine is reached)."""
     if os.environ.get("DAGGER_SESSION_PORT"):
         return True
-    runner = Runner.parse(env.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST", ""))
+    runner = Address.parse(env.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST", ""))
     return runner is not None and runner.probe() is None
 
 

@@ -37,7 +37,7 @@ from bench.load_report import (
     percentile,
     throughput_ratio,
 )
-from pipeline.engine.provision import Runner
+from pipeline.engine.address import Address
 from tests.bench_fixtures import _bench
 from tests.conftest import NO_ENGINE, Testbed
 
@@ -439,7 +439,7 @@ def test_the_recorded_command_hides_the_password() -> None:
 def fixture_tls_engine_env(engine_env: dict[str, str], testbed: Testbed) -> dict[str, str]:
     """The test bed's environment, where its engine answers over mutual TLS."""
     host = testbed.env.get("TESTBED_ENGINE_TLS_HOST", "")
-    runner = Runner.parse(host)
+    runner = Address.parse(host)
     why = runner.probe() if runner else "no TESTBED_ENGINE_TLS_HOST in tests/testbed/env"
     if why is not None:
         pytest.skip(f"{NO_ENGINE} (the engine over mutual TLS: {why})")

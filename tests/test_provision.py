@@ -1,8 +1,8 @@
-"""pipeline.engine.provision: the runner-host forms it can probe, and probes of real sockets; a run
-pointed at no engine says so in one line, at once. Against the test bed's engine, the faults
-of a shared engine: the engine killed (SIGKILL) or stopped (SIGTERM) mid-build ends every run
-within 30 s with one line and nothing half-written, and the next run after a restart builds;
-one client killed mid-build leaves the others to finish, and its session child ends too.
+"""pipeline.engine.provision: a run pointed at no engine says so in one line, at once. Against
+the test bed's engine, the faults of a shared engine: the engine killed (SIGKILL) or stopped
+(SIGTERM) mid-build ends every run within 30 s with one line and nothing half-written, and the
+next run after a restart builds; one client killed mid-build leaves the others to finish, and
+its session child ends too.
 
 The engine tests here stop the test bed's engine and start it again (tests/testbed/up)."""
 
@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.provision import Runner
 from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
 
 SLOW_TEST = """package main
@@ -34,43 +32,6 @@ import (
 // A test that keeps the build busy long enough to pull the engine out from under it.
 func TestTakesItsTime(t *testing.T) { time.Sleep(90 * time.Second) }
 """
-
-
-@pytest.mark.parametrize(
-    ("text", "scheme", "where"),
-    [
-        ("unix:///run/dagger/engine.sock", "unix", "/run/dagger/engine.sock"),
-        ("tcp://10.0.0.5:1234", "tcp", "10.0.0.5:1234"),
-        ("image://registry.dagger.io/engine:v0.21.11", None, None),
-        ("kube-pod://dagger-engine?namespace=ci", None, None),
-    ],
-)
-def test_runner_hosts_it_can_probe(text: str, scheme: str | None, where: str | None) -> None:
-    runner = Runner.parse(text)
-    if scheme is None:
-        assert runner is None
-        return
-    assert runner is not None
-    assert runner.scheme == scheme
-    assert (runner.path or f"{runner.host}:{runner.port}") == where
-
-
-def test_probes_of_real_sockets(tmp_path: Path) -> None:
-    path = tmp_path / "engine.sock"
-    runner = Runner.parse(f"unix://{path}")
-    assert runner is not None
-    assert runner.probe() == "No such file or directory"
-    with socket.socket(socket.AF_UNIX) as listening:
-        listening.bind(str(path))
-        listening.listen()
-        assert runner.probe() is None
-    assert runner.probe() == "Connection refused"
-    with socket.socket() as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        port = tcp.getsockname()[1]
-    refused = Runner.parse(f"tcp://127.0.0.1:{port}")
-    assert refused is not None
-    assert refused.probe() == "Connection refused"
 
 
 def test_no_engine_at_the_address_is_one_line_at_once(tmp_path: Path) -> None:

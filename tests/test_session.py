@@ -67,7 +67,7 @@ def test_a_session_that_stops_answering_is_the_engine_gone() -> None:
     from gql.transport.exceptions import TransportServerError
     from tenacity import Future, RetryError
 
-    from pipeline.engine.provision import EngineGone
+    from pipeline.errors import EngineGone
 
     answered = TransportServerError("Server error '502 Bad Gateway' for url 'http://x/query'")
     attempt = Future(1)

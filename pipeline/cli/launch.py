@@ -21,6 +21,7 @@ from rich.console import Console
 
 from pipeline import results, stopping
 from pipeline.cli import compare, progress, summary
+from pipeline.dagger_run import leave_dagger_run
 from pipeline.engine.sdk import sdk_checks_off, sdk_lean
 from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError, UsageError
 from pipeline.outputs import check_destination, write_text
@@ -228,9 +229,7 @@ def guarded(work: Callable[[], int], *, verbose: bool) -> int:
                 err.print(error.detail, markup=False)
             err.print(f"error: {error}", markup=False)
             if isinstance(error, EngineUnavailable):
-                from pipeline.engine import provision
-
-                provision.leave_dagger_run(error)  # last: it may end the `dagger run` above us
+                leave_dagger_run(error)  # last: it may end the `dagger run` above us
             return 2 if isinstance(error, UsageError) else 1
         except KeyboardInterrupt:
             return _stopped(err)

@@ -21,23 +21,20 @@ import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.to_thread
 
 from pipeline import stopping
-from pipeline.dagger_run import under_dagger_run
-from pipeline.errors import EngineUnavailable
+from pipeline.dagger_run import dagger_run_parent, under_dagger_run
+from pipeline.engine.address import Address, from_env
+from pipeline.errors import EngineGone, EngineUnavailable
 
 # Seconds until the session's first line, where the engine is already running at an address
 # we probed (the CLI would retry a refused one for 10 minutes). An engine the CLI starts itself
@@ -45,80 +42,8 @@ from pipeline.errors import EngineUnavailable
 CONNECT_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 5.0  # seconds a closed session may take to exit before it is killed
 PROBE_EVERY = 1.0
-PROBE_TIMEOUT = 2.0
 PROBE_FAILURES = 3
 ASK_TIMEOUT = 60.0
-RUNNER_HOST = "_EXPERIMENTAL_DAGGER_RUNNER_HOST"
-
-
-class EngineGone(EngineUnavailable):
-    """The engine stopped answering during the run."""
-
-
-@dataclass(frozen=True)
-class Runner:
-    """Where the engine is, as `_EXPERIMENTAL_DAGGER_RUNNER_HOST` says: the forms whose
-    address can be probed from here (unix, tcp, tls)."""
-
-    text: str
-    scheme: str
-    path: str = ""  # unix
-    host: str = ""  # tcp, tls
-    port: int = 0
-    tls: ssl.SSLContext | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Runner | None:
-        url = urlsplit(text)
-        if url.scheme == "unix":
-            return cls(text, "unix", path=url.path)
-        if url.scheme in ("tcp", "tls") and url.hostname and url.port:
-            context = None
-            if url.scheme == "tls":
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                context = ssl.create_default_context(cafile=query.get("ca_path"))
-                if "cert_path" in query:
-                    context.load_cert_chain(query["cert_path"], query.get("key_path"))
-            return cls(text, url.scheme, host=url.hostname, port=url.port, tls=context)
-        return None  # image://, kube-pod://, ssh://, ...: not ours to probe
-
-    def probe(self) -> str | None:
-        """None if the engine's address answers as a live one does, else why not."""
-        try:
-            if self.scheme == "unix":
-                with socket.socket(socket.AF_UNIX) as raw:
-                    raw.settimeout(PROBE_TIMEOUT)
-                    raw.connect(self.path)
-                return None
-            with socket.create_connection((self.host, self.port), PROBE_TIMEOUT) as raw:
-                if self.tls is None:
-                    return None
-                with self.tls.wrap_socket(raw, server_hostname=self.host) as tls:
-                    # A terminator whose engine is gone closes at once; a live one waits
-                    # for our request.
-                    tls.settimeout(0.3)
-                    try:
-                        closed = tls.recv(1) == b""
-                    except TimeoutError:
-                        closed = False
-                    return "the TLS terminator closed the connection" if closed else None
-        except ssl.SSLError as err:
-            return _tls_refusal(str(err.reason or err))
-        except OSError as err:
-            return err.strerror or type(err).__name__
-
-
-def _tls_refusal(reason: str) -> str:
-    """What a failed TLS handshake with the engine's terminator means, and what to do."""
-    if "CERTIFICATE_REQUIRED" in reason or "HANDSHAKE_FAILURE" in reason:
-        hint = "it wants a client certificate: give cert_path and key_path in the runner host"
-    elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
-        hint = "it does not trust the CA of this client's certificate (cert_path)"
-    elif "CERTIFICATE_VERIFY_FAILED" in reason:
-        hint = "its certificate is not signed by ca_path"
-    else:
-        hint = "TLS refused"
-    return f"{hint}; {reason}"
 
 
 def _cli() -> str | None:
@@ -157,8 +82,8 @@ class Child:
     which then asks the session ENGINE_QUERY: so that it can be started before the event loop
     (pipeline.cli.launch starts it before it imports the SDK: the connect overlaps the import)."""
 
-    def __init__(self, cli: str, runner: Runner | None) -> None:
-        self.runner = runner
+    def __init__(self, cli: str, address: Address | None) -> None:
+        self.address = address
         self.directory = tempfile.TemporaryDirectory(prefix="pipeline-session-")
         self.log = Path(self.directory.name) / "stderr"
         self.process: subprocess.Popen[bytes] | None = None
@@ -191,8 +116,8 @@ class Child:
     def _spawn(self, cli: str) -> None:
         """The child started and its first line read, or why not (`failed`)."""
         try:
-            if self.runner is not None and (why := self.runner.probe()):
-                self.failed = f"no Dagger engine at {self.runner.text} ({why})"
+            if self.address is not None and (why := self.address.probe()):
+                self.failed = f"no Dagger engine at {self.address.text} ({why})"
                 return
             version = metadata.version("dagger-io")
             command = [cli, "session", "--label", "dagger.io/sdk.name:python"]
@@ -230,8 +155,8 @@ class Child:
     async def params(self) -> dict[str, object]:
         """The session's connect parameters, within CONNECT_TIMEOUT where the engine runs at
         an address we probed."""
-        where = self.runner.text if self.runner else "the engine"
-        bound = CONNECT_TIMEOUT if self.runner is not None else None
+        where = self.address.text if self.address else "the engine"
+        bound = CONNECT_TIMEOUT if self.address is not None else None
         if not await anyio.to_thread.run_sync(self.started.wait, bound, abandon_on_cancel=True):
             raise EngineUnavailable(
                 f"the Dagger engine at {where} did not accept a session within "
@@ -309,10 +234,10 @@ def start_early() -> None:
     if under_dagger_run(os.environ) or cli is None or _early:
         return
     try:
-        runner = runner_from_env()
+        address = from_env()
     except EngineUnavailable:
         return  # session() says what is wrong with the address
-    _early.append(Child(cli, runner))
+    _early.append(Child(cli, address))
 
 
 def discard_early() -> None:
@@ -327,7 +252,7 @@ def discard_early() -> None:
 
 
 @contextlib.asynccontextmanager
-async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
+async def session(address: Address | None) -> AsyncIterator[Child | None]:
     """A `dagger session` of our own for the SDK to connect to (the child, while it lasts);
     none under `dagger run` (its session is given) or without a CLI on the PATH (the SDK
     provisions, and says what is missing). The child start_early started, if any."""
@@ -335,7 +260,7 @@ async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
     if under_dagger_run(os.environ) or cli is None:
         yield None
         return
-    child = _early.pop() if _early else Child(cli, runner)
+    child = _early.pop() if _early else Child(cli, address)
     try:
         params = await child.params()
         with _handed_over(int(str(params["port"])), str(params["session_token"])):
@@ -344,7 +269,7 @@ async def session(runner: Runner | None) -> AsyncIterator[Child | None]:
         await child.close()
 
 
-async def watchdog(runner: Runner | None, child: Child | None) -> None:
+async def watchdog(address: Address | None, child: Child | None) -> None:
     """Return never; raise EngineGone once the engine's address stops answering
     PROBE_FAILURES times in a row, our session child exits, or the `dagger run` whose
     session we use is gone (killed: it ends on SIGTERM or SIGHUP without passing it on)."""
@@ -361,45 +286,12 @@ async def watchdog(runner: Runner | None, child: Child | None) -> None:
                 f"the Dagger session ended during the run (exit {child.returncode}): "
                 "nothing was written; run again once the engine is back"
             )
-        if runner is None:
+        if address is None:
             continue
-        why = await anyio.to_thread.run_sync(runner.probe, abandon_on_cancel=True)
+        why = await anyio.to_thread.run_sync(address.probe, abandon_on_cancel=True)
         failures = [*failures, why] if why else []
         if len(failures) >= PROBE_FAILURES:
             raise EngineGone(
-                f"the Dagger engine at {runner.text} went away during the run ({failures[-1]}):"
+                f"the Dagger engine at {address.text} went away during the run ({failures[-1]}):"
                 " nothing was written; run again once it is back"
             )
-
-
-def runner_from_env() -> Runner | None:
-    """The engine's address, if the environment names one we can probe."""
-    text = os.environ.get(RUNNER_HOST, "")
-    try:
-        return Runner.parse(text) if text else None
-    except (OSError, ssl.SSLError, ValueError) as err:
-        raise EngineUnavailable(f"{RUNNER_HOST}={text}: {err}") from None
-
-
-def dagger_run_parent() -> int | None:
-    """The pid of the `dagger run` whose session this process was given, if it runs under one:
-    its session is given (pipeline.dagger_run) and the parent's command line is
-    `dagger ... run ...`."""
-    if not under_dagger_run(os.environ):
-        return None
-    parent = os.getppid()
-    try:
-        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None  # no /proc: not Linux; nothing checked, nothing signalled
-    return parent if Path(os.fsdecode(argv[0])).name == "dagger" and b"run" in argv[1:] else None
-
-
-def leave_dagger_run(error: EngineUnavailable) -> None:
-    """After an engine lost mid-run, end the `dagger run` above us, if any: once its engine is
-    gone it waits for it forever after its command has exited (seen: 588 s, until killed), and
-    ends on SIGTERM. The last thing a run does: `dagger run` may be what shows our output."""
-    parent = dagger_run_parent()
-    if isinstance(error, EngineGone) and parent is not None:
-        with contextlib.suppress(OSError):
-            os.kill(parent, signal.SIGTERM)

@@ -24,8 +24,10 @@ from gql.transport.exceptions import TransportError
 from pipeline import stopping
 from pipeline.clock import StepHook
 from pipeline.engine import provision, schema
+from pipeline.engine.address import Address, from_env
 from pipeline.errors import (
     BuildFailed,
+    EngineGone,
     EngineUnavailable,
     OutputError,
     PipelineError,
@@ -83,7 +85,7 @@ async def _engine_clock(session: Session) -> None:
 SESSION_FAILURES = (tenacity.RetryError, httpx.HTTPError, TransportError)
 
 
-def session_gone(err: BaseException) -> provision.EngineGone:
+def session_gone(err: BaseException) -> EngineGone:
     """Our error for a session that stopped answering: its server answers, its engine does
     not (`dagger run`'s session answers 502 once its engine is gone). EngineGone, which also
     ends a `dagger run` above us (pipeline.cli.launch)."""
@@ -92,7 +94,7 @@ def session_gone(err: BaseException) -> provision.EngineGone:
         seen = seen.__cause__
     shown = seen or err
     said = str(shown).strip().splitlines()[0] if str(shown).strip() else type(shown).__name__
-    return provision.EngineGone(
+    return EngineGone(
         f"the Dagger session stopped answering ({said}): is its engine gone? nothing was "
         "written; run again once it is back"
     )
@@ -150,7 +152,7 @@ def query_failed(err: dagger.QueryError, settings: Settings) -> PipelineError:
             "tries): run again once the tree is still"
         )
     if "engine is shutting down" in message:
-        return provision.EngineGone(
+        return EngineGone(
             "the Dagger engine is shutting down (stopped during the run): nothing was written;"
             " run again once it is back"
         )
@@ -226,11 +228,13 @@ def _scratch_dir() -> Path:
 
 
 @contextlib.asynccontextmanager
-async def connected_to(runner: provision.Runner | None) -> AsyncIterator[provision.Child | None]:
+async def connected_to(
+    address: Address | None,
+) -> AsyncIterator[provision.Child | None]:
     """Connected as every run connects (and the bench's probe): our session child (started
     early by pipeline.cli.launch, if it did), the engine's schema from the cache (its key already
     asked by the child), the SDK's connection. Yields the child, if ours."""
-    async with provision.session(runner) as child:
+    async with provision.session(address) as child:
         answer = await child.engine_answer() if child is not None else None
         async with (
             schema.cached(answer=answer),  # issue 14: the schema from the cache (schema.py)
@@ -246,11 +250,11 @@ async def in_session(
     scratch = _scratch_dir()
     own: BaseException | None = None
     connected = False
-    runner = provision.runner_from_env()
+    address = from_env()
     # A second signal ends the process at once: the directory goes first.
     at_once = stopping.remember(lambda: shutil.rmtree(scratch, ignore_errors=True))
     try:
-        async with connected_to(runner) as child:
+        async with connected_to(address) as child:
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
@@ -259,7 +263,7 @@ async def in_session(
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.
-                    group.start_soon(provision.watchdog, runner, child)
+                    group.start_soon(provision.watchdog, address, child)
                     result = await body(session)
                     group.cancel_scope.cancel()
                     return result
