@@ -1,24 +1,17 @@
-"""What to build, decided once: the Variant enum, a frozen Settings value and the checks of its
-parts (names, packages, sizes, logins; platforms and image references are pipeline.refs').
-No I/O, no dagger, no typer."""
+"""What to build, decided once: the Variant enum and a frozen Settings value (the checks of
+the flags that make one are the CLI's, pipeline.cli.checks; platforms and image references
+are pipeline.refs'). No I/O, no dagger, no typer."""
 
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import PASSWORD_ENV
 from pipeline.provenance import Provenance
 from pipeline.refs import (
-    DOCKER_HUB,
     ImageRef,
     Platform,
-    SettingsError,
-    is_host,
-    is_name_component,
-    parse_image_ref,
 )
 
 SCRATCH = "scratch"
@@ -50,16 +43,6 @@ class Secret:
         return "Secret(***)"
 
     __str__ = __repr__
-
-
-def check_name(name: str) -> str:
-    """The image name (`helloworld`): one lowercase repository component."""
-    if not is_name_component(name):
-        raise SettingsError(
-            f"--name {name!r} is not a valid image name: use lowercase letters, digits,"
-            " and . _ - between them, e.g. helloworld"
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -124,130 +107,3 @@ class Settings:
         """Where the builder pattern's build image is exported: <name>-build.tar beside
         --output (None without one)."""
         return None if self.output is None else self.output.parent / f"{self.name}-build.tar"
-
-
-def default_output(name: str, variant: Variant) -> Path:
-    """build/<name>-<variant>.tar"""
-    return BUILD_DIR / f"{name}-{variant}.tar"
-
-
-def check_package(package: str) -> str:
-    """`.` or `./cmd/server`: a relative package path, as `go build` takes it."""
-    if not (package == "." or package.startswith("./")) or ".." in package.split("/"):
-        raise SettingsError(
-            f"--package {package!r}: give the main package as a path inside --source, "
-            "e.g. . or ./cmd/server"
-        )
-    return package
-
-
-def check_registry_auth(
-    publish: ImageRef | None,
-    username: str | None,
-    password: Secret | None,
-    *caches: ImageRef | None,
-) -> None:
-    """Credentials only make sense together and with a registry to use them on (--publish,
-    --cache-from, --cache-to). (A password alone in the environment, with neither, is not an
-    error: CI often exports it for every job.)"""
-    remote = publish is not None or any(c is not None for c in caches)
-    if username is None and not remote:
-        return
-    if (username is None) != (password is None):
-        missing = PASSWORD_ENV if password is None else "--registry-username"
-        raise SettingsError(f"registry credentials are incomplete: set {missing} as well")
-    if username is not None and not remote:
-        raise SettingsError(
-            "--registry-username is only used with --publish, --cache-from or --cache-to"
-        )
-
-
-def check_cache_ref(text: str, *, option: str) -> ImageRef:
-    """--cache-from/--cache-to: a repository and a tag; each platform set and Go image gets a
-    tag of its own beside it (main → main-linux-amd64-<go>), so a digest cannot name it."""
-    ref = parse_image_ref(text, option=option)
-    if ref.digest:
-        raise SettingsError(
-            f"{option} {text!r}: give REGISTRY/REPOSITORY[:TAG], not a digest: the cache is"
-            " written under tags derived from it"
-        )
-    if len(ref.tag or "latest") > 80:
-        raise SettingsError(f"{option} {text!r}: keep the tag under 80 characters")
-    return ref
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMG]i?B|B)?\s*$")
-_UNITS = {
-    "B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
-    "KiB": 1024, "kiB": 1024, "MiB": 1024**2, "GiB": 1024**3,
-}  # fmt: skip
-
-
-def parse_size(text: str) -> int:
-    """`10MB` (powers of 1000, as docker prints), `9.5MiB`, `500kB` or bytes → bytes."""
-    match = _SIZE.match(text)
-    if match is None or (match[2] or "B") not in _UNITS:
-        raise SettingsError(f"size {text!r} is not a size: write e.g. 10MB, 9.5MiB or 500kB")
-    return int(float(match[1]) * _UNITS[match[2] or "B"])
-
-
-def parse_budget(text: str) -> tuple[str, int]:
-    """`multistage=10MB` → ("multistage", 10_000_000)."""
-    key, sep, size = text.partition("=")
-    if not sep or not is_name_component(key.strip()):
-        raise SettingsError(
-            f"--max-size {text!r} is malformed: write IMAGE=SIZE, e.g. multistage=10MB"
-        )
-    try:
-        return key.strip(), parse_size(size)
-    except SettingsError:
-        raise SettingsError(
-            f"--max-size {text!r}: {size.strip()!r} is not a size; write e.g. multistage=10MB"
-        ) from None
-
-
-def image_key(variant: Variant, runtime_image: str) -> str:
-    """The key of a multistage image on an extra base: multistage-scratch, multistage-static."""
-    if runtime_image == SCRATCH:
-        return f"{variant}-scratch"
-    last = runtime_image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-    return f"{variant}-{last}"
-
-
-CHART_FORMATS = {".svg": "svg", ".png": "png"}
-
-
-def check_chart_path(path: Path) -> str:
-    """The chart's format, from its suffix (.svg or .png)."""
-    if path.suffix.lower() not in CHART_FORMATS:
-        raise SettingsError(f"--chart {path}: give a .svg or .png path")
-    return CHART_FORMATS[path.suffix.lower()]
-
-
-_USER = re.compile(r"^(?:\d+|[a-z_][a-z0-9_-]*)(?::(?:\d+|[a-z_][a-z0-9_-]*))?$")
-
-
-def parse_mirror(text: str) -> tuple[str, str]:
-    """`docker.io=127.0.0.1:5000` → ("docker.io", "127.0.0.1:5000"): a registry and the host
-    (and port) of the mirror the engine pulls it through."""
-    registry, sep, mirror = (part.strip() for part in text.partition("="))
-    if not sep or not is_host(registry) or not is_host(mirror):
-        raise SettingsError(
-            f"--registry-mirror {text!r} is malformed: write REGISTRY=MIRROR, e.g. "
-            "docker.io=mirror.example.com:5000"
-        )
-    return ("docker.io" if registry in DOCKER_HUB else registry), mirror
-
-
-def check_push_timeout(seconds: float) -> float:
-    """--push-timeout: a positive number of seconds."""
-    if not seconds > 0:
-        raise SettingsError(f"--push-timeout {seconds:g}: give a positive number of seconds")
-    return seconds
-
-
-def check_user(user: str) -> str:
-    """`65532:65532`, `nonroot` or `1000`: as the OCI config's User takes it."""
-    if not _USER.match(user):
-        raise SettingsError(f"--user {user!r}: write UID[:GID] or a user name, e.g. 65532:65532")
-    return user

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli.checks import parse_mirror
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.refs import parse_platform
 from pipeline.registry import bases
 from pipeline.registry.transport import Budget
-from pipeline.settings import Settings, Variant, parse_mirror
+from pipeline.settings import Settings, Variant
 from tests.conftest import Testbed, inside_namespace
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.cli.checks import parse_budget, parse_size
 from pipeline.refs import SettingsError
 from pipeline.results import human_size
-from pipeline.settings import parse_budget, parse_size
 from tests.conftest import ROOT, PipelineRunner, Testbed
 
 BASES = ("--runtime-image", "busybox:1.35", "--runtime-image", "scratch")

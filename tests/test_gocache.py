@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import requests
 
+from pipeline.cli.checks import check_cache_ref, check_registry_auth
 from pipeline.flows.cache_artifact import (
     ARTIFACT,
     BUILD_LAYER,
@@ -41,7 +42,7 @@ from pipeline.recipe.stages import cache_volumes
 from pipeline.refs import Platform, SettingsError, parse_image_ref
 from pipeline.registry.remote import push_artifact
 from pipeline.registry.transport import Budget, Login
-from pipeline.settings import Secret, Settings, Variant, check_cache_ref, check_registry_auth
+from pipeline.settings import Secret, Settings, Variant
 from tests.conftest import (
     ROOT,
     PipelineRunner,

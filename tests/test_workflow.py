@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.cli.checks import check_cache_ref
 from pipeline.refs import parse_image_ref
-from pipeline.settings import check_cache_ref
 from tests.conftest import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"

@@ -12,10 +12,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
+from pipeline.cli.checks import check_chart_path
 from pipeline.cli.compare import Comparison
 from pipeline.outputs import atomic_path
 from pipeline.results import human_size
-from pipeline.settings import check_chart_path
 
 BASE_COLOR, OWN_COLOR, FLOOR_COLOR = "#9aa5b1", "#2f80ed", "#d64545"
 

@@ -14,6 +14,28 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from pipeline.cli.checks import (
+    check_cache_ref,
+    check_chart_path,
+    check_name,
+    check_package,
+    check_push_timeout,
+    check_registry_auth,
+    check_user,
+    default_output,
+    image_key,
+    parse_mirror,
+)
+from pipeline.cli.command_options import (
+    ChartOpt,
+    MarkdownOpt,
+    MaxSizeOpt,
+    Reproducible,
+    RuntimeImagesOpt,
+    VariantOpt,
+    VerboseOpt,
+    WatchOpt,
+)
 from pipeline.cli.compare import check_budget_keys, read_budgets
 from pipeline.cli.launch import (
     CompareOutputs,
@@ -25,30 +47,22 @@ from pipeline.cli.launch import (
 from pipeline.cli.options import (
     BuildFlags,
     CacheFromOpt,
-    ChartOpt,
     EpochOpt,
     GoImageOpt,
     HelperImageOpt,
     JsonOpt,
-    MarkdownOpt,
-    MaxSizeOpt,
     NameOpt,
     PackageOpt,
     PlatformOpt,
     QuietOpt,
     RegistryCaOpt,
     RegistryMirrorOpt,
-    Reproducible,
     RunOpt,
     RuntimeImageOpt,
-    RuntimeImagesOpt,
     SourceOpt,
     TestOpt,
     UsernameOpt,
     UserOpt,
-    VariantOpt,
-    VerboseOpt,
-    WatchOpt,
     flag_parameters,
     option,
 )
@@ -65,16 +79,6 @@ from pipeline.settings import (
     Secret,
     Settings,
     Variant,
-    check_cache_ref,
-    check_chart_path,
-    check_name,
-    check_package,
-    check_push_timeout,
-    check_registry_auth,
-    check_user,
-    default_output,
-    image_key,
-    parse_mirror,
 )
 
 app = typer.Typer(

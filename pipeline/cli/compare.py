@@ -26,9 +26,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.checks import parse_budget
 from pipeline.errors import UsageError
 from pipeline.results import RunReport, human_size
-from pipeline.settings import Settings, Variant, parse_budget
+from pipeline.settings import Settings, Variant
 
 SCHEMA_VERSION = 1
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import MISSING, dataclass, field, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
@@ -111,15 +110,6 @@ JsonOpt = Annotated[
         show_default=False,
     ),
 ]
-WatchOpt = Annotated[
-    bool,
-    typer.Option(
-        "--watch",
-        help="Keep the session open and build again whenever a Go source "
-        "file changes (Ctrl-C stops).",
-        envvar="PIPELINE_WATCH",
-    ),
-]
 UserOpt = Annotated[
     str | None,
     typer.Option(
@@ -214,48 +204,6 @@ QuietOpt = Annotated[
         envvar="PIPELINE_QUIET",
     ),
 ]
-VerboseOpt = Annotated[
-    bool,
-    typer.Option("--verbose", help="Show tracebacks (for bug reports).", envvar="PIPELINE_VERBOSE"),
-]
-RuntimeImagesOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--runtime-image",
-        help="Runtime base, repeatable: the first for builder and multistage, each further one "
-        f"adds a multistage image on it (e.g. {SCRATCH}) [default: {DEFAULT_RUNTIME_IMAGE}].",
-        envvar="PIPELINE_RUNTIME_IMAGE",
-        show_default=False,
-    ),
-]
-MarkdownOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--markdown",
-        help="Write the table as Markdown to this path.",
-        envvar="PIPELINE_MARKDOWN",
-        show_default=False,
-    ),
-]
-ChartOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--chart",
-        help="Draw the sizes to this .svg or .png.",
-        envvar="PIPELINE_CHART",
-        show_default=False,
-    ),
-]
-MaxSizeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--max-size",
-        help="Budget IMAGE=SIZE, repeatable (e.g. multistage=10MB); also "
-        "read from [tool.pipeline.budgets] in pyproject.toml.",
-        envvar="PIPELINE_MAX_SIZE",
-        show_default=False,
-    ),
-]
 
 
 @dataclass(frozen=True)
@@ -310,16 +258,3 @@ def option(name: str, default: object, annotation: object) -> inspect.Parameter:
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )
-
-
-class Reproducible(StrEnum):
-    """The variants whose images are made reproducible (naive stays naive)."""
-
-    BUILDER = "builder"
-    MULTISTAGE = "multistage"
-
-
-VariantOpt = Annotated[
-    Reproducible,
-    typer.Option("--variant", help="Which variant to build twice.", envvar="PIPELINE_VARIANT"),
-]
