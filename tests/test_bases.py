@@ -17,7 +17,7 @@ from pipeline.cli.checks import parse_mirror
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.refs import parse_platform
 from pipeline.registry import bases
-from pipeline.registry.transport import Budget
+from pipeline.registry.access import Deadline
 from pipeline.settings import Settings, Variant
 from tests.conftest import Testbed, inside_namespace
 
@@ -59,7 +59,7 @@ def test_mirrors_map_docker_hub_names() -> None:
 
 def test_a_base_is_its_registrys_manifest_and_blobs(inside: Testbed, tmp_path: Path) -> None:
     pinned = f"docker.io/library/busybox:1.35@{inside['TESTBED_BUSYBOX_DIGEST']}"
-    got = bases.layers_of(pinned, AMD64, settings(inside), Budget.of(60), tmp_path)
+    got = bases.layers_of(pinned, AMD64, settings(inside), Deadline.of(60), tmp_path)
     assert got is not None
     manifest = raw(inside, f"{inside.registry}/library/busybox@{inside['TESTBED_BUSYBOX_DIGEST']}")
     assert list(got.layers) == manifest["layers"]
@@ -67,7 +67,7 @@ def test_a_base_is_its_registrys_manifest_and_blobs(inside: Testbed, tmp_path: P
         data = got.blob(str(layer["digest"]))
         assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
         assert len(data) == layer["size"]
-    # Kept: read again with no budget (so no request can be made), the same layers.
+    # Kept: read again with no deadline (so no request can be made), the same layers.
     again = bases.layers_of(pinned, AMD64, settings(inside), None, tmp_path)
     assert again == got
     # A kept file cut short is not used: offline it is missing, online fetched anew.
@@ -75,7 +75,7 @@ def test_a_base_is_its_registrys_manifest_and_blobs(inside: Testbed, tmp_path: P
     kept = tmp_path / digest.removeprefix("sha256:")
     kept.write_bytes(kept.read_bytes()[:100])
     assert bases.layers_of(pinned, AMD64, settings(inside), None, tmp_path) is None
-    mended = bases.layers_of(pinned, AMD64, settings(inside), Budget.of(60), tmp_path)
+    mended = bases.layers_of(pinned, AMD64, settings(inside), Deadline.of(60), tmp_path)
     assert mended is not None
     assert mended.blob(digest) == got.blob(digest)
 
@@ -91,7 +91,7 @@ def test_each_platform_of_an_index_gets_its_own_layers(
                           f"docker://{two_platform_base}")  # fmt: skip
     pinned = f"{two_platform_base}@{found.stdout.strip() or digest}"
     got = {
-        p: bases.layers_of(pinned, p, settings(inside), Budget.of(60), tmp_path)
+        p: bases.layers_of(pinned, p, settings(inside), Deadline.of(60), tmp_path)
         for p in (AMD64, ARM64)
     }
     amd, arm = got[AMD64], got[ARM64]
@@ -110,12 +110,12 @@ def test_a_single_platform_base_for_another_platform_is_one_line(
 ) -> None:
     pinned = f"{inside['TESTBED_STATIC_IMAGE']}@{inside['TESTBED_STATIC_DIGEST']}"
     with pytest.raises(PipelineError, match="is linux/amd64 only, not linux/arm64"):
-        bases.layers_of(pinned, ARM64, settings(inside), Budget.of(60), tmp_path)
+        bases.layers_of(pinned, ARM64, settings(inside), Deadline.of(60), tmp_path)
 
 
 def test_a_base_the_registry_lacks_is_named(inside: Testbed, tmp_path: Path) -> None:
     pinned = f"{inside.registry}/no/such@sha256:" + "0" * 64
     with pytest.raises(RegistryError, match=f"registry {inside.registry}"):
-        bases.layers_of(pinned, AMD64, settings(inside), Budget.of(60), tmp_path)
+        bases.layers_of(pinned, AMD64, settings(inside), Deadline.of(60), tmp_path)
     unmirrored = replace(settings(inside), registry_mirrors=())
     assert bases.source(pinned, unmirrored).registry == inside.registry

@@ -40,8 +40,8 @@ from pipeline.flows.gocache import cache_tag
 from pipeline.recipe.cache_steps import module_files
 from pipeline.recipe.stages import cache_volumes
 from pipeline.refs import Platform, SettingsError, parse_image_ref
+from pipeline.registry.access import Deadline, Login
 from pipeline.registry.remote import push_artifact
-from pipeline.registry.transport import Budget, Login
 from pipeline.settings import Secret, Settings, Variant
 from tests.conftest import (
     ROOT,
@@ -378,7 +378,7 @@ def test_without_a_usable_cache_the_build_goes_on_with_one_warning(
     junk.write_bytes(gzip.compress(b"not a tar archive, though gzipped" * 100))
     push_artifact(
         [(junk, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
-        Budget.of(60), artifact_type=ARTIFACT, annotations={},
+        Deadline.of(60), artifact_type=ARTIFACT, annotations={},
     )  # fmt: skip
     _, plain = _build(pipeline, tmp_path, "plain")
     cases = {
@@ -424,7 +424,7 @@ def test_verify_catches_a_poisoned_cache(
     settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
     push_artifact(
         [(poisoned, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)),
-        Login(None, None, None), Budget.of(60), artifact_type=ARTIFACT, annotations={},
+        Login(None, None, None), Deadline.of(60), artifact_type=ARTIFACT, annotations={},
     )  # fmt: skip
     ran = pipeline("verify", *BASES, "--cache-from", bad, "--json", str(tmp_path / "v.json"))
     assert ran.returncode == 1, ran.stdout + ran.stderr
@@ -469,7 +469,7 @@ def test_the_module_cache_travels_for_sources_not_vendored(
     settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
     push_artifact(
         [(empty, BUILD_LAYER), (_module_cache_artifact(tmp_path), MOD_LAYER)], ref,
-        cache_tag(ref, settings, (AMD64,)), Login(None, None, None), Budget.of(60),
+        cache_tag(ref, settings, (AMD64,)), Login(None, None, None), Deadline.of(60),
         artifact_type=ARTIFACT, annotations={},
     )  # fmt: skip
     source = ROOT / "tests/fixtures/withdeps"

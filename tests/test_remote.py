@@ -2,7 +2,7 @@
 auth as hosted registries do it), and the pipeline's --publish through it:
 - builder and multistage, one and two platforms, with their SBOM referrer, and naive, publish
   to the token registry and pull back by digest with skopeo (its own token flow);
-- 429 with Retry-After is waited out, within the budget; a wait past it fails in one line;
+- 429 with Retry-After is waited out, within the deadline; a wait past it fails in one line;
 - a registry that accepts connections and never answers ends the push within its bound, and
   the run exits, with one line and no thread keeping the process alive; so does ^C;
 - the SBOM's fallback tag keeps other tools' entries (without their blobs), a failed read of
@@ -38,8 +38,9 @@ import requests
 from pipeline.errors import RegistryError
 from pipeline.image.oci import REF_NAME
 from pipeline.refs import parse_image_ref
+from pipeline.registry.access import Deadline, Login
 from pipeline.registry.remote import push_image, push_sbom
-from pipeline.registry.transport import INDEX, Budget, Login
+from pipeline.registry.transport import INDEX
 from pipeline.settings import Secret
 from tests.conftest import ROOT, PipelineRunner, Testbed, started
 
@@ -223,7 +224,12 @@ def test_429_with_retry_after_is_waited_out(inside: Testbed, tmp_path: Path) -> 
         ref = parse_image_ref(f"{proxy}/retry/hello:1", option="--publish")
         start = time.monotonic()
         pushed, _ = push_image(
-            tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+            tarball,
+            ref,
+            Login(None, None, None),
+            Deadline.of(60),
+            ref_name="hello:1",
+            digest=digest,
         )
         took = time.monotonic() - start
     assert pushed == f"{proxy}/retry/hello:1@{digest}"
@@ -246,7 +252,7 @@ def test_a_wait_longer_than_the_budget_fails_at_once(inside: Testbed, tmp_path: 
                 tarball,
                 ref,
                 Login(None, None, None),
-                Budget.of(60),
+                Deadline.of(60),
                 ref_name="hello:1",
                 digest=digest,
             )
@@ -264,22 +270,24 @@ def test_a_registry_that_never_answers_ends_within_the_budget(tmp_path: Path) ->
                 tarball,
                 ref,
                 Login(None, None, None),
-                Budget.of(3),
+                Deadline.of(3),
                 ref_name="hello:1",
                 digest=digest,
             )
         took = time.monotonic() - start
-    assert took < 3 + 2, f"took {took:.1f}s for a 3 s budget"
+    assert took < 3 + 2, f"took {took:.1f}s for a 3 s deadline"
 
 
 def test_a_stopped_push_sends_nothing_more(tmp_path: Path) -> None:
-    budget = Budget.of(60)
-    budget.stop.set()
+    deadline = Deadline.of(60)
+    deadline.stop.set()
     tarball = tmp_path / "image.tar"
     digest = tiny_layout(tarball, "hello:1", b"hello")
     ref = parse_image_ref("127.0.0.1:9/stopped/hello:1", option="--publish")
     with pytest.raises(RegistryError, match="stopped"):
-        push_image(tarball, ref, Login(None, None, None), budget, ref_name="hello:1", digest=digest)
+        push_image(
+            tarball, ref, Login(None, None, None), deadline, ref_name="hello:1", digest=digest
+        )
 
 
 def _put_foreign_signature(registry: str, repository: str, subject: dict[str, Any]) -> str:
@@ -346,7 +354,7 @@ def _pushed_subject(testbed: Testbed, tmp_path: Path, repository: str) -> dict[s
     digest = tiny_layout(tarball, "hello:1", unique().encode())
     ref = parse_image_ref(f"{testbed.registry}/{repository}:1", option="--publish")
     push_image(
-        tarball, ref, Login(None, None, None), Budget.of(60), ref_name="hello:1", digest=digest
+        tarball, ref, Login(None, None, None), Deadline.of(60), ref_name="hello:1", digest=digest
     )
     size = len(requests.get(f"http://{testbed.registry}/v2/{repository}/manifests/1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
@@ -380,7 +388,7 @@ def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
         b'{"spdxVersion":"SPDX-2.3"}',
         ref,
         Login(None, None, None),
-        Budget.of(60),
+        Deadline.of(60),
         subject=subject,
         media_type=SPDX,
         created=CREATED,
@@ -408,7 +416,7 @@ def test_a_fallback_tag_that_cannot_be_read_is_an_error(inside: Testbed, tmp_pat
                 b"{}",
                 ref,
                 Login(None, None, None),
-                Budget.of(60),
+                Deadline.of(60),
                 subject=subject,
                 media_type=SPDX,
                 created=CREATED,
@@ -430,7 +438,7 @@ def test_two_sbom_pushes_at_once_keep_both_entries(inside: Testbed, tmp_path: Pa
                     document,
                     ref,
                     Login(None, None, None),
-                    Budget.of(60),
+                    Deadline.of(60),
                     subject=subject,
                     media_type=SPDX,
                     created=CREATED,
@@ -464,7 +472,7 @@ def test_a_login_only_registry_without_a_login_is_refused_before_any_push(
                 tarball,
                 ref,
                 Login(None, None, Path(inside["TESTBED_CA"])),
-                Budget.of(60),
+                Deadline.of(60),
                 ref_name="hello:1",
                 digest=digest,
             )
@@ -484,7 +492,7 @@ def test_a_pull_token_is_never_reused_for_a_push(inside: Testbed, tmp_path: Path
     )
     log = Path(inside["TESTBED_TOKEN_LOG"])
     before = len(log.read_text().splitlines())
-    pushed, _ = push_image(tarball, ref, login, Budget.of(60), ref_name="hello:1", digest=digest)
+    pushed, _ = push_image(tarball, ref, login, Deadline.of(60), ref_name="hello:1", digest=digest)
     assert pushed.endswith(f"{repository}:1@{digest}")
     asked = [json.loads(line) for line in log.read_text().splitlines()[before:]]
     ours = [a for a in asked if any(repository in s for s in a.get("scopes", []))]
@@ -518,12 +526,14 @@ def test_a_blob_another_repository_has_is_mounted_not_sent(
         login = Login(inside["TESTBED_AUTH_USER"], password, Path(inside["TESTBED_CA"]))
     base, ours = f"mount/base-{unique()}", f"mount/app-{unique()}"
     refs = [parse_image_ref(f"{registry}/{r}:1", option="-") for r in (base, ours)]
-    _, first = push_image(tarball, refs[0], login, Budget.of(60), ref_name="hello:1", digest=digest)
+    _, first = push_image(
+        tarball, refs[0], login, Deadline.of(60), ref_name="hello:1", digest=digest
+    )
     assert first == layer["size"] + config["size"]
     log = Path(inside["TESTBED_TOKEN_LOG"])
     before = len(log.read_text().splitlines())
     _, sent = push_image(
-        tarball, refs[1], login, Budget.of(60), ref_name="hello:1", digest=digest,
+        tarball, refs[1], login, Deadline.of(60), ref_name="hello:1", digest=digest,
         mounts={layer["digest"]: base},
     )  # fmt: skip
     assert sent == config["size"]  # the layer was mounted: the config alone was sent

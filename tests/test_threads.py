@@ -10,22 +10,22 @@ import anyio
 import pytest
 
 from pipeline.errors import RegistryError
+from pipeline.registry.access import Deadline
 from pipeline.registry.threads import bounded, in_thread
-from pipeline.registry.transport import Budget
 
 
 def test_the_work_answers_from_a_daemon_thread_and_its_budget_is_stopped_after() -> None:
-    budget = Budget.of(30)
+    deadline = Deadline.of(30)
     seen: list[threading.Thread] = []
 
     def work() -> int:
         seen.append(threading.current_thread())
         return 42
 
-    assert anyio.run(in_thread, work, budget) == 42
+    assert anyio.run(in_thread, work, deadline) == 42
     assert seen[0] is not threading.main_thread()
     assert seen[0].daemon
-    assert budget.stop.is_set()
+    assert deadline.stop.is_set()
 
 
 def test_the_works_failure_is_raised_where_it_is_awaited() -> None:
@@ -33,18 +33,18 @@ def test_the_works_failure_is_raised_where_it_is_awaited() -> None:
         raise RegistryError("registry r: refused")
 
     with pytest.raises(RegistryError, match="refused"):
-        anyio.run(in_thread, work, Budget.of(30))
+        anyio.run(in_thread, work, Deadline.of(30))
 
 
 def test_work_over_its_time_is_told_to_stop_and_the_run_goes_on() -> None:
-    budget = Budget.of(30)
+    deadline = Deadline.of(30)
 
     def work() -> None:
-        while not budget.stop.wait(0.01):  # as transport checks budget.left before a request
+        while not deadline.stop.wait(0.01):  # as transport checks deadline.left before a request
             pass
 
     started = time.monotonic()
     with pytest.raises(RegistryError, match=r"registry r:5000 did not finish within 0\.2s"):
-        anyio.run(bounded, work, budget, 0.2, "r:5000")
+        anyio.run(bounded, work, deadline, 0.2, "r:5000")
     assert time.monotonic() - started < 5
-    assert budget.stop.is_set()
+    assert deadline.stop.is_set()

@@ -1,7 +1,7 @@
 """pipeline.registry.transport: --registry-ca is added to the system's CAs (it used to replace
-them), checked against real TLS servers signed by two CAs made here; the budget stops a client that
-was told to stop. The token flow, retries and timeouts run against the test bed's registries
-in tests/test_remote.py."""
+them), checked against real TLS servers signed by two CAs made here; the deadline stops a client
+that was told to stop. The token flow, retries and timeouts run against the test bed's
+registries in tests/test_remote.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import requests
 
 from pipeline.errors import RegistryError
 from pipeline.refs import parse_image_ref
-from pipeline.registry.transport import Budget, Client, Login
+from pipeline.registry.access import Deadline, Login
+from pipeline.registry.transport import Client
 
 
 def _self_signed_ca(directory: Path, name: str) -> tuple[Path, Path, Path]:
@@ -76,20 +77,20 @@ def test_registry_ca_is_added_to_the_system_cas(
     monkeypatch.setenv("SSL_CERT_FILE", str(system_ca))  # the "system" store, for this test
     with https_server(system_cert, system_key) as public, https_server(own_cert, own_key) as own:
         ref = parse_image_ref(f"127.0.0.1:{own}/app:1", option="--publish")
-        client = Client(ref, Login(None, None, own_ca), Budget.of(30))
+        client = Client(ref, Login(None, None, own_ca), Deadline.of(30))
         assert client.session.get(f"https://127.0.0.1:{own}/", timeout=10).text == "ok"
         assert client.session.get(f"https://127.0.0.1:{public}/", timeout=10).text == "ok"
-        unknown = Client(ref, Login(None, None, system_ca), Budget.of(30))
+        unknown = Client(ref, Login(None, None, system_ca), Deadline.of(30))
         with pytest.raises(requests.exceptions.SSLError):
             unknown.session.get(f"https://127.0.0.1:{own}/", timeout=10)
 
 
 def test_a_stopped_budget_refuses_the_next_request() -> None:
-    budget = Budget.of(60)
-    assert 0 < budget.timeout("r")[1] <= 60
-    budget.stop.set()
+    deadline = Deadline.of(60)
+    assert 0 < deadline.timeout("r")[1] <= 60
+    deadline.stop.set()
     with pytest.raises(RegistryError, match="push to r stopped"):
-        budget.timeout("r")
-    assert Budget.of(-1).stop.is_set() is False
+        deadline.timeout("r")
+    assert Deadline.of(-1).stop.is_set() is False
     with pytest.raises(RegistryError, match="did not finish the push in time"):
-        Budget.of(-1).left("r")
+        Deadline.of(-1).left("r")

@@ -15,7 +15,7 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import anyio
 import deflate
@@ -23,11 +23,9 @@ import deflate
 from pipeline.errors import PipelineError
 from pipeline.recipe.cache_steps import BUILD_TAR, MOD_TAR
 from pipeline.refs import ImageRef
+from pipeline.registry.access import Deadline, Login
 from pipeline.registry.threads import bounded
 from pipeline.settings import Settings
-
-if TYPE_CHECKING:
-    from pipeline.registry.transport import Budget, Login
 
 T = TypeVar("T")
 ARTIFACT = "application/vnd.pipeline.go-cache.v1"
@@ -71,15 +69,13 @@ def deflate_tar(tar: Path) -> Path:
 
 
 async def _through_registry(
-    settings: Settings, ref: ImageRef, call: Callable[[Login, Budget], T]
+    settings: Settings, ref: ImageRef, call: Callable[[Login, Deadline], T]
 ) -> T:
-    """`call(login, budget)` (a pull or push of `ref`'s registry) in a thread of its own,
+    """`call(login, deadline)` (a pull or push of `ref`'s registry) in a thread of its own,
     with the run's login for that registry, stopped after --push-timeout."""
-    from pipeline.registry import transport  # oras and requests: only a cache needs them
-
-    budget = transport.Budget.of(settings.push_timeout)
-    work = functools.partial(call, transport.Login.of(settings, ref), budget)
-    return await bounded(work, budget, settings.push_timeout, ref.registry)
+    deadline = Deadline.of(settings.push_timeout)
+    work = functools.partial(call, Login.of(settings, ref), deadline)
+    return await bounded(work, deadline, settings.push_timeout, ref.registry)
 
 
 async def pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> list[Path]:
@@ -87,8 +83,8 @@ async def pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> 
     them once inflated (go-build.tar.gz, ...)."""
     from pipeline.registry import remote
 
-    def download(login: Login, budget: Budget) -> list[tuple[Path, str]]:
-        return remote.pull_artifact(ref, tag, login, budget, directory, artifact_type=ARTIFACT)
+    def download(login: Login, deadline: Deadline) -> list[tuple[Path, str]]:
+        return remote.pull_artifact(ref, tag, login, deadline, directory, artifact_type=ARTIFACT)
 
     layers = await _through_registry(settings, ref, download)
     files = []
@@ -136,9 +132,9 @@ async def push(
     ]
     annotations = {"org.opencontainers.image.description": f"Go caches for {settings.go_image}"}
 
-    def upload(login: Login, budget: Budget) -> tuple[str, int]:
+    def upload(login: Login, deadline: Deadline) -> tuple[str, int]:
         return remote.push_artifact(
-            files, ref, tag, login, budget, artifact_type=ARTIFACT, annotations=annotations
+            files, ref, tag, login, deadline, artifact_type=ARTIFACT, annotations=annotations
         )
 
     return await _through_registry(settings, ref, upload)

@@ -11,6 +11,7 @@ from pipeline.image.layout import Bases
 from pipeline.image.oci import ImageInfo
 from pipeline.recipe.variants import Image
 from pipeline.registry import bases
+from pipeline.registry.access import Deadline, Login
 from pipeline.registry.threads import bounded
 from pipeline.settings import Settings
 
@@ -43,12 +44,12 @@ async def publish(
     --push-timeout. The base's layers (`base_layers`, by platform) are mounted from the base's
     repository where it is on the same registry, not sent. The pushed reference with its
     digest, the SBOM's fallback tag (None without an SBOM) and the image's blob bytes sent."""
-    from pipeline.registry import remote, transport  # oras and requests: only a push needs them
+    from pipeline.registry import remote  # oras and requests: only a push needs them
 
     ref = settings.publish
     assert ref is not None
-    login = transport.Login.of(settings)
-    budget = transport.Budget.of(settings.push_timeout)
+    login = Login.of(settings)
+    deadline = Deadline.of(settings.push_timeout)
     mounts: dict[str, str] = {}
     for base in base_layers.values():
         source = bases.source(base.ref, settings)
@@ -57,7 +58,7 @@ async def publish(
 
     def push() -> tuple[str, str | None, int]:
         pushed, sent = remote.push_image(
-            tarball, ref, login, budget, ref_name=image.ref, digest=info.digest, mounts=mounts
+            tarball, ref, login, deadline, ref_name=image.ref, digest=info.digest, mounts=mounts
         )
         if document is None or settings.provenance is None:
             return pushed, None, sent
@@ -66,11 +67,11 @@ async def publish(
             document,
             ref,
             login,
-            budget,
+            deadline,
             subject=subject,
             media_type=sbom.MEDIA_TYPE,
             created=settings.provenance.created,
         )
         return pushed, tag, sent
 
-    return await bounded(push, budget, settings.push_timeout, ref.registry)
+    return await bounded(push, deadline, settings.push_timeout, ref.registry)

@@ -23,6 +23,7 @@ from pipeline.outputs import atomic_path, cache_home
 from pipeline.recipe.variants import Image
 from pipeline.refs import Platform
 from pipeline.registry import bases
+from pipeline.registry.access import Deadline
 from pipeline.registry.threads import bounded
 from pipeline.results import ImageReport
 from pipeline.settings import Settings
@@ -125,14 +126,10 @@ async def fetch_bases(
     missing = [(r, p) for r, p in missing if (r, str(p)) not in kept]
     if not missing:
         return
-    from pipeline.registry import (
-        transport,  # requests and oras: only a read from a registry needs them
-    )
-
-    budget = transport.Budget.of(settings.push_timeout)
-    work = functools.partial(bases.fetch, missing, settings, budget, cache)
+    deadline = Deadline.of(settings.push_timeout)
+    work = functools.partial(bases.fetch, missing, settings, deadline, cache)
     registry = bases.source(missing[0][0], settings).registry
-    session.bases.update(await bounded(work, budget, settings.push_timeout, registry))
+    session.bases.update(await bounded(work, deadline, settings.push_timeout, registry))
 
 
 async def load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.image.oci import BaseLayers, digest_of, is_index, platform_of, same_platform
 from pipeline.refs import ImageRef, Platform, parse_image_ref
+from pipeline.registry.access import Deadline, Login
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
-    from pipeline.registry.transport import Budget, Client
+    from pipeline.registry.transport import Client
 
 KEEP_BYTES = 4 << 30  # the store's bound: the newest blobs are kept up to this many bytes
 _ACCEPT = ", ".join(
@@ -68,22 +69,22 @@ class _NotKept(Exception):
 @dataclass
 class _Reader:
     """Reads one repository's blobs and manifests by digest: from the store, else from the
-    registry (the client made at the first miss); without a budget, from the store only."""
+    registry (the client made at the first miss); without a deadline, from the store only."""
 
     ref: ImageRef
     settings: Settings
-    budget: Budget | None
+    deadline: Deadline | None
     kept: Path
     client: Client | None = None
 
     def _client(self) -> Client:
-        if self.budget is None:
+        if self.deadline is None:
             raise _NotKept
         if self.client is None:
             from pipeline.registry import transport  # requests and oras: only a miss needs them
 
-            login = transport.Login.of(self.settings, self.ref)
-            self.client = transport.Client(self.ref, login, self.budget, actions="pull")
+            login = Login.of(self.settings, self.ref)
+            self.client = transport.Client(self.ref, login, self.deadline, actions="pull")
         return self.client
 
     def kept_path(self, digest: str) -> Path | None:
@@ -114,7 +115,7 @@ class _Reader:
         """The manifest or index `digest` (checked against it)."""
         path = self.kept_path(digest)
         if path is None:
-            from pipeline.registry.transport import check_answer, one_line_errors
+            from pipeline.registry.answers import check_answer, one_line_errors
 
             client = self._client()
             with one_line_errors(self.ref):
@@ -135,8 +136,8 @@ class _Reader:
         """The blob `digest` (of `size` bytes), as a kept file."""
         path = self.kept_path(digest)
         if path is None:
+            from pipeline.registry.answers import one_line_errors
             from pipeline.registry.remote import download_blob
-            from pipeline.registry.transport import one_line_errors
 
             client = self._client()
             with one_line_errors(self.ref):
@@ -160,14 +161,14 @@ def _platform_manifest(
 
 
 def layers_of(
-    pinned: str, platform: Platform, settings: Settings, budget: Budget | None, kept: Path
+    pinned: str, platform: Platform, settings: Settings, deadline: Deadline | None, kept: Path
 ) -> BaseLayers | None:
     """The layers of the base `pinned` (REF@sha256:…) for `platform`, each blob a kept file:
-    what is not kept is read from the registry within `budget`; without one, None if
+    what is not kept is read from the registry within `deadline`; without one, None if
     anything is not kept (no request is made, and requests is not even imported)."""
     try:
         return _layers_of(
-            _Reader(source(pinned, settings), settings, budget, kept), pinned, platform
+            _Reader(source(pinned, settings), settings, deadline, kept), pinned, platform
         )
     except _NotKept:
         return None
@@ -202,18 +203,21 @@ def _layers_of(reader: _Reader, pinned: str, platform: Platform) -> BaseLayers:
 
 
 def fetch(
-    wanted: Iterable[tuple[str, Platform]], settings: Settings, budget: Budget | None, cache: Path
+    wanted: Iterable[tuple[str, Platform]],
+    settings: Settings,
+    deadline: Deadline | None,
+    cache: Path,
 ) -> dict[tuple[str, str], BaseLayers]:
     """The layers of each (base, platform) in `wanted`, by (base, platform as text); those not
-    kept are read from the registry within `budget` (without one, they are left out). The
+    kept are read from the registry within `deadline` (without one, they are left out). The
     store is then trimmed to KEEP_BYTES, the newest kept."""
     kept = store(cache)
     found = {}
     for ref, platform in dict.fromkeys(wanted):
-        layers = layers_of(ref, platform, settings, budget, kept)
+        layers = layers_of(ref, platform, settings, deadline, kept)
         if layers is not None:
             found[ref, str(platform)] = layers
-    if budget is not None:
+    if deadline is not None:
         trim(kept)
     return found
 

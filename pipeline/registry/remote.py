@@ -19,15 +19,9 @@ import oras.layout
 from pipeline.errors import RegistryError
 from pipeline.image.oci import REF_NAME, digest_of, file_digest
 from pipeline.refs import ImageRef
-from pipeline.registry.transport import (
-    INDEX,
-    MANIFEST,
-    Budget,
-    Client,
-    Login,
-    check_answer,
-    one_line_errors,
-)
+from pipeline.registry.access import Deadline, Login
+from pipeline.registry.answers import check_answer, one_line_errors
+from pipeline.registry.transport import INDEX, MANIFEST, Client
 
 EMPTY = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
@@ -40,7 +34,7 @@ def push_image(
     tarball: Path,
     ref: ImageRef,
     login: Login,
-    budget: Budget,
+    deadline: Deadline,
     *,
     ref_name: str,
     digest: str,
@@ -52,7 +46,7 @@ def push_image(
     `registry/repository:tag@digest` and the bytes of the blobs sent."""
     tag = ref.tag or "latest"
     with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, one_line_errors(ref):
-        client = Client(ref, login, budget)
+        client = Client(ref, login, deadline)
         client.mounts.update(mounts or {})
         client.check_login()
         with tarfile.open(tarball) as tar:
@@ -107,7 +101,7 @@ def push_artifact(
     ref: ImageRef,
     tag: str,
     login: Login,
-    budget: Budget,
+    deadline: Deadline,
     *,
     artifact_type: str,
     annotations: dict[str, str],
@@ -118,7 +112,7 @@ def push_artifact(
         tempfile.TemporaryDirectory(prefix="pipeline-artifact-") as directory,
         one_line_errors(ref),
     ):
-        client = Client(ref, login, budget)
+        client = Client(ref, login, deadline)
         client.check_login()
         container = client.get_container(f"{ref.endpoint}/{ref.repository}:{tag}")
         empty = Path(directory) / "config"
@@ -154,7 +148,7 @@ def pull_artifact(
     ref: ImageRef,
     tag: str,
     login: Login,
-    budget: Budget,
+    deadline: Deadline,
     directory: Path,
     *,
     artifact_type: str,
@@ -163,7 +157,7 @@ def pull_artifact(
     `directory` (each checked against its digest and size), with their media types. NotFound
     if there is none; RegistryError if it is not an `artifact_type` or a blob is corrupt."""
     with one_line_errors(ref):
-        client = Client(ref, login, budget, actions="pull")
+        client = Client(ref, login, deadline, actions="pull")
         answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
         if answer.status_code == 404:
             raise NotFound(f"{ref.canonical}:{tag} does not exist (yet)")
@@ -198,7 +192,7 @@ def download_blob(client: Client, digest: str, size: int, path: Path) -> None:
     hasher, written = hashlib.sha256(), 0
     with answer, path.open("wb") as file:
         for chunk in answer.iter_content(1 << 20):
-            client.budget.left(client.ref.registry)
+            client.deadline.left(client.ref.registry)
             written += len(chunk)
             if written > size:
                 break
@@ -226,7 +220,7 @@ def push_sbom(
     sbom: bytes,
     ref: ImageRef,
     login: Login,
-    budget: Budget,
+    deadline: Deadline,
     *,
     subject: dict[str, Any],
     media_type: str,
@@ -237,7 +231,7 @@ def push_sbom(
     (signatures, attestations: their manifests are in the registry already). Return the tag."""
     fallback = str(subject["digest"]).replace(":", "-")
     with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, one_line_errors(ref):
-        client = Client(ref, login, budget)
+        client = Client(ref, login, deadline)
         container = client.get_container(f"{ref.endpoint}/{ref.repository}:{fallback}")
         layers = []
         for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
@@ -281,7 +275,7 @@ def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
             index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
             put = client.do_request(client.manifest_url(tag), "PUT", index, {"Content-Type": INDEX})
             check_answer(put, client.ref, tag)
-        client.budget.stop.wait(SETTLE)
+        client.deadline.stop.wait(SETTLE)
         if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
             return
     raise RegistryError(

@@ -1,29 +1,27 @@
 """A registry's work (a push, a pull, reading a base's blobs), which oras and requests do
 blocking, awaited in a daemon thread of its own and stopped after a time: an interrupted or
-overdue transfer is told to stop (its Budget), and never keeps the process from exiting."""
+overdue transfer is told to stop (its Deadline), and never keeps the process from exiting."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
 from pipeline.errors import RegistryError
-
-if TYPE_CHECKING:
-    from pipeline.registry.transport import Budget
+from pipeline.registry.access import Deadline
 
 T = TypeVar("T")
 
 
-async def in_thread(work: Callable[[], T], budget: Budget) -> T:
+async def in_thread(work: Callable[[], T], deadline: Deadline) -> T:
     """`work()` in a daemon thread of its own, awaited: a push that is interrupted or over
-    its budget is told to stop (budget.stop), and it never keeps the process from exiting
+    its deadline is told to stop (deadline.stop), and it never keeps the process from exiting
     (anyio's worker threads would: they are joined at exit)."""
     done = anyio.Event()
     token = anyio.lowlevel.current_token()
@@ -43,17 +41,17 @@ async def in_thread(work: Callable[[], T], budget: Budget) -> T:
     try:
         await done.wait()
     finally:
-        budget.stop.set()
+        deadline.stop.set()
     if failure:
         raise failure[0]
     return outcome[0]
 
 
-async def bounded(work: Callable[[], T], budget: Budget, seconds: float, registry: str) -> T:
+async def bounded(work: Callable[[], T], deadline: Deadline, seconds: float, registry: str) -> T:
     """`work()` (a registry's) in a thread of its own, stopped after `seconds`."""
     try:
         with anyio.fail_after(seconds):
-            return await in_thread(work, budget)
+            return await in_thread(work, deadline)
     except TimeoutError:
         raise RegistryError(
             f"registry {registry} did not finish within {seconds:g}s: is it up, is the "

@@ -1,7 +1,7 @@
 """Talking to a registry the way hosted registries need: oras' registry client with our
 do_request. Every request oras makes goes through it: a bearer token per scope (Docker's token
 protocol: a pull token does not push), a timeout on every request, a bounded retry of 429 and
-502-504 that honours Retry-After, and a Budget that stops a push for real when it is over its
+502-504 that honours Retry-After, and a Deadline that stops a push for real when it is over its
 time or interrupted. Its failures are one line each (RegistryError)."""
 
 from __future__ import annotations
@@ -9,11 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -24,59 +19,15 @@ import oras.provider
 import requests
 import requests.adapters
 
-from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed, unreachable_reason
+from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed
 from pipeline.refs import ImageRef
-from pipeline.settings import Secret, Settings
+from pipeline.registry.access import Deadline, Login
+from pipeline.registry.answers import check_answer, one_line_errors, request_of
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-CONNECT_TIMEOUT = 10.0  # seconds, each request (never past the budget's end)
-READ_TIMEOUT = 60.0
 TRIES = 4  # a request answered 429 or 502-504 is sent again, up to this many times in all
 _RETRIED = (429, 502, 503, 504)
-
-
-@dataclass(frozen=True)
-class Login:
-    """How to reach a registry: credentials and the CA that signs its certificate."""
-
-    username: str | None
-    password: Secret | None
-    ca: Path | None
-
-    @classmethod
-    def of(cls, settings: Settings, ref: ImageRef | None = None) -> Login:
-        """The run's --registry-username, its password and --registry-ca, for `ref` (default
-        --publish): the credentials go to the registry they are for, never to another."""
-        if ref is not None and ref.registry != settings.login_registry:
-            return cls(None, None, settings.registry_ca)
-        return cls(settings.registry_username, settings.registry_password, settings.registry_ca)
-
-
-@dataclass
-class Budget:
-    """The end of a push (time.monotonic()) and a flag that stops it, shared with the thread
-    that pushes: checked before every request, and no request waits past the end."""
-
-    deadline: float
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    @classmethod
-    def of(cls, seconds: float) -> Budget:
-        return cls(time.monotonic() + seconds)
-
-    def left(self, registry: str) -> float:
-        """Seconds left; RegistryError if none are, or the push was stopped."""
-        if self.stop.is_set():
-            raise RegistryError(f"push to {registry} stopped")
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise RegistryError(f"registry {registry} did not finish the push in time")
-        return left
-
-    def timeout(self, registry: str) -> tuple[float, float]:
-        left = self.left(registry)
-        return min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)
 
 
 def _is_loopback(host: str) -> bool:
@@ -89,11 +40,11 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _speaks_tls(host: str, budget: Budget) -> bool:
+def _speaks_tls(host: str, deadline: Deadline) -> bool:
     name, _, port = host.rpartition(":")
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    wait = min(5.0, budget.left(host))
+    wait = min(5.0, deadline.left(host))
     try:
         with (
             socket.create_connection((name or host, int(port or 443)), timeout=wait) as raw,
@@ -125,12 +76,12 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
     """oras' registry client, with our do_request: see the module's docstring."""
 
     def __init__(
-        self, ref: ImageRef, login: Login, budget: Budget, *, actions: str = "pull,push"
+        self, ref: ImageRef, login: Login, deadline: Deadline, *, actions: str = "pull,push"
     ) -> None:
-        self.ref, self.login, self.budget = ref, login, budget
+        self.ref, self.login, self.deadline = ref, login, deadline
         host = ref.endpoint
         # As docker does for registries on loopback: plain HTTP where they do not speak TLS.
-        insecure = _is_loopback(host) and not _speaks_tls(host, budget)
+        insecure = _is_loopback(host) and not _speaks_tls(host, deadline)
         super().__init__(hostname=host, insecure=insecure, auth_backend="basic")
         if login.ca is not None:
             self.session.mount("https://", _TrustAlso(login.ca))
@@ -157,7 +108,7 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
             realm,
             params=params,
             auth=self._credentials(),
-            timeout=self.budget.timeout(self.ref.registry),
+            timeout=self.deadline.timeout(self.ref.registry),
         )
         if answer.status_code == 401:
             raise auth_failed(self.ref.registry)
@@ -195,7 +146,7 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
     ) -> requests.Response:
         """One request to the registry, authenticated for our repository's scope, sent again
         after a 401 (with a token for the scope asked) and after 429/502-504 (after the
-        Retry-After the registry asks for), within the budget."""
+        Retry-After the registry asks for), within the deadline."""
         registry = self.ref.registry
         authorized = False
         for tried in range(1, TRIES + 1):
@@ -214,7 +165,7 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
                     headers=sent,
                     stream=stream,
                     auth=auth,
-                    timeout=self.budget.timeout(registry),
+                    timeout=self.deadline.timeout(registry),
                 )
             if response.status_code == 401 and not authorized:
                 authorized = True
@@ -240,19 +191,19 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
                 f"{self.ref.registry}: the login {self.login.username} may not push to "
                 f"{self.ref.repository} (insufficient_scope)"
             )
-        check_answer(response, self.ref, _what(response))
+        check_answer(response, self.ref, request_of(response))
 
     def _wait(self, response: requests.Response, tried: int) -> None:
         """Sleep as long as the registry asks (Retry-After, in seconds), else 1, 2, 4 s."""
         asked = response.headers.get("Retry-After", "")
         wait = float(asked) if asked.strip().isdigit() else 2.0 ** (tried - 1)
-        left = self.budget.left(self.ref.registry)
+        left = self.deadline.left(self.ref.registry)
         if wait >= left:
             raise RegistryError(
                 f"registry {self.ref.registry} asks to wait {wait:.0f}s (HTTP "
                 f"{response.status_code}), longer than the push has left ({left:.0f}s)"
             )
-        self.budget.stop.wait(wait)
+        self.deadline.stop.wait(wait)
 
     def upload_blob(
         self,
@@ -292,7 +243,7 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
         """oras' check of each upload: ours, one line (oras' own answer to a blob the registry
         has already is a bare 200 with no request)."""
         if response.status_code >= 300:
-            check_answer(response, self.ref, _what(response))
+            check_answer(response, self.ref, request_of(response))
 
     def check_login(self) -> None:
         """Ask /v2/ who we must be, before any push: a registry that wants a login and has
@@ -308,48 +259,3 @@ class Client(oras.provider.Registry):  # type: ignore[misc]
         )
         check_answer(response, self.ref, "HEAD of the manifest")
         return str(response.headers.get("Docker-Content-Digest", ""))
-
-
-@contextmanager
-def one_line_errors(ref: ImageRef) -> Iterator[None]:
-    """requests' and oras' failures as one line naming the registry."""
-    try:
-        yield
-    except requests.exceptions.SSLError as err:
-        raise RegistryError(
-            f"registry {ref.registry}: TLS verification failed; give its CA with --registry-ca"
-            f" ({type(err).__name__})"
-        ) from None
-    except requests.exceptions.Timeout:
-        raise RegistryError(f"registry {ref.registry} did not answer in time") from None
-    except requests.exceptions.ConnectionError as err:
-        reason = unreachable_reason(str(err)) or "no connection"
-        raise RegistryError(
-            f"registry {ref.registry} unreachable ({reason}): is it up, is the address right?"
-        ) from None
-    except (ValueError, FileNotFoundError) as err:  # oras: a layout it cannot push
-        raise RegistryError(f"push to {ref.registry} failed: {err}") from None
-
-
-def _what(response: requests.Response) -> str:
-    """`PUT /v2/team/app/manifests/v1`: the request a response answers."""
-    method = response.request.method if response.request is not None else "request"
-    return f"{method} {urlsplit(response.url or '').path}"
-
-
-def check_answer(response: requests.Response, ref: ImageRef, what: str) -> None:
-    """RegistryError, one line naming the registry, unless the answer is a success."""
-    code = response.status_code
-    if code == 401:
-        raise auth_failed(ref.registry)
-    if code == 403:
-        raise RegistryError(
-            f"registry {ref.registry} refused {what}: the login may not push to {ref.repository}"
-        )
-    if code == 404 and "/blobs/uploads/" in (response.url or ""):
-        raise RegistryError(
-            f"registry {ref.registry} lost an upload under way (HTTP 404: it restarted, or "
-            "expired the upload): push again"
-        )
-    if code >= 300:
-        raise RegistryError(f"registry {ref.registry}: {what} failed: HTTP {code}")
