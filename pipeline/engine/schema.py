@@ -10,8 +10,7 @@ a few milliseconds (KEY_QUERY): its version, the view of the API its client (the
 that read it (dagger-io, gql, graphql-core), that is the key of a file in the user's cache
 directory (`$XDG_CACHE_HOME/pipeline/schema-<key>.json`, else `~/.cache/pipeline/…`) holding
 the introspection result. On a miss, or a file that does not read back whole, the result is
-fetched once with the query the SDK would send, and saved (written to a temporary name, then
-renamed).
+fetched once with the query the SDK would send, and saved (whole or not at all).
 
 The hook, while `cached()` is open: `dagger.client._session` makes its gql client through
 the name `GraphQLClient`; that name gives the client the schema (`schema=`,
@@ -57,9 +56,7 @@ from pipeline.outputs import cache_home, write_text
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
 TRANSPORT_NAME = "TelemetryTransport"  # ... and its HTTP transport (httpx) by
-KEY_QUERY = (
-    ENGINE_QUERY  # asked by the session child as soon as it is up (pipeline.engine.provision)
-)
+KEY_QUERY = ENGINE_QUERY  # the session child asks it once up (pipeline.engine.provision)
 # What the SDK sends (gql's query with its default arguments, as the SDK passes none).
 INTROSPECTION = graphql.print_ast(get_introspection_query_ast())
 ASK_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
