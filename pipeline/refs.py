@@ -114,7 +114,7 @@ class ImageRef:
         return f"library/{self.path}" if self.docker_hub and "/" not in self.path else self.path
 
     @property
-    def canonical(self) -> str:
+    def qualified(self) -> str:
         """registry/repository, in full: docker.io/library/alpine for `alpine`."""
         return f"{'docker.io' if self.docker_hub else self.registry}/{self.repository}"
 

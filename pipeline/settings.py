@@ -99,7 +99,7 @@ class Settings:
         return None if ref is None else ref.registry
 
     @property
-    def scratch(self) -> bool:
+    def on_scratch(self) -> bool:
         return self.runtime_image == SCRATCH
 
     @property

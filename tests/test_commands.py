@@ -113,7 +113,7 @@ def test_flags(captured: list[Settings]) -> None:
     (got,) = captured
     assert got.variant is Variant.BUILDER
     assert (got.source, got.package, got.test) == (Path("src"), "./cmd/app", False)
-    assert got.scratch
+    assert got.on_scratch
     assert got.platforms == (Platform("linux", "amd64"), Platform("linux", "arm64"))
     assert (got.output, got.load, got.run, got.json_path) == (
         Path("out/app.tar"),

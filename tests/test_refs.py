@@ -122,7 +122,7 @@ def test_docker_hub_names_resolve_as_docker_resolves_them(
     text: str, endpoint: str, repository: str, canonical: str
 ) -> None:
     ref = parse_image_ref(text, option="--publish")
-    assert (ref.endpoint, ref.repository, ref.canonical) == (endpoint, repository, canonical)
+    assert (ref.endpoint, ref.repository, ref.qualified) == (endpoint, repository, canonical)
 
 
 def test_names_and_hosts() -> None:

@@ -171,7 +171,9 @@ def _floor(reports: Sequence[tuple[str, RunReport]]) -> int | None:
     return None
 
 
-def compare(reports: Sequence[tuple[str, RunReport]], budgets: Mapping[str, int]) -> Comparison:
+def side_by_side(
+    reports: Sequence[tuple[str, RunReport]], budgets: Mapping[str, int]
+) -> Comparison:
     rows = build_rows(reports)
     floor = _floor(reports)
     headline = next((r for r in rows if r.key == "multistage"), rows[-1])

@@ -152,7 +152,7 @@ def execute_compare(
             reports: tuple[results.RunReport, ...] = in_engine(
                 lambda flows: flows.compare(jobs, tree, hook)
             )
-        comparison = compare.compare(
+        comparison = compare.side_by_side(
             [(j.key, r) for j, r in zip(jobs, reports, strict=True)], budgets
         )
         if outputs.json is not None:

@@ -1,6 +1,6 @@
 """Progress on stderr while a run works, so that a slow build can be told from a hung one.
 
-Each step the runner's clocks time (test, build, export, export builder, load, sbom, publish,
+Each step the flows' clocks time (test, build, export, export builder, load, sbom, publish,
 run) is shown as it starts and as it ends, with its time and, for a transfer, its size. On a
 terminal, a live display (rich's Live) shows the steps under way with their elapsed time and
 the steps done with theirs, and is gone once the run ends (the summary lists the steps). In a
@@ -197,7 +197,7 @@ def display(
     labelled: bool = False,
     stream: TextIO | None = None,
 ) -> Iterator[Display | None]:
-    """The progress display for a run, as a step hook for the runner's flows, or None when
+    """The progress display for a run, as a step hook for the flows, or None when
     nothing is to be shown (--quiet, or under `dagger run`). It goes to `stream` (stderr):
     live on a terminal, plain lines elsewhere. It is off the screen once the block ends."""
     if quiet or under_dagger_run(env):

@@ -51,7 +51,7 @@ class Session:
     """What the builds of one Dagger session share."""
 
     native: Platform
-    scratch: Path
+    temp: Path
     hook: StepHook | None = None
     # Each base's layers for a platform, as its registry serves them (pipeline.registry.bases): a
     # pinned base never changes, so read once per session.
@@ -73,7 +73,7 @@ async def _engine_clock(session: Session) -> None:
     before (so no cache answers), copied out by Directory.export, which keeps it. No image
     and no exec: nothing is asked of the Go image. It runs beside the first build."""
     name = uuid.uuid4().hex
-    where = Path(tempfile.mkdtemp(prefix="clock-", dir=session.scratch))
+    where = Path(tempfile.mkdtemp(prefix="clock-", dir=session.temp))
     await dag.directory().with_new_file(name, "").export(str(where))
     session.started = (where / name).stat().st_mtime
     shutil.rmtree(where, ignore_errors=True)
@@ -216,7 +216,7 @@ def translate(err: BaseException, settings: Settings) -> BaseException:
     return err
 
 
-def _scratch_dir() -> Path:
+def _temp_dir() -> Path:
     """A private directory under build/ for files the run removes again."""
     try:
         BUILD_DIR.mkdir(exist_ok=True)
@@ -247,19 +247,19 @@ async def in_session(
     body: Callable[[Session], Awaitable[T]], settings: Settings, hook: StepHook | None = None
 ) -> T:
     """Open the Dagger session, run `body`, and turn engine errors into ours."""
-    scratch = _scratch_dir()
+    temp = _temp_dir()
     own: BaseException | None = None
     connected = False
     address = from_env()
     # A second signal ends the process at once: the directory goes first.
-    at_once = stopping.remember(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    at_once = stopping.remember(lambda: shutil.rmtree(temp, ignore_errors=True))
     try:
         async with connected_to(address) as child:
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
                 kept = layer_cache.Kept(layer_cache.directory(cache_home(os.environ)))
-                session = Session(native, scratch, hook, compressed=kept)
+                session = Session(native, temp, hook, compressed=kept)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.
@@ -289,4 +289,4 @@ async def in_session(
         raise session_gone(err) from None
     finally:
         stopping.forget(at_once)
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)

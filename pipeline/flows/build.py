@@ -57,14 +57,14 @@ async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
     return replace(settings, go_image=pinned[settings.go_image], runtime_image=runtime), pinned
 
 
-async def _after_build(built: Built, session: Session, scratch: Path) -> tuple[str, bytes]:
+async def _after_build(built: Built, session: Session, temp: Path) -> tuple[str, bytes]:
     """The binary as `go build` left it, copied out of the build stage with its directory
     (Directory.export keeps modification times; nothing runs in a container). Its time, older
     than the session if the build came from the cache, says "cold" (`go build` ran in this
     session) or "warm"; its bytes hold the build info the SBOM is made from
     (pipeline.image.buildinfo) and the layer the image will hold it in."""
     where = PurePosixPath(built.binary_path)
-    copy = scratch / "build-output"
+    copy = temp / "build-output"
     await built.build_stage.directory(str(where.parent)).export(str(copy))
 
     def read() -> tuple[float, bytes]:
@@ -99,14 +99,14 @@ async def variant(
         pinned=pinned,
         session=session,
         platforms=settings.platforms or (session.native,),
-        scratch=Path(tempfile.mkdtemp(prefix=f"{settings.variant}-", dir=session.scratch)),
+        temp=Path(tempfile.mkdtemp(prefix=f"{settings.variant}-", dir=session.temp)),
         clock=Clock(session.hook, label=settings.tag),
         kept=kept,
     )
     previous = kept.previous(settings, len(job.platforms)) if kept else None
 
     async def build(current: Settings) -> tuple[Built, tuple[str, bytes], bytes | None]:
-        target = Target(current, tree, job.platforms, session.native, job.scratch)
+        target = Target(current, tree, job.platforms, session.native, job.temp)
         built = await VARIANTS[settings.variant].build(target)
         images = (built.image, *built.extras)
         if previous and foreseeable(settings, built) and not (settings.run or settings.load):
@@ -121,7 +121,7 @@ async def variant(
             # imported, for the SBOM's build info.
             group.start_soon(anyio.to_thread.run_sync, buildinfo.load)
             group.start_soon(_sync_all, containers)
-            facts = await _after_build(built, session, job.scratch)
+            facts = await _after_build(built, session, job.temp)
             layer = foreseen(settings, built, facts[1])
             if layer is not None:
                 group.start_soon(anyio.to_thread.run_sync, prime, session.compressed, layer)

@@ -92,7 +92,7 @@ async def pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> 
         if media_type in TARS:
             files.append(path.rename(path.with_name(TARS[media_type] + ".gz")))
     if not any(path.name == TARS[BUILD_LAYER] + ".gz" for path in files):
-        raise PipelineError(f"{ref.canonical}:{tag} holds no Go build cache")
+        raise PipelineError(f"{ref.qualified}:{tag} holds no Go build cache")
     return files
 
 

@@ -33,7 +33,7 @@ class Job:
     pinned: dict[str, str]
     session: Session
     platforms: tuple[Platform, ...]
-    scratch: Path
+    temp: Path
     clock: Clock
     kept: Kept | None = None  # --watch's: the images kept for the next build
 
@@ -88,7 +88,7 @@ async def _images(
             info, exported = await tarball.export(
                 image,
                 destination,
-                job.scratch,
+                job.temp,
                 [str(p) for p in job.platforms],
                 session,
                 epoch,
@@ -111,7 +111,7 @@ async def _images(
         if settings.load and runnable is not None:
             with job.clock.step("load" if role == "image" else f"load {role}"):
                 index = runnable if len(image.containers) > 1 else 0
-                loaded = await tarball.load(image, index, exported, job.scratch)
+                loaded = await tarball.load(image, index, exported, job.temp)
             report = replace(report, loaded=loaded)
         reports.append(report)
     return reports, infos

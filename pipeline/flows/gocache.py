@@ -96,8 +96,8 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
 
     async def pull_and_unpack(ref: ImageRef) -> None:
         tag = cache_tag(ref, settings, platforms)
-        source = f"{ref.canonical}:{tag}"
-        directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.scratch))
+        source = f"{ref.qualified}:{tag}"
+        directory = Path(tempfile.mkdtemp(prefix="cache-from-", dir=session.temp))
         try:
             files = await cache_artifact.pull(settings, ref, tag, directory)
         except PipelineError as err:
@@ -179,7 +179,7 @@ async def save(
     assert ref is not None
     await session.clock.wait()
     modules = tree.module and not tree.vendored
-    directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.scratch))
+    directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.temp))
     tag = cache_tag(ref, settings, platforms)
     try:
         helper = await _helper(settings, session)
@@ -197,7 +197,7 @@ async def save(
     except (PipelineError, dagger.QueryError, OSError, tarfile.TarError) as err:
         warning = _without("--cache-to", ref, _first_line(err))
         return replace(started, warnings=(*started.warnings, warning))
-    return replace(started, saved_to=f"{ref.canonical}:{tag}@{pushed}", saved_size=size)
+    return replace(started, saved_to=f"{ref.qualified}:{tag}@{pushed}", saved_size=size)
 
 
 async def _used_modules(settings: Settings, tree: SourceTree) -> list[str]:

@@ -22,7 +22,7 @@ def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) 
     subject = sbom.Subject(
         name=tag,
         digest=info.digest,
-        base=None if settings.scratch else settings.runtime_image,
+        base=None if settings.on_scratch else settings.runtime_image,
         epoch=settings.provenance.epoch,
     )
     try:

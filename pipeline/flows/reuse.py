@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 @dataclass
 class Kept:
     """Each tag's last single-platform reproducible image, with the settings it was built
-    from, in `directory` (the session's scratch directory)."""
+    from, in `directory` (the session's temporary directory)."""
 
     directory: Path
     images: dict[str, tuple[Settings, Path]] = field(default_factory=dict)

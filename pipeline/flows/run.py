@@ -94,7 +94,7 @@ async def verify(settings: Settings, tree: SourceTree, hook: StepHook | None = N
     async def body(session: Session) -> Verdict:
         once = replace(
             settings,
-            output=session.scratch / "first.tar",
+            output=session.temp / "first.tar",
             load=False,
             publish=None,
             run=False,
@@ -106,21 +106,19 @@ async def verify(settings: Settings, tree: SourceTree, hook: StepHook | None = N
         # Fresh Go caches, no --cache-from: a poisoned cache shows up as a difference.
         again = replace(
             once,
-            output=session.scratch / "second.tar",
+            output=session.temp / "second.tar",
             cache_bust=uuid.uuid4().hex,
             cache_from=None,
         )
         second = await build.variant(again, tree, session, dissect_images=False)
         found = await anyio.to_thread.run_sync(
-            differences, session.scratch / "first.tar", session.scratch / "second.tar"
+            differences, session.temp / "first.tar", session.temp / "second.tar"
         )
         # Each build holds its base as the base's registry serves it, layer for layer.
         pinned = first.bases.get(settings.runtime_image)
         bases = {p: session.bases[pinned, p] for p in first.platforms} if pinned else {}
         for which, tarball in (("first", "first.tar"), ("second", "second.tar")):
-            wrong = await anyio.to_thread.run_sync(
-                base_mismatches, session.scratch / tarball, bases
-            )
+            wrong = await anyio.to_thread.run_sync(base_mismatches, session.temp / tarball, bases)
             found.extend(f"{which} build: {line}" for line in wrong)
         return Verdict(first, second, tuple(found))
 
@@ -171,7 +169,7 @@ async def watch(
     async def builds(session: Session, cache: gocache.Bracket) -> None:
         nonlocal changed
         current = settings
-        kept = Kept(session.scratch)  # each image, for the next build to start from
+        kept = Kept(session.temp)  # each image, for the next build to start from
         restored, started = cache.restored, cache.started
         while True:
             try:

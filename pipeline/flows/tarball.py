@@ -45,7 +45,7 @@ def _check_platforms(image: Image, info: ImageInfo, platforms: Sequence[str]) ->
 async def export(
     image: Image,
     destination: Path | None,
-    scratch: Path,
+    temp: Path,
     platforms: Sequence[str],
     session: Session,
     epoch: int | None,
@@ -57,12 +57,12 @@ async def export(
     `base_layers` (platform → the base's layers, as its registry serves them), its own layers
     compressed canonically, and everything else reproducible where an epoch is given (the
     config's times stay the engine's without one). It lands at `destination` (atomically)
-    or, without one, in `scratch`. With an epoch and `swap` (an image this session made, and
+    or, without one, in `temp`. With an epoch and `swap` (an image this session made, and
     the tar of a layer): the image is known to be that one with its last layer replaced by
     this one (the same recipe, settings and bases; another binary), and is made from it here
     instead of exported by the engine."""
     head, *rest = image.containers
-    target = destination or scratch / f"{image.ref.replace(':', '-')}.tar"
+    target = destination or temp / f"{image.ref.replace(':', '-')}.tar"
     # read_image below reads none of the layers again (session.layers).
     memo, layers = session.compressed, session.layers
     with atomic_path(target) as tmp:
@@ -78,7 +78,7 @@ async def export(
                 await anyio.to_thread.run_sync(made)
                 swapped = True
         if not swapped:
-            raw = scratch / "engine-export.tar"
+            raw = temp / "engine-export.tar"
             # normalise compresses every layer we added itself, and takes the base's from
             # its registry: the engine need not compress any, nor we undo it.
             await head.export(
@@ -132,7 +132,7 @@ async def fetch_bases(
     session.bases.update(await bounded(work, deadline, settings.push_timeout, registry))
 
 
-async def load(image: Image, index: int, tarball: Path | None, scratch: Path) -> str:
+async def load(image: Image, index: int, tarball: Path | None, temp: Path) -> str:
     """Put the image into the local Docker: through the engine's image loader where it has
     one, else `docker load` of a single-platform tarball."""
     container = image.containers[index]
@@ -144,7 +144,7 @@ async def load(image: Image, index: int, tarball: Path | None, scratch: Path) ->
     else:
         return image.ref
     if tarball is None or len(image.containers) > 1:
-        tarball = scratch / "load.tar"
+        tarball = temp / "load.tar"
         await container.export(str(tarball))
     return await anyio.to_thread.run_sync(docker_cli.load, tarball, image.ref)
 

@@ -25,7 +25,7 @@ class BuildInfoError(ValueError):
 
 
 def load() -> None:
-    """Import pyelftools (about 40 ms): the runner calls this in a thread while the engine
+    """Import pyelftools (about 40 ms): the build flow calls this in a thread while the engine
     compiles, so that reading the build info after the build does not wait for it."""
     import elftools.elf.elffile  # noqa: F401
 

@@ -1,5 +1,5 @@
 """Small lazy builders the variants share. Each describes a container or a file and returns
-it; nothing runs until the runner awaits a leaf."""
+it; nothing runs until a flow awaits a leaf."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def cache_volumes(settings: Settings) -> tuple[str, str] | None:
     )
     if ref is None:
         return "pipeline-go-build", "pipeline-go-mod"
-    named = f"{trust} {ref.canonical}:{ref.tag or 'latest'}"
+    named = f"{trust} {ref.qualified}:{ref.tag or 'latest'}"
     key = hashlib.sha256(named.encode()).hexdigest()[:16]
     return f"pipeline-go-build-{key}", f"pipeline-go-mod-{key}"
 
@@ -148,6 +148,6 @@ def scratch_files(settings: Settings) -> dagger.Directory:
 def runtime_base(settings: Settings, platform: Platform) -> dagger.Container:
     """The base the binary ships on: an image reference, or nothing at all for `scratch`."""
     container = dag.container(platform=dagger.Platform(str(platform)))
-    if settings.scratch:
+    if settings.on_scratch:
         return container
     return container.from_(settings.runtime_image)

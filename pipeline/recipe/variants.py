@@ -217,7 +217,7 @@ async def slim_image(
     base = runtime_base(settings, platform)
     rootfs = dag.directory().with_file(f"{WORKDIR.lstrip('/')}/{name}", binary, permissions=0o755)
     user = settings.user
-    if settings.scratch:
+    if settings.on_scratch:
         rootfs = rootfs.with_directory(".", scratch_files(settings))
         user = user or NONROOT
     elif user is None and await _has_nonroot(base, settings.runtime_image, platform):
@@ -231,7 +231,7 @@ async def slim_image(
     if provenance is not None:
         for key, value in labels(provenance, name).items():
             image = image.with_label(key, value)
-    if not settings.scratch and "@" in settings.runtime_image:
+    if not settings.on_scratch and "@" in settings.runtime_image:
         base_name, _, base_digest = settings.runtime_image.partition("@")
         image = image.with_annotation("org.opencontainers.image.base.name", base_name)
         image = image.with_annotation("org.opencontainers.image.base.digest", base_digest)
@@ -241,12 +241,12 @@ async def slim_image(
 def _binary_layer(target: Target) -> str | None:
     """Where slim_image puts the binary, if its layer holds nothing else (on scratch, the
     users, the CA bundle and /tmp share it)."""
-    return None if target.settings.scratch else f"{WORKDIR}/{target.settings.name}"
+    return None if target.settings.on_scratch else f"{WORKDIR}/{target.settings.name}"
 
 
 def _base(target: Target) -> dagger.Container | None:
     """The runtime base on the engine's platform, as the image was built on it."""
-    if target.settings.scratch:
+    if target.settings.on_scratch:
         return None
     return runtime_base(target.settings, target.native)
 
@@ -258,7 +258,7 @@ def bases_of(
     platform (none on scratch), and the Go image on the engine's platform where an image is
     made in it (naive's, the builder pattern's build image)."""
     pairs = []
-    if settings.variant is not Variant.NAIVE and not settings.scratch:
+    if settings.variant is not Variant.NAIVE and not settings.on_scratch:
         pairs += [(settings.runtime_image, platform) for platform in platforms]
     if settings.variant is not Variant.MULTISTAGE:
         pairs.append((settings.go_image, native))

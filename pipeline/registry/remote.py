@@ -62,7 +62,7 @@ def push_image(
             f"{ref.registry} reports {remote or 'no digest'} for {ref.path}:{tag}, not the "
             f"pushed {digest}: the registry rewrote the manifest"
         )
-    return f"{ref.canonical}:{tag}@{digest}", client.sent
+    return f"{ref.qualified}:{tag}@{digest}", client.sent
 
 
 def _name_the_image(layout: Path, ref_name: str) -> None:
@@ -160,7 +160,7 @@ def pull_artifact(
         client = Client(ref, login, deadline, actions="pull")
         answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
         if answer.status_code == 404:
-            raise NotFound(f"{ref.canonical}:{tag} does not exist (yet)")
+            raise NotFound(f"{ref.qualified}:{tag} does not exist (yet)")
         check_answer(answer, ref, f"reading {ref.repository}:{tag}")
         try:
             manifest = answer.json()
@@ -170,10 +170,10 @@ def pull_artifact(
                 for la in manifest["layers"]
             ]
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise RegistryError(f"{ref.canonical}:{tag} is not an OCI manifest") from None
+            raise RegistryError(f"{ref.qualified}:{tag} is not an OCI manifest") from None
         if found != artifact_type:
             raise RegistryError(
-                f"{ref.canonical}:{tag} is not a {artifact_type} (its artifactType: "
+                f"{ref.qualified}:{tag} is not a {artifact_type} (its artifactType: "
                 f"{found or 'none'})"
             )
         pulled = []
