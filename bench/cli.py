@@ -1,5 +1,5 @@
-"""The command line of the bench: flags → Options → bench.run → tables, JSON, Markdown, exit
-code; and `load`: flags → LoadOptions → bench.load → the same. The only module of bench/ that
+"""The command line of the bench: flags → Options → bench.speed.run → tables, JSON, Markdown, exit
+code; and `load`: flags → LoadOptions → bench.load.run → the same. The only module of bench/ that
 imports Typer; nothing here imports dagger, so `--help` and bad flags answer at once.
 
 Run it inside the test bed's network namespace, where the registry, the Docker daemon and the
@@ -9,7 +9,7 @@ engine are:
     tests/testbed/exec .venv/bin/python -m bench load --quick
 
 `--baseline REF` adds pipeline/ as committed at REF as a third side of every comparison
-(bench/baseline.py); a REF that names no commit ends the bench at once, exit 1.
+(bench/shared/baseline.py); a REF that names no commit ends the bench at once, exit 1.
 
 `load` exits 1 when a run failed, a digest differed from its run alone, or a fault check
 failed; the throughput goal is reported, not enforced (it depends on the machine).
@@ -29,13 +29,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bench import baseline as baselines
-from bench import fresh, load_report, machine, report
-from bench import load as loads
-from bench.programs import PROGRAMS, BenchError
-from bench.run import PEERS, Options, fetch_all, run
-from bench.scenarios import Scenario
-from bench.sides import Workspace
+from bench.fresh import run as fresh
+from bench.load import report as load_report
+from bench.load import run as loads
+from bench.shared import baseline as baselines
+from bench.shared import machine
+from bench.shared.programs import PROGRAMS, BenchError
+from bench.shared.sides import Workspace
+from bench.speed import report
+from bench.speed.run import PEERS, Options, fetch_all, run
+from bench.speed.scenarios import Scenario
 from pipeline.outputs import write_text
 
 HERE = Path(__file__).resolve().parent
@@ -488,7 +491,7 @@ def fresh_command(
     m = machine.describe(docker=docker, ko=workspace.ko)
     results["machine"] = m
     described = (
-        f"{m.get('cpu_count')} CPUs, {m.get('memory_bytes', 0) / 2**30:.0f} GiB; docker "
+        f"{machine.sentence(m, model=False, kernel=False)}; docker "
         f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger SDK "
         f"{m.get('dagger_sdk', '?')}"
     )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.cli import resolve
-from bench.run import Options
+from bench.speed.run import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 

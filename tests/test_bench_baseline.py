@@ -1,5 +1,5 @@
-"""bench/baseline.py: pipeline/ as committed at a revision, extracted byte for byte (and again,
-afresh, over the first copy), is what `python -m pipeline` run from there imports."""
+"""bench/shared/baseline.py: pipeline/ as committed at a revision, extracted byte for byte (and
+again, afresh, over the first copy), is what `python -m pipeline` run from there imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import baseline as baselines
+from bench.shared import baseline as baselines
 from tests.bench_fixtures import ROOT, _git
 
 

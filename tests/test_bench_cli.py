@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scenarios import Scenario
+from bench.speed.scenarios import Scenario
 from tests.bench_fixtures import ROOT, _bench, _git, _resolve
 
 

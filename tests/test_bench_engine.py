@@ -1,5 +1,6 @@
-"""bench/engine.py: (against the engine) the probe, `python -m bench.engine probe`, times the
-fixed costs of a session: import dagger, connect, upload the source, resolve the bases, close."""
+"""bench/shared/engine.py: (against the engine) the probe, `python -m bench.shared.engine probe`,
+times the fixed costs of a session: import dagger, connect, upload the source, resolve the bases,
+close."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_engine_probe_times_the_fixed_costs(engine_env: dict[str, str]) -> None:
         [
             sys.executable,
             "-m",
-            "bench.engine",
+            "bench.shared.engine",
             "probe",
             "go-src",
             ".",

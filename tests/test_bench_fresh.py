@@ -1,11 +1,11 @@
-"""bench.fresh: the fresh-runner scenario's tables, from samples as the scenario records them
+"""bench.fresh.run: the fresh-runner scenario's tables, from samples as the scenario records them
 (the scenario itself restarts the test bed's engine: it runs as `python -m bench fresh`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench import fresh
+from bench.fresh import run as fresh
 
 
 def _results() -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""bench/load.py, bench/load_report.py and bench/cpu.py: the percentiles, the throughput ratio,
-CPU busy from /proc/stat, the plan of runs and their command lines, the checks on made-up
+"""bench/load/run.py, bench/load/report.py and bench/shared/cpu.py: the percentiles, the throughput
+ratio, CPU busy from /proc/stat, the plan of runs and their command lines, the checks on made-up
 passes, the load command's flags (without the engine); and (against the real engine, over the
 test bed's mutual TLS) a whole `python -m bench load --quick`, judged by the JSON it writes."""
 
@@ -16,18 +16,7 @@ import pytest
 import typer
 
 from bench.cli import masked, resolve_load
-from bench.cpu import Times, busy_percent, parse
-from bench.load import (
-    MULTI_PLATFORM_BASE,
-    PASSWORD_ENV,
-    Launcher,
-    LoadOptions,
-    Reach,
-    environment,
-    padding,
-    plan,
-)
-from bench.load_report import (
+from bench.load.report import (
     OTHER,
     LoadResults,
     Pass,
@@ -37,6 +26,17 @@ from bench.load_report import (
     percentile,
     throughput_ratio,
 )
+from bench.load.run import (
+    MULTI_PLATFORM_BASE,
+    PASSWORD_ENV,
+    Launcher,
+    LoadOptions,
+    Reach,
+    environment,
+    padding,
+    plan,
+)
+from bench.shared.cpu import Times, busy_percent, parse
 from pipeline.engine.address import Address
 from tests.bench_fixtures import _bench
 from tests.conftest import NO_ENGINE, Testbed

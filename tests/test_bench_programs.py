@@ -1,6 +1,6 @@
-"""bench/programs.py: the edits the scenarios make to a program's source (a one-line edit that
-compiles, undone byte for byte, also when the build fails) and the floor, the program as a static
-binary."""
+"""bench/shared/programs.py: the edits the scenarios make to a program's source (a one-line edit
+that compiles, undone byte for byte, also when the build fails) and the floor, the program as a
+static binary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.programs import PROGRAMS, edited, floor
+from bench.shared.programs import PROGRAMS, edited, floor
 from tests.bench_fixtures import fixture_hello as fixture_hello  # the `hello` fixture
 
 

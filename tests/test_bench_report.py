@@ -1,5 +1,5 @@
-"""bench/report.py: what a run measured, as Results: the ours-vs-peer rows (medians, ratios ours
-over peer), the before-and-after rows of --baseline (now over before, and the baseline never in
+"""bench/speed/report.py: what a run measured, as Results: the ours-vs-peer rows (medians, ratios
+ours over peer), the before-and-after rows of --baseline (now over before, and the baseline never in
 the former), the JSON (every sample, read back, also from a file written before --baseline
 existed), the Markdown tables and the terminal's."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.report import (
+from bench.speed.report import (
     Breakdown,
     Part,
     ProgramInfo,

@@ -1,4 +1,4 @@
-"""bench/run.py: the sides of each sample in an order rotated by its index, so that each goes
+"""bench/speed/run.py: the sides of each sample in an order rotated by its index, so that each goes
 first in turn; and (against the engine and the test bed's Docker) whole runs of `python -m
 bench`: a tiny one, ours against docker with no change, and one with the watch scenario and
 --baseline HEAD, after which no --watch process is left."""
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.run import rotated
+from bench.speed.run import rotated
 from tests.bench_fixtures import _bench, _git
 
 

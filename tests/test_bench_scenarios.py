@@ -1,9 +1,9 @@
-"""bench/scenarios.py: the watch scenario is in the default run and in --quick, and is a
+"""bench/speed/scenarios.py: the watch scenario is in the default run and in --quick, and is a
 scenario of the comparison with docker only (for_peer)."""
 
 from __future__ import annotations
 
-from bench.scenarios import Scenario, for_peer
+from bench.speed.scenarios import Scenario, for_peer
 from tests.bench_fixtures import _resolve
 
 

@@ -1,14 +1,14 @@
-"""bench/sides.py: the sides of the baseline (`ours@<short>`, export, publish and watch) have
+"""bench/shared/sides.py: the sides of the baseline (`ours@<short>`, export, publish and watch) have
 names, files, image refs and a working directory of their own, and pass only absolute paths."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.baseline import Baseline
-from bench.programs import PROGRAMS
-from bench.sides import Ours, Workspace
-from bench.watch import OursWatch
+from bench.shared.baseline import Baseline
+from bench.shared.programs import PROGRAMS
+from bench.shared.sides import Ours, Workspace
+from bench.speed.watch import OursWatch
 from tests.bench_fixtures import ROOT
 
 

@@ -1,5 +1,5 @@
-"""bench/sizes.py: the uncompressed size of an image that `docker save` wrote, counted from the
-layer tars its manifest names (and no others in the tarball)."""
+"""bench/speed/sizes.py: the uncompressed size of an image that `docker save` wrote, counted from
+the layer tars its manifest names (and no others in the tarball)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from bench.sizes import docker_save_uncompressed
+from bench.speed.sizes import docker_save_uncompressed
 
 
 def test_docker_save_uncompressed_counts_the_layer_tars(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""bench/watch.py: the --watch process as the harness sees it (a stand-in here): each build
+"""bench/speed/watch.py: the --watch process as the harness sees it (a stand-in here): each build
 timed by its `watching` line, a build that printed `error:` failed, a process that ended or says
 nothing an error; and (against the engine) a real one, whose build of an edit that does not
 compile fails the sample, undoes the edit and stops on SIGINT."""
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.programs import PROGRAMS, BenchError
-from bench.sides import Ours, Workspace
-from bench.watch import OursWatch, WatchProcess
+from bench.shared.programs import PROGRAMS, BenchError
+from bench.shared.sides import Ours, Workspace
+from bench.speed.watch import OursWatch, WatchProcess
 from tests.bench_fixtures import fixture_hello as fixture_hello  # the `hello` fixture
 
 # A stand-in for `python -m pipeline multistage --watch` as the harness sees it: lines on

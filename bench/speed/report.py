@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from bench.shared import machine
+from bench.shared.tables import markdown_table, seconds_cell, table
 from pipeline.outputs import write_text
 from pipeline.results import human_size
 
@@ -292,11 +293,6 @@ def from_json(data: dict[str, Any]) -> Results:
     )
 
 
-def seconds_cell(value: float) -> str:
-    """A time as every bench table shows it: 1.23s."""
-    return f"{value:.2f}s"
-
-
 def _ratio(value: float) -> str:
     return f"{value:.2f}x"
 
@@ -424,23 +420,6 @@ def breakdown_notes(breakdown: Breakdown) -> list[str]:
     return notes
 
 
-TEXT_COLUMNS = frozenset({"program", "scenario", "peer", "side", "part"})
-
-
-def table(
-    title: str, header: list[str], rows: list[list[str]], *, text: Collection[str] = TEXT_COLUMNS
-) -> Table:
-    """A rich table of these cells: the columns named in `text` (and `how ...`) to the left,
-    the others (numbers) to the right."""
-    shown = Table(title=title, title_justify="left")
-    for column in header:
-        numeric = column not in text and not column.startswith("how")
-        shown.add_column(column, justify="right" if numeric else "left")
-    for row in rows:
-        shown.add_row(*row)
-    return shown
-
-
 def render(results: Results, console: Console) -> None:
     """The tables: speed (medians and ratios), before and after (with --baseline), sizes, and
     where our time goes."""
@@ -464,24 +443,15 @@ def render(results: Results, console: Console) -> None:
     console.print(f"bench took {results.seconds:.0f}s", highlight=False)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def markdown(results: Results) -> str:
     m = results.machine
     parts = [
         "# Benchmark: ours against `docker build` and ko",
         "",
         f"Made with `{results.command}` on {results.started}, in {results.seconds:.0f}s. "
-        f"Machine: {m.get('cpu_count')} CPUs ({m.get('cpu_model', '?')}), "
-        f"{m.get('memory_bytes', 0) / 2**30:.0f} GiB, Linux {m.get('kernel', '?')}; "
-        f"docker {m.get('docker_server', '?')}, ko {m.get('ko', '?')}, "
-        f"dagger engine {m.get('dagger_engine', '?')} (SDK {m.get('dagger_sdk', '?')}), "
-        f"{m.get('go', '?')}. Load average at start/end: {m.get('loadavg_start', '?')} / "
-        f"{m.get('loadavg_end', '?')}.",
+        f"Machine: {machine.sentence(m)}; docker {m.get('docker_server', '?')}, "
+        f"ko {m.get('ko', '?')}, {machine.engine(m)}, {m.get('go', '?')}. "
+        f"{machine.load_average(m)}.",
         "",
         "Programs: "
         + "; ".join(

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.programs import REPO, BenchError
+from bench.shared.programs import REPO, BenchError
 
 TIMEOUT = 120.0
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
-from bench.report import markdown_table
-from bench.sides import LABEL, Ko, Ours, Workspace, _run
+from bench.shared.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
+from bench.shared.sides import LABEL, Ko, Ours, Workspace, _run
+from bench.shared.tables import markdown_table
 
 SMALL = "ours (cache, small Go image)"
 SIDES = ("ours (cache)", SMALL, "ours (no cache)", "docker", "ko")

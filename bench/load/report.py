@@ -1,4 +1,4 @@
-"""What a load run measured (bench/load.py), as data (LoadResults), as rich tables on the
+"""What a load run measured (bench/load/run.py), as data (LoadResults), as rich tables on the
 terminal, as JSON (every run of every pass, every CPU sample, the machine) and as Markdown.
 
 The JSON document (schema_version 1, kind "load"):
@@ -37,15 +37,16 @@ does not make the run fail.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from bench.report import markdown_table, seconds_cell, table
+from bench.shared import machine
+from bench.shared.tables import markdown_table, seconds_cell, table
 from pipeline.outputs import write_text
 
 SCHEMA_VERSION = 1
@@ -59,18 +60,17 @@ TEXT_COLUMNS = frozenset(
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0 to 100) of `values`, linear between the closest ranks (as
-    numpy's default and statistics.quantiles(method="inclusive") have it): p0 is the least,
-    p100 the greatest, p50 the median."""
+    """The q-th percentile (0 to 100, to a hundredth) of `values`, linear between the closest
+    ranks: statistics.quantiles(method="inclusive"), as numpy's default has it; p0 is the
+    least, p100 the greatest, p50 the median."""
     if not values:
         raise ValueError("no values")
     if not 0 <= q <= 100:
         raise ValueError(f"percentile {q} is not between 0 and 100")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    if q in (0, 100) or len(values) == 1:
+        return min(values) if q < 100 else max(values)
+    cuts = statistics.quantiles(values, n=10_000, method="inclusive")  # p0.01 to p99.99
+    return cuts[round(q * 100) - 1]
 
 
 def throughput_ratio(sequential_total: float, concurrent_wall: float) -> float:
@@ -87,7 +87,7 @@ class Planned:
 
     index: int  # 1-based
     name: str  # its --name: its image, its tarball, its JSON
-    program: str  # helloworld | age (bench/programs.py)
+    program: str  # helloworld | age (bench/shared/programs.py)
     variant: str  # multistage | builder
     platforms: tuple[str, ...] = ()  # empty: the engine's own
     publish: bool = False
@@ -145,6 +145,16 @@ class Pass:
 
     def digest(self, index: int) -> str | None:
         return next((r.digest for r in self.runs if r.index == index), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "concurrent": self.concurrent,
+            "timed": self.timed,
+            "seconds": round(self.seconds, 3),
+            "cpu": {"busy_percent": round(self.cpu_busy, 1), "samples": self.cpu_samples},
+            "runs": [asdict(r) for r in self.runs],
+        }
 
 
 @dataclass(frozen=True)
@@ -481,61 +491,36 @@ class LoadResults:
             "warm": self.warm,
             "goal": self.goal,
             "runs": [asdict(r) for r in self.runs],
-            "passes": [
-                {
-                    "name": p.name,
-                    "concurrent": p.concurrent,
-                    "timed": p.timed,
-                    "seconds": round(p.seconds, 3),
-                    "cpu": {"busy_percent": round(p.cpu_busy, 1), "samples": p.cpu_samples},
-                    "runs": [asdict(r) for r in p.runs],
-                }
-                for p in self.passes
-            ],
+            "passes": [p.to_json() for p in self.passes],
             "summary": [
-                {
-                    "pass": s.name,
-                    "runs": s.runs,
-                    "failed": s.failed,
-                    "wall": round(s.wall, 3),
-                    "sum": round(s.total, 3),
-                    "p50": round(s.p50, 3),
-                    "p95": round(s.p95, 3),
-                    "max": round(s.max, 3),
-                    "cpu_busy_percent": round(s.cpu_busy, 1),
-                    "warm": s.warm,
-                }
+                _fields(s, {"name": "pass", "total": "sum", "cpu_busy": "cpu_busy_percent"})
                 for s in self.summary()
             ],
-            "throughput": (
-                {
-                    "sequential_total": round(speed.sequential_total, 3),
-                    "concurrent_wall": round(speed.concurrent_wall, 3),
-                    "ratio": round(speed.ratio, 3),
-                    "goal": speed.goal,
-                    "met": speed.met,
-                }
-                if speed
-                else None
-            ),
+            "throughput": _fields(speed, met=speed.met) if speed else None,
             "digests": [
                 {"index": r.index, "alone": a, "concurrent": c, "fault": f, "equal": e}
                 for r, a, c, f, e in self.digest_rows()
             ],
             "breakdown": [
-                {
-                    "step": r.step,
-                    "runs": r.runs,
-                    "sequential": round(r.sequential, 3),
-                    "concurrent": round(r.concurrent, 3),
-                    "ratio": round(r.ratio, 3) if r.ratio is not None else None,
-                }
+                _fields(r, ratio=None if r.ratio is None else round(r.ratio, 3))
                 for r in self.breakdown()
             ],
             "why": self.why(),
             "victim": asdict(self.victim) if self.victim else None,
             "checks": [asdict(c) for c in self.checks()],
         }
+
+
+def _fields(row: Any, keys: Mapping[str, str] | None = None, **extra: object) -> dict[str, Any]:
+    """A dataclass's fields as JSON, in order: times to the millisecond, a CPU share to a
+    tenth of a percent, renamed by `keys`; then `extra`."""
+    out: dict[str, Any] = {}
+    for f in fields(row):
+        value = getattr(row, f.name)
+        if isinstance(value, float):
+            value = round(value, 1 if f.name == "cpu_busy" else 3)
+        out[(keys or {}).get(f.name, f.name)] = value
+    return {**out, **extra}
 
 
 # Each table as a header and rows of cells: the terminal and Markdown show the same cells.
@@ -652,12 +637,9 @@ def markdown(results: LoadResults) -> str:
         "# Load: many builds, one engine",
         "",
         f"Made with `{results.command}` on {results.started}, in {results.seconds:.0f}s. "
-        f"Machine: {m.get('cpu_count')} CPUs ({m.get('cpu_model', '?')}), "
-        f"{(m.get('memory_bytes') or 0) / 2**30:.0f} GiB, Linux {m.get('kernel', '?')}; "
-        f"dagger engine {m.get('dagger_engine', '?')} (SDK {m.get('dagger_sdk', '?')}) "
+        f"Machine: {machine.sentence(m)}; {machine.engine(m)} "
         f"reached at {m.get('engine_address', '?')}, {m.get('go', '?')}. "
-        f"Load average at start/end: {m.get('loadavg_start', '?')} / "
-        f"{m.get('loadavg_end', '?')}; CPU busy in the {m.get('idle_seconds', '?')}s before "
+        f"{machine.load_average(m)}; CPU busy in the {m.get('idle_seconds', '?')}s before "
         f"the first run: {m.get('cpu_busy_before', '?')}%.",
         "",
         str(results.options.get("description", "")),

@@ -5,7 +5,7 @@
 - `one-line change`: a line added to a source file of the main package.
 - `test-file change`: a line added to a test file: nothing the binary needs.
 - `watch: one-line change`: the one-line change again, but ours is a long-lived
-  `--watch` process that rebuilds it (bench/watch.py), timed from the edit to its result; the
+  `--watch` process that rebuilds it (bench/speed/watch.py), timed from the edit to its result; the
   peer builds it one-shot exactly as in `one-line change`. Against docker only: the comparison
   with ko skips it.
 """
@@ -18,8 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bench.programs import Program, edited
-from bench.sides import Side
+from bench.shared.programs import Program, edited
+from bench.shared.sides import Side
 
 
 class Scenario(StrEnum):
@@ -47,7 +47,7 @@ def prepared(
 
     Each edit carries a fresh nonce, so every sample of every side sees a tree it has never
     built. Cold samples get one too: nothing built before, by anyone on the engine, can
-    answer them. (Our side of the watch scenario makes its own edit: bench/watch.py.)
+    answer them. (Our side of the watch scenario makes its own edit: bench/speed/watch.py.)
     """
     if scenario is Scenario.COLD:
         done = side.empty_caches()

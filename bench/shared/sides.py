@@ -8,9 +8,9 @@ caches are emptied for a cold start (base images stay), and where its image ends
   pushed to the same registry onto the same base.
 - `ours (watch)`: in the watch scenario only, against `docker`: one long-lived
   `python -m pipeline multistage --watch` with the flags of `ours (export)`, timed from an
-  edit to its rebuilt result (bench/watch.py).
+  edit to its rebuilt result (bench/speed/watch.py).
 - `ours@<sha> (export|publish|watch)`: with `--baseline REF`, the same sides run with
-  pipeline/ as committed at REF (bench/baseline.py): a third side in every comparison.
+  pipeline/ as committed at REF (bench/shared/baseline.py): a third side in every comparison.
 
 Every side runs with the same go (1.26.8), the same flags (CGO_ENABLED=0 -trimpath
 -ldflags "-s -w") and the same bases (golang:1.26, busybox:1.35).
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.baseline import Baseline
-from bench.programs import REPO, BenchError, Program, go_env
+from bench.shared.baseline import Baseline
+from bench.shared.programs import REPO, BenchError, Program, go_env
 
-DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
 LABEL = "io.pipeline.bench=1"  # on docker's images, so that the bench removes only its own
 COMMAND_TIMEOUT = 900.0
 
@@ -113,10 +113,10 @@ def _run(command: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = N
 
 
 def engine_call(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """`python -m bench.engine ARGS`: the bench's own Dagger calls, in a fresh interpreter
+    """`python -m bench.shared.engine ARGS`: the bench's own Dagger calls, in a fresh interpreter
     (with `env`, if given, as its environment: another engine's address)."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.engine", *args],
+        [sys.executable, "-m", "bench.shared.engine", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -125,7 +125,7 @@ def engine_call(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]
         timeout=COMMAND_TIMEOUT,
     )
     if done.returncode != 0:
-        raise BenchError(f"bench.engine {args[0]} failed: {done.stderr.strip()[-2000:]}")
+        raise BenchError(f"bench.shared.engine {args[0]} failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 

@@ -10,7 +10,7 @@ once at the end where the program runs without arguments, the tarball exported; 
   `sdk_lean`) less `import pipeline.cli.commands`, each
   the median of three, in fresh interpreters;
 - session connect, source upload, pinning the bases, session close: the probe
-  (`python -m bench.engine probe`), which connects as the pipeline does (its session child
+  (`python -m bench.shared.engine probe`), which connects as the pipeline does (its session child
   started before `import dagger`, the schema from the cache: pipeline.engine.session.connected_to),
   uploads the same files our pipeline uploads, resolves the two base images and closes
   (estimates: the pipeline does not time these itself); connect is counted from the end of
@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.programs import REPO, BenchError, Program, edited
-from bench.report import Breakdown, Part
-from bench.sides import Ours, engine_call
+from bench.shared.programs import REPO, BenchError, Program, edited
+from bench.shared.sides import Ours, engine_call
+from bench.speed.report import Breakdown, Part
 
 REPEATS = 3
 IMPORT_DAGGER = (

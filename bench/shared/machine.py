@@ -1,5 +1,5 @@
 """The machine a bench ran on: CPUs, memory, kernel, load, and the versions of every tool
-that took part (the engine's own version comes from the probe session, in bench.breakdown)."""
+that took part (the engine's own version comes from the probe session, in bench.speed.breakdown)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.programs import REPO
+from bench.shared.programs import REPO
 
 
 def _output(command: list[str]) -> str:
@@ -69,3 +70,20 @@ def describe(*, docker: str | None, ko: Path | None) -> dict[str, Any]:
         "executable": sys.executable,
         "loadavg_start": loadavg(),
     }
+
+
+def sentence(m: Mapping[str, Any], *, model: bool = True, kernel: bool = True) -> str:
+    """The machine as every report of the bench names it: `2 CPUs (its model), 24 GiB, Linux
+    6.1.0`; without the CPU's model or the kernel where a report leaves them out."""
+    cpus = f"{m.get('cpu_count')} CPUs" + (f" ({m.get('cpu_model', '?')})" if model else "")
+    parts = [cpus, f"{(m.get('memory_bytes') or 0) / 2**30:.0f} GiB"]
+    return ", ".join([*parts, f"Linux {m.get('kernel', '?')}"] if kernel else parts)
+
+
+def engine(m: Mapping[str, Any]) -> str:
+    """`dagger engine v0.21.9 (SDK 0.21.11)`"""
+    return f"dagger engine {m.get('dagger_engine', '?')} (SDK {m.get('dagger_sdk', '?')})"
+
+
+def load_average(m: Mapping[str, Any]) -> str:
+    return f"Load average at start/end: {m.get('loadavg_start', '?')} / {m.get('loadavg_end', '?')}"

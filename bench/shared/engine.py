@@ -3,7 +3,7 @@ start for ours), pull the base images back in (cold means no build cache, not no
 and the probe that times the fixed costs of a session: connect, upload the source, resolve the
 bases, close.
 
-Run as `python -m bench.engine version|prune|bases|probe ...` in a fresh interpreter, so that
+Run as `python -m bench.shared.engine version|prune|bases|probe ...` in a fresh interpreter, so that
 the harness itself never imports dagger and the probe's timings start from nothing. Each
 prints one JSON object on stdout.
 """
@@ -123,7 +123,7 @@ def main(argv: Sequence[str]) -> int:
             result = anyio.run(probe, Path(source), package, images)
         case _:
             print(
-                "usage: python -m bench.engine version | prune | bases IMAGE... "
+                "usage: python -m bench.shared.engine version | prune | bases IMAGE... "
                 "| probe SOURCE PACKAGE IMAGE...",
                 file=sys.stderr,
             )

@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from bench.programs import BenchError, Program, edit_line
-from bench.sides import Ours, Run, Workspace, report_detail
+from bench.shared.programs import BenchError, Program, edit_line
+from bench.shared.sides import Ours, Run, Workspace, report_detail
 
 FIRST_BUILD_TIMEOUT = 900.0  # the first build may compile everything (age, after a prune)
 BUILD_TIMEOUT = 120.0  # each build after an edit, or after undoing it

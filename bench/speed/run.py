@@ -22,15 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bench import baseline as baselines
-from bench import breakdown, machine
-from bench.baseline import Baseline
-from bench.programs import PROGRAMS, BenchError, Program, fetch, floor, go_env, install_ko
-from bench.report import Breakdown, ProgramInfo, Results, Sample, Size
-from bench.scenarios import Scenario, for_peer, prepared
-from bench.sides import Docker, Ko, Ours, Run, Side, Workspace
-from bench.sizes import docker_save_uncompressed, registry_image
-from bench.watch import INTERRUPTED, OursWatch
+from bench.shared import baseline as baselines
+from bench.shared import machine
+from bench.shared.baseline import Baseline
+from bench.shared.programs import PROGRAMS, BenchError, Program, fetch, floor, go_env, install_ko
+from bench.shared.sides import Docker, Ko, Ours, Run, Side, Workspace
+from bench.speed import breakdown
+from bench.speed.report import Breakdown, ProgramInfo, Results, Sample, Size
+from bench.speed.scenarios import Scenario, for_peer, prepared
+from bench.speed.sizes import docker_save_uncompressed, registry_image
+from bench.speed.watch import INTERRUPTED, OursWatch
 
 PEERS = ("docker", "ko")
 KO_VERSION = "v0.19.1"
