@@ -1,6 +1,7 @@
 """The command line of the bench: flags → Options → bench.speed.run → tables, JSON, Markdown, exit
-code; and `load`: flags → LoadOptions → bench.load.run → the same. The only module of bench/ that
-imports Typer; nothing here imports dagger, so `--help` and bad flags answer at once.
+code; and `load`: flags → LoadOptions → bench.load.run → the same. With bench.options (the
+flags' declarations), the only module of bench/ that imports Typer; nothing here imports
+dagger, so `--help` and bad flags answer at once.
 
 Run it inside the test bed's network namespace, where the registry, the Docker daemon and the
 engine are:
@@ -24,7 +25,6 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,6 +32,55 @@ from rich.console import Console
 from bench.fresh import run as fresh
 from bench.load import report as load_report
 from bench.load import run as loads
+from bench.options import (
+    DEFAULT_COLD_SAMPLES,
+    DEFAULT_JSON,
+    DEFAULT_LOAD_JSON,
+    DEFAULT_LOAD_MARKDOWN,
+    DEFAULT_MARKDOWN,
+    DEFAULT_SAMPLES,
+    DEFAULT_WORK,
+    HERE,
+    PASSWORD_FLAG,
+    BaselineOpt,
+    BreakdownOpt,
+    ColdSamplesOpt,
+    DockerOpt,
+    FetchOnlyOpt,
+    FreshCommitsOpt,
+    FreshDockerOpt,
+    FreshJsonPathOpt,
+    FreshMarkdownOpt,
+    FreshProgramsOpt,
+    FreshRegistryOpt,
+    FreshSamplesOpt,
+    FreshWorkOpt,
+    GoImageOpt,
+    JsonPathOpt,
+    LoadDaggerCliOpt,
+    LoadEngineOpt,
+    LoadFaultsOpt,
+    LoadGoImageOpt,
+    LoadJsonPathOpt,
+    LoadMarkdownOpt,
+    LoadQuickOpt,
+    LoadRegistryCaOpt,
+    LoadRegistryOpt,
+    LoadRegistryPasswordOpt,
+    LoadRegistryUsernameOpt,
+    LoadRunsOpt,
+    LoadRuntimeImageOpt,
+    LoadWorkOpt,
+    MarkdownOpt,
+    PeersOpt,
+    ProgramsOpt,
+    QuickOpt,
+    RegistryOpt,
+    RuntimeImageOpt,
+    SamplesOpt,
+    ScenariosOpt,
+    WorkOpt,
+)
 from bench.shared import baseline as baselines
 from bench.shared import machine
 from bench.shared.programs import PROGRAMS, BenchError
@@ -40,18 +89,6 @@ from bench.speed import report
 from bench.speed.run import PEERS, Options, fetch_all, run
 from bench.speed.scenarios import Scenario
 from pipeline.outputs import write_text
-
-HERE = Path(__file__).resolve().parent
-DEFAULT_JSON = HERE / "results" / "bench.json"
-DEFAULT_MARKDOWN = HERE / "results" / "bench.md"
-DEFAULT_LOAD_JSON = HERE / "results" / "load.json"
-DEFAULT_LOAD_MARKDOWN = HERE / "results" / "load.md"
-PASSWORD_FLAG = "--registry-password"
-DEFAULT_WORK = HERE / ".work"
-DEFAULT_SAMPLES = 5
-# A cold sample costs a full compile of the standard library and the dependencies, on both
-# sides, in both comparisons: with 2, the default run took over 15 minutes on 2 cores.
-DEFAULT_COLD_SAMPLES = 1
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -118,101 +155,42 @@ def resolve(
     )
 
 
+def _refuse_speed_flags(ctx: typer.Context) -> None:
+    """The speed run's flags before a subcommand (`load`, `fresh`) are a mistake: say so."""
+    sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
+    given = [flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"]
+    if given:
+        raise typer.BadParameter(
+            f"{', '.join(given)}: not an option of `{ctx.invoked_subcommand}`; give its "
+            "own options after it"
+        )
+
+
 @app.callback(invoke_without_command=True)
 def main(
     ctx: typer.Context,
-    samples: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Samples of each side in each warm scenario.",
-            show_default=str(DEFAULT_SAMPLES),
-        ),
-    ] = None,
-    cold_samples: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Samples of each side in the cold scenario.",
-            show_default=str(DEFAULT_COLD_SAMPLES),
-        ),
-    ] = None,
-    quick: Annotated[
-        bool,
-        typer.Option(help="1 sample of each, hello world only: a smoke run for CI (< 3 min)."),
-    ] = False,
-    json_path: Annotated[
-        Path, typer.Option("--json", help="Where to write every raw sample, as JSON.")
-    ] = DEFAULT_JSON,
-    markdown: Annotated[
-        Path | None, typer.Option(help="Where to write the tables as Markdown.")
-    ] = DEFAULT_MARKDOWN,
-    programs: Annotated[
-        list[str] | None,
-        typer.Option(
-            help=f"Programs to build, comma-separated: {', '.join(PROGRAMS)}.",
-            show_default="all",
-        ),
-    ] = None,
-    peers: Annotated[
-        list[str] | None,
-        typer.Option(
-            help=f"Peers to compare with, comma-separated: {', '.join(PEERS)}.",
-            show_default="both",
-        ),
-    ] = None,
-    scenarios: Annotated[
-        list[str] | None,
-        typer.Option(
-            help=f"Scenarios, comma-separated: {', '.join(Scenario)}.",
-            show_default="all",
-        ),
-    ] = None,
-    breakdown: Annotated[
-        bool, typer.Option("--breakdown/--no-breakdown", help="Time the parts of one of our runs.")
-    ] = True,
-    baseline: Annotated[
-        str | None,
-        typer.Option(
-            metavar="REF",
-            help="Also time pipeline/ as committed at this git revision, as a third side of "
-            "every comparison (same scenarios, same samples), and show before and after.",
-            show_default="none",
-        ),
-    ] = None,
-    fetch_only: Annotated[
-        bool,
-        typer.Option(
-            help="Only fetch the programs and ko (needs the Go module proxy, so run it outside "
-            "the test bed's namespace), then exit."
-        ),
-    ] = False,
-    work: Annotated[
-        Path, typer.Option(help="Work directory (git-ignored): sources, ko, tarballs.")
-    ] = DEFAULT_WORK,
-    registry: Annotated[
-        str, typer.Option(help="The registry ours and ko push to.", envvar="TESTBED_REGISTRY")
-    ] = "127.0.0.1:5000",
-    docker: Annotated[
-        str,
-        typer.Option(help="The Docker client (one with BuildKit).", envvar="TESTBED_DOCKER"),
-    ] = "/usr/bin/docker",
-    go_image: Annotated[str, typer.Option(help="The Go toolchain image.")] = "golang:1.26",
-    runtime_image: Annotated[str, typer.Option(help="The runtime base.")] = "busybox:1.35",
+    samples: SamplesOpt = None,
+    cold_samples: ColdSamplesOpt = None,
+    quick: QuickOpt = False,
+    json_path: JsonPathOpt = DEFAULT_JSON,
+    markdown: MarkdownOpt = DEFAULT_MARKDOWN,
+    programs: ProgramsOpt = None,
+    peers: PeersOpt = None,
+    scenarios: ScenariosOpt = None,
+    breakdown: BreakdownOpt = True,
+    baseline: BaselineOpt = None,
+    fetch_only: FetchOnlyOpt = False,
+    work: WorkOpt = DEFAULT_WORK,
+    registry: RegistryOpt = "127.0.0.1:5000",
+    docker: DockerOpt = "/usr/bin/docker",
+    go_image: GoImageOpt = "golang:1.26",
+    runtime_image: RuntimeImageOpt = "busybox:1.35",
 ) -> None:
     """Time our pipeline against `docker build` and ko, side by side: same programs, same
     bases, same machine. Prints medians and ratios; writes every sample as JSON. `load`: many
     pipeline runs at once against one engine."""
     if ctx.invoked_subcommand is not None:
-        sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
-        given = [
-            flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"
-        ]
-        if given:
-            raise typer.BadParameter(
-                f"{', '.join(given)}: not an option of `{ctx.invoked_subcommand}`; give its "
-                "own options after it"
-            )
+        _refuse_speed_flags(ctx)
         return
     console, log = Console(), Console(stderr=True)
     try:
@@ -279,16 +257,9 @@ def resolve_load(
     programs = loads.QUICK_PROGRAMS if quick else tuple(PROGRAMS)
     count = loads.QUICK_RUNS if quick else (runs or loads.DEFAULT_RUNS)
     publishes = any(r.publish for r in loads.plan(count, programs))
-    missing = [
-        flag
-        for flag, value in (
-            ("--registry", registry),
-            ("--registry-username", registry_username),
-            (PASSWORD_FLAG, registry_password),
-            ("--registry-ca", registry_ca),
-        )
-        if not value
-    ]
+    login = (registry, registry_username, registry_password, registry_ca)
+    flags = ("--registry", "--registry-username", PASSWORD_FLAG, "--registry-ca")
+    missing = [flag for flag, value in zip(flags, login, strict=True) if not value]
     if publishes and missing:
         raise typer.BadParameter(
             f"a run publishes: give {', '.join(missing)} (or tests/testbed/env's "
@@ -331,88 +302,20 @@ def masked(argv: Sequence[str]) -> list[str]:
 
 @app.command("load")
 def load(
-    runs: Annotated[
-        int | None,
-        typer.Option(
-            min=2,
-            help="Pipeline runs in each pass, taken in turn from the mix: hello world and age, "
-            "multistage and builder, two platforms, one --publish.",
-            show_default=str(loads.DEFAULT_RUNS),
-        ),
-    ] = None,
-    quick: Annotated[
-        bool,
-        typer.Option(
-            help=f"{loads.QUICK_RUNS} runs, hello world only (multistage, builder, two "
-            "platforms, --publish): a smoke run."
-        ),
-    ] = False,
-    faults: Annotated[
-        bool,
-        typer.Option(
-            "--faults/--no-faults",
-            help="After the timed passes, the fault pass: the runs at once again while one "
-            "more client is SIGKILLed mid-build; PASS/FAIL per check.",
-        ),
-    ] = True,
-    json_path: Annotated[
-        Path, typer.Option("--json", help="Where to write every run of every pass, as JSON.")
-    ] = DEFAULT_LOAD_JSON,
-    markdown: Annotated[
-        Path | None, typer.Option(help="Where to write the tables as Markdown.")
-    ] = DEFAULT_LOAD_MARKDOWN,
-    work: Annotated[
-        Path, typer.Option(help="Work directory (git-ignored): sources, tarballs, reports.")
-    ] = DEFAULT_WORK,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            metavar="RUNNER_HOST",
-            envvar="TESTBED_ENGINE_TLS_HOST",
-            help="The engine every run reaches, as _EXPERIMENTAL_DAGGER_RUNNER_HOST: "
-            "tls://HOST:PORT?ca_path=...&cert_path=...&key_path=... for mutual TLS.",
-            show_default=False,
-        ),
-    ] = None,
-    dagger_cli: Annotated[
-        str | None,
-        typer.Option(
-            envvar="_EXPERIMENTAL_DAGGER_CLI_BIN",
-            help="The dagger CLI the runs' SDK starts.",
-            show_default="dagger on PATH",
-        ),
-    ] = None,
-    registry: Annotated[
-        str | None,
-        typer.Option(
-            envvar="TESTBED_AUTH_REGISTRY",
-            help="The registry (with a login) the --publish run pushes to, as "
-            "REGISTRY/load/PROGRAM:TAG.",
-            show_default=False,
-        ),
-    ] = None,
-    registry_username: Annotated[
-        str | None,
-        typer.Option(envvar="TESTBED_AUTH_USER", help="Its user.", show_default=False),
-    ] = None,
-    registry_password: Annotated[
-        str | None,
-        typer.Option(
-            PASSWORD_FLAG,
-            envvar=["PIPELINE_REGISTRY_PASSWORD", "TESTBED_AUTH_PASSWORD"],
-            help="Its password; better from the environment. Given to the --publish run "
-            "alone, in PIPELINE_REGISTRY_PASSWORD; never printed or written.",
-            show_default=False,
-        ),
-    ] = None,
-    registry_ca: Annotated[
-        Path | None,
-        typer.Option(envvar="TESTBED_CA", help="Its CA (PEM).", show_default=False),
-    ] = None,
-    go_image: Annotated[str, typer.Option(help="The Go toolchain image.")] = "golang:1.26",
-    runtime_image: Annotated[
-        str, typer.Option(help="The runtime base (two-platform runs: scratch).")
-    ] = "busybox:1.35",
+    runs: LoadRunsOpt = None,
+    quick: LoadQuickOpt = False,
+    faults: LoadFaultsOpt = True,
+    json_path: LoadJsonPathOpt = DEFAULT_LOAD_JSON,
+    markdown: LoadMarkdownOpt = DEFAULT_LOAD_MARKDOWN,
+    work: LoadWorkOpt = DEFAULT_WORK,
+    engine: LoadEngineOpt = None,
+    dagger_cli: LoadDaggerCliOpt = None,
+    registry: LoadRegistryOpt = None,
+    registry_username: LoadRegistryUsernameOpt = None,
+    registry_password: LoadRegistryPasswordOpt = None,
+    registry_ca: LoadRegistryCaOpt = None,
+    go_image: LoadGoImageOpt = "golang:1.26",
+    runtime_image: LoadRuntimeImageOpt = "busybox:1.35",
 ) -> None:
     """Many builds, one engine: N pipeline runs, each its own process, one after another and
     then all at once, against one engine (over mutual TLS); their wall times (p50, p95,
@@ -450,18 +353,14 @@ def load(
 
 @app.command("fresh")
 def fresh_command(
-    programs: Annotated[
-        list[str] | None, typer.Option(help="Programs to build (repeatable).")
-    ] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Timed samples of each side.")] = 3,
-    commits: Annotated[
-        int, typer.Option(min=2, help="Successive commits for the artifact's size.")
-    ] = fresh.COMMITS,
-    json_path: Annotated[Path, typer.Option("--json")] = HERE / "results" / "fresh.json",
-    markdown: Annotated[Path, typer.Option()] = HERE / "results" / "fresh.md",
-    work: Annotated[Path, typer.Option()] = DEFAULT_WORK,
-    registry: Annotated[str, typer.Option(envvar="TESTBED_REGISTRY")] = "127.0.0.1:5000",
-    docker: Annotated[str, typer.Option(envvar="TESTBED_DOCKER")] = "/usr/bin/docker",
+    programs: FreshProgramsOpt = None,
+    samples: FreshSamplesOpt = 3,
+    commits: FreshCommitsOpt = fresh.COMMITS,
+    json_path: FreshJsonPathOpt = HERE / "results" / "fresh.json",
+    markdown: FreshMarkdownOpt = HERE / "results" / "fresh.md",
+    work: FreshWorkOpt = DEFAULT_WORK,
+    registry: FreshRegistryOpt = "127.0.0.1:5000",
+    docker: FreshDockerOpt = "/usr/bin/docker",
 ) -> None:
     """The fresh-runner scenario: a one-line change built by each side from no local state,
     with what it saved last time in the registry (ours with --cache-from/--cache-to, ours

@@ -78,16 +78,45 @@ def measure(
 ) -> Breakdown:
     """The breakdown of one run of ours on `program`, with the raw figures behind it. Not
     `thorough` (--quick): one timing of each fixed cost instead of three, and no --test run."""
-    python = sys.executable
     repeats = REPEATS if thorough else 1
+    fixed = _fixed_costs(repeats)
+    ws = ours.workspace
+    probe = engine_call("probe", str(source), program.package, ws.go_image, ws.runtime_image)
+    total, steps, command = _our_run(ours, program, source, f"breakdown {nonce}", test=False)
+    parts = _parts(fixed, probe["seconds"], steps, total, repeats)
+    detail: dict[str, Any] = {"probe": probe, "steps": steps, "pipeline_help_wall": fixed[3]}
+    if thorough and program.quick_tests:
+        # Once untimed: the first go vet/go test after a prune compiles the test deps.
+        _our_run(ours, program, source, f"breakdown warm tests {nonce}", test=True)
+        tested_total, tested_steps, _ = _our_run(
+            ours, program, source, f"breakdown tested {nonce}", test=True
+        )
+        detail["with_test"] = {"wall": tested_total, "steps": tested_steps}
+    shown = shlex.join(["python", *command[1:]]).replace(str(REPO) + "/", "")
+    return Breakdown(program.name, shown, total, tuple(parts), detail)
+
+
+def _fixed_costs(repeats: int) -> tuple[float, float, float, float]:
+    """Medians of `repeats`: python's start, the CLI module's import, `import dagger` as the
+    pipeline imports it (less the CLI module's), and `python -m pipeline --help`."""
+    python = sys.executable
     start = _median_wall([python, "-c", "pass"], repeats)
     cli_module = _median_wall([python, "-c", "import pipeline.cli.commands"], repeats)
     imported = _median_wall([python, "-c", IMPORT_DAGGER], repeats) - cli_module
     cli_help = _median_wall([python, "-m", "pipeline", "--help"], repeats)
-    ws = ours.workspace
-    probe = engine_call("probe", str(source), program.package, ws.go_image, ws.runtime_image)
-    session: dict[str, float] = probe["seconds"]
-    total, steps, command = _our_run(ours, program, source, f"breakdown {nonce}", test=False)
+    return start, cli_module, imported, cli_help
+
+
+def _parts(
+    fixed: tuple[float, float, float, float],
+    session: dict[str, float],
+    steps: dict[str, float],
+    total: float,
+    repeats: int,
+) -> list[Part]:
+    """The run's wall time as its parts: the fixed costs, the probe's session figures, the
+    run's own steps, and what is left (`other`)."""
+    start, _, imported, cli_help = fixed
     upload = session["upload"]
     parts = [
         Part("python start", start, f"`python -c pass`, median of {repeats}"),
@@ -100,9 +129,7 @@ def measure(
             "import dagger",
             imported,
             f"as the pipeline imports it (sdk_checks_off, sdk_lean) - "
-            f"`import pipeline.cli.commands`, "
-            f"median of "
-            f"{repeats}",
+            f"`import pipeline.cli.commands`, median of {repeats}",
         ),
         Part(
             "session connect",
@@ -114,13 +141,8 @@ def measure(
     ]
     for name, seconds in steps.items():
         if name == "build":
-            parts.append(
-                Part(
-                    "go build (+ assembly)",
-                    max(seconds - upload, 0.0),
-                    "pipeline --json step `build` - source upload",
-                )
-            )
+            how = "pipeline --json step `build` - source upload"
+            parts.append(Part("go build (+ assembly)", max(seconds - upload, 0.0), how))
         else:
             parts.append(Part(name, seconds, f"pipeline --json step `{name}`"))
     parts += [
@@ -131,20 +153,6 @@ def measure(
         ),
         Part("session close", session["close"], "probe: leaving dagger.connection()"),
     ]
-    parts.append(
-        Part(
-            "other",
-            max(total - sum(p.seconds for p in parts), 0.0),
-            "wall - the above: source checks, the base-image export, JSON, teardown",
-        )
-    )
-    detail: dict[str, Any] = {"probe": probe, "steps": steps, "pipeline_help_wall": cli_help}
-    if thorough and program.quick_tests:
-        # Once untimed: the first go vet/go test after a prune compiles the test deps.
-        _our_run(ours, program, source, f"breakdown warm tests {nonce}", test=True)
-        tested_total, tested_steps, _ = _our_run(
-            ours, program, source, f"breakdown tested {nonce}", test=True
-        )
-        detail["with_test"] = {"wall": tested_total, "steps": tested_steps}
-    shown = shlex.join(["python", *command[1:]]).replace(str(REPO) + "/", "")
-    return Breakdown(program.name, shown, total, tuple(parts), detail)
+    other = max(total - sum(p.seconds for p in parts), 0.0)
+    how = "wall - the above: source checks, the base-image export, JSON, teardown"
+    return [*parts, Part("other", other, how)]

@@ -479,22 +479,7 @@ def markdown(results: Results) -> str:
         *[f"- {note}" for note in speed_notes(results)],
         "",
     ]
-    if results.baseline is not None:
-        b = results.baseline
-        parts += [
-            f"## {before_after_title(results)}",
-            "",
-            f"`{b.get('side_prefix')}` is pipeline/ as committed at `{b.get('ref')}` "
-            f"({b.get('commit')}), run by the same interpreter as a third side of every "
-            "comparison, in the same scenarios with the same number of samples"
-            + ("" if b.get("watch", True) else " (except the watch scenario: it has no --watch)")
-            + "; ratio = now / before: below 1, the current pipeline is faster.",
-            "",
-            markdown_table(*before_after_cells(results)),
-            "",
-            *[f"- {note}" for note in before_after_notes(results)],
-            "",
-        ]
+    parts += _before_after_section(results)
     if results.sizes:
         parts += [
             "## Sizes (from the registry each side pushed to; ours (export): its OCI tarball; "
@@ -515,6 +500,27 @@ def markdown(results: Results) -> str:
             "",
         ]
     return "\n".join(parts)
+
+
+def _before_after_section(results: Results) -> list[str]:
+    """--baseline's section of the Markdown (none without one)."""
+    if results.baseline is None:
+        return []
+    b = results.baseline
+    return [
+        f"## {before_after_title(results)}",
+        "",
+        f"`{b.get('side_prefix')}` is pipeline/ as committed at `{b.get('ref')}` "
+        f"({b.get('commit')}), run by the same interpreter as a third side of every "
+        "comparison, in the same scenarios with the same number of samples"
+        + ("" if b.get("watch", True) else " (except the watch scenario: it has no --watch)")
+        + "; ratio = now / before: below 1, the current pipeline is faster.",
+        "",
+        markdown_table(*before_after_cells(results)),
+        "",
+        *[f"- {note}" for note in before_after_notes(results)],
+        "",
+    ]
 
 
 def write(results: Results, json_path: Path, markdown_path: Path | None) -> None:

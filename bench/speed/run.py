@@ -17,10 +17,10 @@ import itertools
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bench.shared import baseline as baselines
 from bench.shared import machine
@@ -150,21 +150,42 @@ def watching(
         )
 
 
+@dataclass
+class _Bench:
+    """One bench run under way: its options, where each side builds, and what it measured."""
+
+    options: Options
+    workspace: Workspace
+    say: Callable[[str], None]
+    begin: float
+    nonces: Iterator[str]
+    baseline_watches: bool = False
+    samples: list[Sample] = field(default_factory=list)
+    programs: list[ProgramInfo] = field(default_factory=list)
+    sizes: list[Size] = field(default_factory=list)
+    breakdowns: list[Breakdown] = field(default_factory=list)
+
+
+def _prepare_baseline(options: Options, say: Callable[[str], None]) -> bool:
+    """Extract --baseline's pipeline/; whether it has --watch (for the watch scenario)."""
+    baseline = options.baseline
+    if baseline is None:
+        return False
+    say(f"baseline: pipeline/ at {baseline.ref} ({baseline.short}) into {baseline.directory}")
+    baselines.extract(baseline)
+    if Scenario.WATCH not in options.scenarios:
+        return False
+    watches = baselines.has_watch(baseline)
+    if not watches:
+        say(f"baseline: {baseline.short} has no --watch; the watch scenario runs without it")
+    return watches
+
+
 def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
     """Run the whole bench; `say` gets one line per sample."""
     begin = time.perf_counter()
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    baseline = options.baseline
-    baseline_watches = False
-    if baseline is not None:
-        say(f"baseline: pipeline/ at {baseline.ref} ({baseline.short}) into {baseline.directory}")
-        baselines.extract(baseline)
-        if Scenario.WATCH in options.scenarios:
-            baseline_watches = baselines.has_watch(baseline)
-            if not baseline_watches:
-                say(
-                    f"baseline: {baseline.short} has no --watch; the watch scenario runs without it"
-                )
+    baseline_watches = _prepare_baseline(options, say)
     ko = install_ko(KO_VERSION, options.work) if "ko" in options.peers else None
     workspace = Workspace(
         root=options.work,
@@ -177,84 +198,96 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
     )
     described = machine.describe(docker=options.docker, ko=ko)
     nonces = (f"{started} {n}" for n in itertools.count())
-    samples: list[Sample] = []
-    programs: list[ProgramInfo] = []
-    sizes: list[Size] = []
-    breakdowns: list[Breakdown] = []
-
+    bench = _Bench(options, workspace, say, begin, nonces, baseline_watches)
     for name in options.programs:
-        program = PROGRAMS[name]
-        say(f"{name}: fetching {program.origin}")
-        source = fetch(program, options.work)
-        floor_bytes = floor(program, source, options.work / "out" / f"floor-{name}")
-        programs.append(ProgramInfo(name, program.origin, program.package, floor_bytes))
-        sides: dict[str, Side] = {}  # the current sides: their images are measured
-        for peer in options.peers:
-            ours = Ours(workspace, publish=peer == "ko")
-            before = Ours(workspace, publish=peer == "ko", baseline=baseline) if baseline else None
-            theirs = _peer(peer, workspace)
-            sides |= {ours.name: ours, theirs.name: theirs}
-            one_shot: list[Side] = [ours, *([before] if before else []), theirs]
-            warmed: set[str] = set()
-            for scenario in for_peer(peer, options.scenarios):
-                watchers: list[OursWatch] = []
-                if scenario is Scenario.WATCH:
-                    watchers.append(OursWatch(workspace, ours))
-                    if before is not None and baseline_watches:
-                        watchers.append(OursWatch(workspace, before))
-                timed: list[Side | OursWatch] = (
-                    [*watchers, theirs] if scenario is Scenario.WATCH else [*one_shot]
-                )
-                if scenario is Scenario.COLD:
-                    warmed.clear()
-                else:
-                    for side in timed:  # untimed: each one-shot side has built this tree
-                        if not isinstance(side, OursWatch) and side.name not in warmed:
-                            side.build(program, source)
-                            warmed.add(side.name)
-                count = options.cold_samples if scenario is Scenario.COLD else options.samples
-                with watching(watchers, program, source, say):
-                    for index in range(count):
-                        for side in rotated(timed, index):
-                            nonce = next(nonces)
-                            detail: dict[str, object]
-                            if isinstance(side, OursWatch):
-                                result = side.sample(program, nonce)
-                                detail = {**result.detail}
-                            else:
-                                result, detail = _one_shot(
-                                    scenario, side, program, source, nonce, workspace
-                                )
-                            samples.append(
-                                Sample(
-                                    name, peer, scenario, side.name, index, result.seconds, detail
-                                )
-                            )
-                            say(
-                                f"{name} · {scenario} · {side.name} [{index + 1}/{count}]: "
-                                f"{result.seconds:.2f}s  ({time.perf_counter() - begin:.0f}s in)"
-                            )
-        say(f"{name}: sizes")
-        sizes += _sizes(program, floor_bytes, sides, samples)
-        if options.breakdown:
-            say(f"{name}: where our time goes")
-            breakdowns.append(
-                breakdown.measure(
-                    Ours(workspace, publish=False),
-                    program,
-                    source,
-                    next(nonces),
-                    thorough=not options.quick,
-                )
-            )
-
+        _program(bench, name)
     if "docker" in options.peers:
         Docker(workspace).remove_leftovers()
-    engine = next((b.detail["probe"]["engine_version"] for b in breakdowns), None)
+    engine = next((b.detail["probe"]["engine_version"] for b in bench.breakdowns), None)
     described |= {"dagger_engine": engine, "loadavg_end": machine.loadavg()}
+    return _results(bench, started, command, described)
+
+
+def _program(bench: _Bench, name: str) -> None:
+    """Every comparison and scenario of one program, then its sizes and where our time goes."""
+    options, workspace, say = bench.options, bench.workspace, bench.say
+    program = PROGRAMS[name]
+    say(f"{name}: fetching {program.origin}")
+    source = fetch(program, options.work)
+    floor_bytes = floor(program, source, options.work / "out" / f"floor-{name}")
+    bench.programs.append(ProgramInfo(name, program.origin, program.package, floor_bytes))
+    sides: dict[str, Side] = {}  # the current sides: their images are measured
+    for peer in options.peers:
+        ours = Ours(workspace, publish=peer == "ko")
+        baseline = options.baseline
+        before = Ours(workspace, publish=peer == "ko", baseline=baseline) if baseline else None
+        theirs = _peer(peer, workspace)
+        sides |= {ours.name: ours, theirs.name: theirs}
+        one_shot: list[Side] = [ours, *([before] if before else []), theirs]
+        warmed: set[str] = set()
+        for scenario in for_peer(peer, options.scenarios):
+            watchers: list[OursWatch] = []
+            if scenario is Scenario.WATCH:
+                watchers.append(OursWatch(workspace, ours))
+                if before is not None and bench.baseline_watches:
+                    watchers.append(OursWatch(workspace, before))
+            timed: list[Side | OursWatch] = (
+                [*watchers, theirs] if scenario is Scenario.WATCH else [*one_shot]
+            )
+            if scenario is Scenario.COLD:
+                warmed.clear()
+            else:
+                for side in timed:  # untimed: each one-shot side has built this tree
+                    if not isinstance(side, OursWatch) and side.name not in warmed:
+                        side.build(program, source)
+                        warmed.add(side.name)
+            with watching(watchers, program, source, say):
+                _samples(bench, (name, program, source), peer, scenario, timed)
+    say(f"{name}: sizes")
+    bench.sizes += _sizes(program, floor_bytes, sides, bench.samples)
+    if options.breakdown:
+        say(f"{name}: where our time goes")
+        ours = Ours(workspace, publish=False)
+        measured = breakdown.measure(
+            ours, program, source, next(bench.nonces), thorough=not options.quick
+        )
+        bench.breakdowns.append(measured)
+
+
+def _samples(
+    bench: _Bench,
+    built: tuple[str, Program, Path],
+    peer: str,
+    scenario: Scenario,
+    timed: list[Side | OursWatch],
+) -> None:
+    """The scenario's samples of each timed side, the order rotated between samples."""
+    name, program, source = built
+    options = bench.options
+    count = options.cold_samples if scenario is Scenario.COLD else options.samples
+    for index in range(count):
+        for side in rotated(timed, index):
+            nonce = next(bench.nonces)
+            detail: dict[str, object]
+            if isinstance(side, OursWatch):
+                result = side.sample(program, nonce)
+                detail = {**result.detail}
+            else:
+                result, detail = _one_shot(scenario, side, program, source, nonce, bench.workspace)
+            bench.samples.append(
+                Sample(name, peer, scenario, side.name, index, result.seconds, detail)
+            )
+            bench.say(
+                f"{name} · {scenario} · {side.name} [{index + 1}/{count}]: "
+                f"{result.seconds:.2f}s  ({time.perf_counter() - bench.begin:.0f}s in)"
+            )
+
+
+def _results(bench: _Bench, started: str, command: str, described: dict[str, Any]) -> Results:
+    options, baseline = bench.options, bench.options.baseline
     return Results(
         started=started,
-        seconds=time.perf_counter() - begin,
+        seconds=time.perf_counter() - bench.begin,
         command=command,
         options={
             **asdict(options),
@@ -263,17 +296,17 @@ def run(options: Options, command: str, say: Callable[[str], None]) -> Results:
             "baseline": baseline.ref if baseline else None,
         },
         machine=described,
-        programs=tuple(programs),
-        samples=tuple(samples),
-        sizes=tuple(sizes),
-        breakdowns=tuple(breakdowns),
+        programs=tuple(bench.programs),
+        samples=tuple(bench.samples),
+        sizes=tuple(bench.sizes),
+        breakdowns=tuple(bench.breakdowns),
         baseline=(
             {
                 "ref": baseline.ref,
                 "commit": baseline.commit,
                 "short": baseline.short,
                 "side_prefix": baseline.label,
-                "watch": baseline_watches,
+                "watch": bench.baseline_watches,
             }
             if baseline
             else None
