@@ -1,8 +1,9 @@
 """pipeline.engine.provision: a run pointed at no engine says so in one line, at once. Against
 the test bed's engine, the faults of a shared engine: the engine killed (SIGKILL) or stopped
 (SIGTERM) mid-build ends every run within 30 s with one line and nothing half-written, and the
-next run after a restart builds; one client killed mid-build leaves the others to finish, and
-its session child ends too.
+next run after a restart builds. (One client killed mid-build while the others finish is the
+fault pass of `python -m bench load`, which tests/test_bench_load.py runs against the engine:
+it was here too, and the bench's check now also waits for the killed client's session child.)
 
 The engine tests here stop the test bed's engine and start it again (tests/testbed/up)."""
 
@@ -189,30 +190,3 @@ def test_after_a_restart_the_next_run_builds(
     again = pipeline("multistage", "--no-test", "--output", str(tmp_path / "image.tar"))
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "image.tar").is_file()
-
-
-@pytest.mark.engine
-def test_one_client_killed_mid_build_leaves_the_others_to_finish(
-    pipeline: PipelineRunner, tmp_path: Path, children: contextlib.ExitStack
-) -> None:
-    quick = tmp_path / "quick"
-    shutil.copytree(ROOT / "go-src", quick)
-    victim = _start(children, pipeline, _slow_tree(tmp_path, "slow"), tmp_path / "victim.tar")
-    time.sleep(8)
-    others = [_start(children, pipeline, quick, tmp_path / f"other{n}.tar") for n in range(2)]
-    time.sleep(2)
-    sessions = _sessions_of(victim.pid)
-    assert sessions, "the victim has no session child yet"
-    victim.kill()
-    victim.wait()
-    for n, other in enumerate(others):
-        _, stderr = other.communicate(timeout=300)
-        assert other.returncode == 0, stderr
-        assert (tmp_path / f"other{n}.tar").is_file()
-    # The killed client's session child ends too (its stdin closed), rather than linger.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(Path(f"/proc/{s}").exists() for s in sessions):
-        time.sleep(0.5)
-    lingering = [s for s in sessions if Path(f"/proc/{s}").exists()]
-    assert lingering == [], f"session children still running: {lingering}"
-    assert not (tmp_path / "victim.tar").exists()

@@ -378,8 +378,8 @@ class VictimClient:
         "world with a generated {cases:,}-case switch and a fresh nonce (its go build runs, "
         "for seconds), `multistage --no-test` for {platforms} on {base}; it was SIGKILLed "
         "{delay}s after its `build ...` progress line. The others must all succeed with the "
-        "digests of their runs alone, and its process group (its dagger CLI child) must be "
-        "empty within {wait:.0f}s."
+        "digests of their runs alone, and its process group and its `dagger session` child (in a "
+        "group of its own) must be gone within {wait:.0f}s."
     )
 
     def __init__(self, launcher: Launcher, source: Path, runs: int) -> None:
@@ -420,6 +420,7 @@ class VictimClient:
         self.build_started: float | None = None
         self.killed: float | None = None
         self.compiling = 0  # its go build processes on this machine at the kill
+        self.children: list[int] = []  # its own children at the kill: its session child
         self.lines: list[str] = []
 
     def follow(self, began: float) -> None:
@@ -443,6 +444,7 @@ class VictimClient:
                 self.build_started = time.perf_counter() - began
                 time.sleep(KILL_DELAY)
                 self.compiling = len(_victim_builds())
+                self.children = _children(self.process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.process.pid, signal.SIGKILL)
                 self.killed = time.perf_counter() - began
@@ -462,18 +464,23 @@ class VictimClient:
         self.build_gone = time.perf_counter() - began - (self.killed or 0.0)
 
     def leftover(self) -> tuple[str, ...]:
-        """The live processes of its group, after up to LEFTOVER_WAIT seconds; then killed."""
+        """The live processes of its group and its children at the kill (its session child
+        has a group of its own), after up to LEFTOVER_WAIT seconds; then killed."""
         if self.process is None:
             return ()
         group, deadline = self.process.pid, time.monotonic() + LEFTOVER_WAIT
-        alive = _group_members(group)
-        while alive and time.monotonic() < deadline:
+
+        def alive() -> list[str]:
+            return _group_members(group) + _live(self.children)
+
+        found = alive()
+        while found and time.monotonic() < deadline:
             time.sleep(0.2)
-            alive = _group_members(group)
-        if alive:
+            found = alive()
+        for pid in (group, *self.children):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-        return tuple(alive)
+                os.killpg(pid, signal.SIGKILL)
+        return tuple(dict.fromkeys(found))
 
     def stop(self) -> None:
         """Killed, if it still runs (the load run ended early)."""
@@ -507,6 +514,27 @@ def _victim_builds() -> list[str]:
             continue
         if words[:2] == [b"go", b"build"] and b"/out/load-victim" in words:
             found.append(cmdline.parent.name)
+    return found
+
+
+def _children(parent: int) -> list[int]:
+    """The PIDs of a process's children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):  # gone meanwhile
+            if stat.read_text().rpartition(")")[2].split()[1] == str(parent):
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _live(pids: list[int]) -> list[str]:
+    """`PID COMMAND` of each of `pids` still alive (not a zombie)."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{pid}/stat").read_text()
+            if text.rpartition(")")[2].split()[0] != "Z":
+                found.append(f"{pid} {text[text.find('(') + 1 : text.rfind(')')]}")
     return found
 
 
