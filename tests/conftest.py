@@ -332,8 +332,10 @@ def engine_back(testbed: Testbed) -> Iterator[None]:
 
 # --- the closing line -------------------------------------------------------------------
 
-_ENGINE_TESTS: set[str] = set()
 _OUTCOMES: Counter[str] = Counter()
+# tests/run runs the tests in two phases (pytest-xdist's workers, then the disruptive tests
+# alone): each phase adds its counts to this file, and the last line sums them.
+TALLY_ENV = "PIPELINE_TESTS_TALLY"
 
 
 def disruptive(item: pytest.Item) -> bool:
@@ -344,16 +346,18 @@ def disruptive(item: pytest.Item) -> bool:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("engine"):
-            _ENGINE_TESTS.add(item.nodeid)
+        if disruptive(item) and not item.get_closest_marker("disruptive"):
+            item.add_marker(pytest.mark.disruptive)  # so that `-m disruptive` selects it
     # The disruptive tests last, in their order: the others share a warm engine.
     items[:] = sorted(items, key=disruptive)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.nodeid not in _ENGINE_TESTS:
+    # report.keywords, not the items: under pytest-xdist the controller sees only reports.
+    if "engine" not in report.keywords:
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if report.skipped:
@@ -363,9 +367,23 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _OUTCOMES[report.outcome] += 1
 
 
+def _line(outcomes: Counter[str]) -> str:
+    parts = [f"{outcomes[k]} {k}" for k in ("passed", "failed")]
+    parts.append(f"{outcomes['skipped (no engine)']} skipped (no engine)")
+    if outcomes["skipped"]:
+        parts.append(f"{outcomes['skipped']} skipped (other reasons)")
+    return ", ".join(parts)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    parts = [f"{_OUTCOMES[k]} {k}" for k in ("passed", "failed")]
-    parts.append(f"{_OUTCOMES['skipped (no engine)']} skipped (no engine)")
-    if _OUTCOMES["skipped"]:
-        parts.append(f"{_OUTCOMES['skipped']} skipped (other reasons)")
-    terminalreporter.write_line("engine tests: " + ", ".join(parts), bold=True)
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller counts
+    tally = os.environ.get(TALLY_ENV)
+    if not tally:
+        terminalreporter.write_line("engine tests: " + _line(_OUTCOMES), bold=True)
+        return
+    path = Path(tally)
+    before: Counter[str] = Counter(json.loads(path.read_text()) if path.is_file() else {})
+    path.write_text(json.dumps(before + _OUTCOMES))
+    terminalreporter.write_line("engine tests in this phase: " + _line(_OUTCOMES), bold=True)
+    terminalreporter.write_line("engine tests: " + _line(before + _OUTCOMES), bold=True)
