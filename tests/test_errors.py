@@ -1,5 +1,6 @@
 """Bad input and faults, each through the real command (against the real engine and test
-bed, except where the case is that one is missing): the exit code, the one line that says
+bed, except where the case is that one is missing; bad input refused before any engine work
+runs the command in this process, with no engine): the exit code, the one line that says
 what is wrong, and what is left on disk. Errors cross into exit codes at one place, the CLI:
 2 for bad usage, 1 for failures, 130 for interrupts."""
 
@@ -15,11 +16,20 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from pipeline.cli import commands
 from tests.conftest import ROOT, PipelineRunner, Ran, Testbed, started
 
-pytestmark = pytest.mark.engine
 FAST = ("--no-test", "--runtime-image", "busybox:1.35")
+
+
+def in_process(*args: str) -> Ran:
+    """The command run in this process (typer's CliRunner), for bad input that is refused
+    before any engine work: no engine needed (none is in reach, should a check let it by)."""
+    env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///nonexistent.sock"}
+    result = CliRunner().invoke(commands.app, list(args), env=env)
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def error_line(ran: Ran) -> str:
@@ -59,9 +69,7 @@ def snapshot(*dirs: Path) -> dict[str, int]:
         ("library", "is `package lib`, not a main package"),
     ],
 )
-def test_source_refused_before_any_engine_work(
-    pipeline: PipelineRunner, tmp_path: Path, make: str, message: str
-) -> None:
+def test_source_refused_before_any_engine_work(tmp_path: Path, make: str, message: str) -> None:
     source = tmp_path / "src"
     if make == "file":
         source.write_text("package main\n")
@@ -69,17 +77,15 @@ def test_source_refused_before_any_engine_work(
         source.mkdir()
     elif make == "library":
         go_tree(source, {"lib.go": "package lib\n"})
-    # No engine in reach: an engine call would fail differently, and later.
-    env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///nonexistent.sock"}
-    ran = pipeline(
-        "multistage", "--source", str(source), "--output", str(tmp_path / "o.tar"), extra_env=env
-    )
+    # No engine in reach (in_process): an engine call would fail differently, and later.
+    ran = in_process("multistage", "--source", str(source), "--output", str(tmp_path / "o.tar"))
     assert ran.returncode == 2
     assert message in error_line(ran)
     assert not (tmp_path / "o.tar").exists()
 
 
 # 2, 3 -----------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_compile_error_shows_the_compiler(pipeline: PipelineRunner, tmp_path: Path) -> None:
     source = go_tree(tmp_path / "src", {"main.go": "package main\n\nfunc main() { undefined() }\n"})
     ran = pipeline("multistage", *FAST, "--source", str(source), "--no-output")
@@ -90,6 +96,7 @@ def test_compile_error_shows_the_compiler(pipeline: PipelineRunner, tmp_path: Pa
     )
 
 
+@pytest.mark.engine
 def test_failing_go_test_shows_its_output(pipeline: PipelineRunner, tmp_path: Path) -> None:
     source = go_tree(
         tmp_path / "src",
@@ -121,15 +128,16 @@ def test_failing_go_test_shows_its_output(pipeline: PipelineRunner, tmp_path: Pa
     ],
 )
 def test_bad_platform_or_reference_exits_2(
-    pipeline: PipelineRunner, tmp_path: Path, args: tuple[str, ...], message: str
+    tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    ran = pipeline("multistage", *args, "--output", str(tmp_path / "o.tar"))
+    ran = in_process("multistage", *args, "--output", str(tmp_path / "o.tar"))
     assert ran.returncode == 2
     assert message in error_line(ran)
     assert list(tmp_path.iterdir()) == []
 
 
 # 6, 7, 8 --------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_missing_base_image_is_named(pipeline: PipelineRunner, testbed: Testbed) -> None:
     missing = f"{testbed.registry}/library/nosuchbase:9"
     ran = pipeline("multistage", "--no-test", "--runtime-image", missing, "--no-output")
@@ -137,6 +145,7 @@ def test_missing_base_image_is_named(pipeline: PipelineRunner, testbed: Testbed)
     assert error_line(ran).startswith(f"error: image {missing} not found")
 
 
+@pytest.mark.engine
 def test_unreachable_registry_is_named(pipeline: PipelineRunner) -> None:
     started = time.monotonic()
     ran = pipeline(
@@ -147,6 +156,7 @@ def test_unreachable_registry_is_named(pipeline: PipelineRunner) -> None:
     assert time.monotonic() - started < 120
 
 
+@pytest.mark.engine
 def test_wrong_credentials(pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path) -> None:
     wrong = "not-the-password-" + os.urandom(6).hex()
     ran = pipeline(
@@ -171,8 +181,8 @@ def test_wrong_credentials(pipeline: PipelineRunner, testbed: Testbed, tmp_path:
 
 
 # 9 --------------------------------------------------------------------------------------
-def test_output_is_a_directory(pipeline: PipelineRunner, tmp_path: Path) -> None:
-    ran = pipeline("multistage", *FAST, "--output", str(tmp_path))
+def test_output_is_a_directory(tmp_path: Path) -> None:
+    ran = in_process("multistage", *FAST, "--output", str(tmp_path))
     assert ran.returncode == 1
     assert f"--output {tmp_path} is a directory" in error_line(ran)
     assert list(tmp_path.iterdir()) == []
@@ -192,6 +202,7 @@ def in_private_mount(mount: str) -> tuple[str, ...]:
     )
 
 
+@pytest.mark.engine
 def test_output_directory_not_writable(pipeline: PipelineRunner, tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -208,6 +219,7 @@ def test_output_directory_not_writable(pipeline: PipelineRunner, tmp_path: Path)
 
 
 # 10 -------------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_no_engine_says_how_to_get_one(pipeline: PipelineRunner, tmp_path: Path) -> None:
     env = {k: v for k, v in pipeline.env.items() if "DAGGER" not in k}
     env["PATH"] = "/usr/bin:/bin"  # no dagger CLI either
@@ -230,6 +242,7 @@ def test_no_engine_says_how_to_get_one(pipeline: PipelineRunner, tmp_path: Path)
 
 
 # 11 -------------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: Path) -> None:
     source = go_tree(
         tmp_path / "src",
@@ -271,6 +284,7 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
 
 
 # 12 -------------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_two_runs_on_one_output(pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path) -> None:
     output = tmp_path / "image.tar"
     with contextlib.ExitStack() as stack:
@@ -295,6 +309,7 @@ def test_two_runs_on_one_output(pipeline: PipelineRunner, testbed: Testbed, tmp_
 
 
 # 13 -------------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_disk_full_while_exporting(pipeline: PipelineRunner, tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.mkdir()
@@ -311,6 +326,7 @@ def test_disk_full_while_exporting(pipeline: PipelineRunner, tmp_path: Path) -> 
 
 
 # 14 -------------------------------------------------------------------------------------
+@pytest.mark.engine
 def test_odd_trees(pipeline: PipelineRunner, tmp_path: Path) -> None:
     """A 200 MB file the build does not read (not uploaded: test_stages checks what is), a
     file whose name is not UTF-8: both ignored, the build works. A Go file that is a symlink
@@ -341,6 +357,7 @@ def test_odd_trees(pipeline: PipelineRunner, tmp_path: Path) -> None:
 
 
 # the password, everywhere ----------------------------------------------------------------
+@pytest.mark.engine
 def test_password_appears_nowhere(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path
 ) -> None:
@@ -377,6 +394,7 @@ def test_password_appears_nowhere(
     report.unlink()
 
 
+@pytest.mark.engine
 def test_verbose_shows_the_traceback(pipeline: PipelineRunner, testbed: Testbed) -> None:
     missing = f"{testbed.registry}/library/nosuchbase:9"
     ran = pipeline(
