@@ -189,3 +189,5 @@ async def watch(
             await changed.wait()
             changed = anyio.Event()
             current = replace(settings, reload_source=True)
+
+    await in_session(body, settings, hook)
