@@ -383,7 +383,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line("engine tests: " + _line(_OUTCOMES), bold=True)
         return
     path = Path(tally)
-    before: Counter[str] = Counter(json.loads(path.read_text()) if path.is_file() else {})
+    said = path.read_text() if path.is_file() else ""  # mktemp's empty file: no phase yet
+    before: Counter[str] = Counter(json.loads(said) if said.strip() else {})
     path.write_text(json.dumps(before + _OUTCOMES))
     terminalreporter.write_line("engine tests in this phase: " + _line(_OUTCOMES), bold=True)
     terminalreporter.write_line("engine tests: " + _line(before + _OUTCOMES), bold=True)

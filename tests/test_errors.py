@@ -242,6 +242,7 @@ def test_no_engine_says_how_to_get_one(pipeline: PipelineRunner, tmp_path: Path)
 
 
 # 11 -------------------------------------------------------------------------------------
+@pytest.mark.alone
 @pytest.mark.engine
 def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: Path) -> None:
     source = go_tree(

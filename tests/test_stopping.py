@@ -21,6 +21,9 @@ import pytest
 
 from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
 
+# Each test counts what build/ holds, and the processes it started: no other test at once.
+pytestmark = pytest.mark.alone
+
 # What in_engine does around a run (a cancellable event loop, inside guarded), with work that
 # takes `cleanup` seconds to clean up once cancelled, and marks what happened in `marks`.
 CHILD = """

@@ -697,6 +697,7 @@ def test_the_dagger_cli_keeps_retrying_a_refused_certificate(
     assert len(refusals) >= CLI_REFUSED_WATCH / 3, f"only {len(refusals)} attempts were refused"
 
 
+@pytest.mark.alone
 @pytest.mark.engine
 def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
     testbed: Testbed, engine_env: dict[str, str]

@@ -129,6 +129,7 @@ def _host_files() -> set[Path]:
     return {p for p in (ROOT / "build").rglob("*")} | {p for p in (ROOT / "go-src").rglob("*")}
 
 
+@pytest.mark.alone
 def test_builder_leaves_no_host_file_on_success(pipeline: PipelineRunner, tmp_path: Path) -> None:
     before = _host_files()
     ran = pipeline("builder", "--no-test", "--runtime-image", BASE, "--no-output", "--no-run")
@@ -136,6 +137,7 @@ def test_builder_leaves_no_host_file_on_success(pipeline: PipelineRunner, tmp_pa
     assert _host_files() == before
 
 
+@pytest.mark.alone
 def test_builder_leaves_no_host_file_on_failure(pipeline: PipelineRunner, testbed: Testbed) -> None:
     """The binary reaches the host, then the runtime base cannot be pulled."""
     before = _host_files()
