@@ -349,6 +349,9 @@ def disruptive(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("engine"):
+            # Reports carry it to pytest-xdist's controller, which sees no items.
+            item.user_properties.append(("engine", True))
         if disruptive(item) and not item.get_closest_marker("disruptive"):
             item.add_marker(pytest.mark.disruptive)  # so that `-m disruptive` selects it
     # The disruptive tests last, in their order: the others share a warm engine.
@@ -356,8 +359,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # report.keywords, not the items: under pytest-xdist the controller sees only reports.
-    if "engine" not in report.keywords:
+    # From the report, not the items: under pytest-xdist the controller sees only reports.
+    if not dict(report.user_properties).get("engine"):
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         if report.skipped:
