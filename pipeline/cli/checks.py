@@ -1,14 +1,17 @@
 """The checks of the build commands' flag values, each one line naming the flag and what to
 write (names, packages, logins, caches, sizes, budgets, the chart's path, mirrors, the push
-timeout, the user), and the defaults derived from them. Only the CLI asks them: Settings
-holds what they let through. No I/O."""
+timeout, the user), the defaults derived from them, and build_settings, which resolves the
+build flags into one Settings value. Only the CLI asks them: Settings holds what they let
+through. No I/O but git's, for a reproducible variant's provenance."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.errors import PASSWORD_ENV
+from pipeline.errors import PASSWORD_ENV, UsageError
+from pipeline.provenance import read_provenance
 from pipeline.refs import (
     DOCKER_HUB,
     ImageRef,
@@ -16,8 +19,12 @@ from pipeline.refs import (
     is_host,
     is_name_component,
     parse_image_ref,
+    parse_platform,
 )
-from pipeline.settings import BUILD_DIR, SCRATCH, Secret, Variant
+from pipeline.settings import BUILD_DIR, SCRATCH, Secret, Settings, Variant
+
+if TYPE_CHECKING:  # the flags' type only: chart and compare import these checks, not Typer
+    from pipeline.cli.options import BuildFlags
 
 
 def check_name(name: str) -> str:
@@ -155,3 +162,55 @@ def check_user(user: str) -> str:
     if not _USER.match(user):
         raise SettingsError(f"--user {user!r}: write UID[:GID] or a user name, e.g. 65532:65532")
     return user
+
+
+def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
+    """Check every flag and resolve them into one Settings value (UsageError if wrong).
+    builder and multistage images are reproducible: their epoch and labels come from git."""
+    parse_image_ref(flags.go_image, option="--go-image")
+    if flags.runtime_image != SCRATCH:
+        parse_image_ref(flags.runtime_image, option="--runtime-image")
+    parse_image_ref(flags.helper_image, option="--helper-image")
+    publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
+    cache_from = (
+        check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
+    )
+    cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
+    password = Secret(flags.registry_password) if flags.registry_password else None
+    check_registry_auth(publish, flags.registry_username, password, cache_from, cache_to)
+    if publish is None and cache_from is None and cache_to is None:
+        password = None  # not needed, not kept
+    name = check_name(flags.name)
+    if flags.no_output and flags.output is not None:
+        raise UsageError("--output and --no-output contradict each other: give one")
+    return Settings(
+        variant=variant,
+        source=flags.source,
+        package=check_package(flags.package),
+        test=flags.test,
+        go_image=flags.go_image,
+        runtime_image=flags.runtime_image,
+        name=name,
+        platforms=tuple(dict.fromkeys(parse_platform(p) for p in flags.platform or ())),
+        output=None if flags.no_output else (flags.output or default_output(name, variant)),
+        load=flags.load,
+        publish=publish,
+        registry_username=flags.registry_username,
+        registry_password=password,
+        run=flags.run,
+        json_path=flags.json_path,
+        provenance=(
+            None
+            if variant is Variant.NAIVE
+            else read_provenance(flags.source, flags.source_date_epoch)
+        ),
+        user=check_user(flags.user) if flags.user else None,
+        lock=flags.lock,
+        registry_ca=flags.registry_ca,
+        registry_mirrors=tuple(dict(parse_mirror(m) for m in flags.registry_mirror or ()).items()),
+        push_timeout=check_push_timeout(flags.push_timeout),
+        cache_from=cache_from,
+        cache_to=cache_to,
+        helper_image=flags.helper_image,
+        quiet=flags.quiet,
+    )

@@ -76,3 +76,12 @@ VariantOpt = Annotated[
     Reproducible,
     typer.Option("--variant", help="Which variant to build twice.", envvar="PIPELINE_VARIANT"),
 ]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="The build flags' file (by default pipeline.toml at --source, if there is one).",
+        envvar="PIPELINE_CONFIG",
+        show_default=False,
+    ),
+]

@@ -4,6 +4,7 @@ build starts, so `--help` and bad flags answer at once."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import sys
@@ -14,20 +15,15 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from pipeline.cli import config
 from pipeline.cli.checks import (
-    check_cache_ref,
+    build_settings,
     check_chart_path,
-    check_name,
-    check_package,
-    check_push_timeout,
-    check_registry_auth,
-    check_user,
-    default_output,
     image_key,
-    parse_mirror,
 )
 from pipeline.cli.command_options import (
     ChartOpt,
+    ConfigOpt,
     MarkdownOpt,
     MaxSizeOpt,
     Reproducible,
@@ -67,16 +63,12 @@ from pipeline.cli.options import (
     option,
 )
 from pipeline.errors import PASSWORD_ENV, UsageError
-from pipeline.provenance import read_provenance
-from pipeline.refs import parse_image_ref, parse_platform
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_HELPER_IMAGE,
     DEFAULT_NAME,
     DEFAULT_RUNTIME_IMAGE,
     DEFAULT_SOURCE,
-    SCRATCH,
-    Secret,
     Settings,
     Variant,
 )
@@ -98,58 +90,6 @@ SUMMARIES = {
 }
 
 
-def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
-    """Check every flag and resolve them into one Settings value (UsageError if wrong).
-    builder and multistage images are reproducible: their epoch and labels come from git."""
-    parse_image_ref(flags.go_image, option="--go-image")
-    if flags.runtime_image != SCRATCH:
-        parse_image_ref(flags.runtime_image, option="--runtime-image")
-    parse_image_ref(flags.helper_image, option="--helper-image")
-    publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
-    cache_from = (
-        check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
-    )
-    cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
-    password = Secret(flags.registry_password) if flags.registry_password else None
-    check_registry_auth(publish, flags.registry_username, password, cache_from, cache_to)
-    if publish is None and cache_from is None and cache_to is None:
-        password = None  # not needed, not kept
-    name = check_name(flags.name)
-    if flags.no_output and flags.output is not None:
-        raise UsageError("--output and --no-output contradict each other: give one")
-    return Settings(
-        variant=variant,
-        source=flags.source,
-        package=check_package(flags.package),
-        test=flags.test,
-        go_image=flags.go_image,
-        runtime_image=flags.runtime_image,
-        name=name,
-        platforms=tuple(dict.fromkeys(parse_platform(p) for p in flags.platform or ())),
-        output=None if flags.no_output else (flags.output or default_output(name, variant)),
-        load=flags.load,
-        publish=publish,
-        registry_username=flags.registry_username,
-        registry_password=password,
-        run=flags.run,
-        json_path=flags.json_path,
-        provenance=(
-            None
-            if variant is Variant.NAIVE
-            else read_provenance(flags.source, flags.source_date_epoch)
-        ),
-        user=check_user(flags.user) if flags.user else None,
-        lock=flags.lock,
-        registry_ca=flags.registry_ca,
-        registry_mirrors=tuple(dict(parse_mirror(m) for m in flags.registry_mirror or ()).items()),
-        push_timeout=check_push_timeout(flags.push_timeout),
-        cache_from=cache_from,
-        cache_to=cache_to,
-        helper_image=flags.helper_image,
-        quiet=flags.quiet,
-    )
-
-
 def usage_exit(error: UsageError) -> NoReturn:
     """A bad flag: one line on stderr, exit 2."""
     Console(stderr=True, soft_wrap=True).print(f"error: {error}", markup=False)
@@ -159,12 +99,20 @@ def usage_exit(error: UsageError) -> NoReturn:
 def _command(variant: Variant) -> None:
     """Register the command for one variant; all share one signature, BuildFlags' fields."""
 
-    def command(*, watch: bool = False, verbose: bool = False, **given: Any) -> None:
+    def command(
+        ctx: typer.Context,
+        *,
+        watch: bool = False,
+        verbose: bool = False,
+        config_file: Path | None = None,
+        **given: Any,
+    ) -> None:
         try:
             # Read once, then gone from the environment: no child (docker, the dagger CLI)
             # inherits it.
             password = os.environ.pop(PASSWORD_ENV, None) or None
             flags = BuildFlags(**given, registry_password=password)
+            flags = config.applied(flags, config_file, ctx.get_parameter_source)
             settings = build_settings(variant, flags)
         except UsageError as error:
             usage_exit(error)
@@ -172,9 +120,16 @@ def _command(variant: Variant) -> None:
             raise typer.Exit(execute_watch(settings, verbose=verbose))
         raise typer.Exit(execute(settings, verbose=verbose))
 
-    command.__signature__ = flag_parameters(  # type: ignore[attr-defined]
-        BuildFlags, option("watch", False, WatchOpt), option("verbose", False, VerboseOpt)
+    own = (
+        ("watch", False, WatchOpt),
+        ("verbose", False, VerboseOpt),
+        ("config_file", None, ConfigOpt),
     )
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    signature = flag_parameters(BuildFlags, *(option(*o) for o in own))
+    command.__signature__ = signature.replace(parameters=[context, *signature.parameters.values()])  # type: ignore[attr-defined]
     command.__doc__ = SUMMARIES[variant]
     app.command(name=variant.value, help=SUMMARIES[variant])(command)
 

@@ -208,8 +208,9 @@ QuietOpt = Annotated[
 
 @dataclass(frozen=True)
 class BuildFlags:
-    """The build commands' flags, as given (checked and resolved by cli.build_settings). A
-    field's annotation is its option's declaration: a new flag is one field here."""
+    """The build commands' flags, as given (checked and resolved by
+    pipeline.cli.checks.build_settings). A field's annotation is its option's declaration: a
+    new flag is one field here."""
 
     source: SourceOpt = DEFAULT_SOURCE
     package: PackageOpt = "."

@@ -1,0 +1,147 @@
+"""The build flags, checked into the Go repository: `pipeline.toml` at the source's root (or
+the file --config names), read with the standard library's tomllib.
+
+Its keys are the build commands' flags, as written on the command line without the dashes:
+
+    go-image = "golang:1.26-alpine"
+    runtime-image = "gcr.io/distroless/static-debian12"
+    platform = ["linux/amd64", "linux/arm64"]
+    push-timeout = 120
+    test = false
+
+A flag on the command line wins, then its PIPELINE_* variable, then the file, then the
+default. A path in the file is relative to the file's directory. Not in the file: `source`
+(the file is found in it) and the registry password (a secret never goes into a file: it is
+PIPELINE_REGISTRY_PASSWORD). An unknown key, a value of the wrong type or a file that is not
+TOML is one line naming the file, the line and the key, before any engine work (exit 2)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli.options import BuildFlags
+from pipeline.errors import UsageError
+
+FILE_NAME = "pipeline.toml"
+_NOT_IN_FILE = {
+    "source": "the file is read from --source; give --source on the command line",
+    "registry-password": "a password never goes into a file: set PIPELINE_REGISTRY_PASSWORD",
+}
+_AT_LINE = re.compile(r"\(at line (\d+)")
+
+
+def find(given: Path | None, source: Path) -> Path | None:
+    """The config file: --config's (which must exist), else pipeline.toml at the source's
+    root if there is one."""
+    if given is not None:
+        if not given.is_file():
+            raise UsageError(f"--config {given}: no such file")
+        return given
+    default = source / FILE_NAME
+    return default if default.is_file() else None
+
+
+def _key(name: str) -> str:
+    """The flag's name in the file: `go_image` → `go-image` (json_path is --json)."""
+    return "json" if name == "json_path" else name.replace("_", "-")
+
+
+def _base(annotation: Any) -> tuple[type, bool]:
+    """A field's type without Annotated and None: (str, False) for `str | None`, and
+    whether it is a list of strings."""
+    hint = (
+        typing.get_args(annotation)[0]
+        if typing.get_origin(annotation) is typing.Annotated
+        else annotation
+    )
+    options = (
+        [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, types.UnionType)
+        else [hint]
+    )
+    (only,) = options
+    if typing.get_origin(only) is list:
+        return str, True
+    return only, False
+
+
+def _line(text: str, key: str) -> int:
+    """The line that sets `key` (1 if no line does: it came from a table)."""
+    found = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.M)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
+
+
+def _checked(value: Any, kind: type, many: bool, where: str) -> Any:
+    """The value as the flag's field holds it, or one line saying what was expected."""
+    if many:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f'{where}: give a list of strings, e.g. ["linux/amd64"]')
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: give true or false, not {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{where}: give a number, not {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: give a whole number, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: give a string, not {value!r}")
+    return value
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The file's values by BuildFlags field name, checked; paths made relative to the
+    file's directory."""
+    text = path.read_text()
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        at = _AT_LINE.search(str(err))
+        where = f"{path}:{at.group(1)}" if at else str(path)
+        raise UsageError(f"{where}: not TOML: {str(err).split(' (at line')[0]}") from None
+    hints = typing.get_type_hints(BuildFlags, include_extras=True)
+    flags = {_key(f.name): f.name for f in fields(BuildFlags) if f.metadata.get("flag", True)}
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        where = f"{path}:{_line(text, key)}: {key}"
+        if key in _NOT_IN_FILE:
+            raise UsageError(f"{where}: not read from the file: {_NOT_IN_FILE[key]}")
+        if key not in flags or key == "source":
+            raise UsageError(f"{where}: unknown key: the keys are the build flags, e.g. go-image")
+        name = flags[key]
+        kind, many = _base(hints[name])
+        checked = _checked(value, kind, many, where)
+        values[name] = path.parent / checked if kind is Path else checked
+    return values
+
+
+def apply(flags: BuildFlags, values: Mapping[str, Any], given: Callable[[str], bool]) -> BuildFlags:
+    """`flags` with the file's `values` where the flag was not `given` (on the command line or
+    in its variable)."""
+    return replace(flags, **{name: v for name, v in values.items() if not given(name)})
+
+
+def applied(flags: BuildFlags, path: Path | None, source_of: Callable[[str], object]) -> BuildFlags:
+    """The flags, with the config file's values where a flag was neither on the command line
+    nor in its variable: `source_of(name)` is where the command line's parser took each value
+    from (click's ParameterSource)."""
+    found = find(path, flags.source)
+    if found is None:
+        return flags
+
+    def given(name: str) -> bool:
+        return getattr(source_of(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+
+    return apply(flags, load(found), given)

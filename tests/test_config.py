@@ -1,0 +1,147 @@
+"""pipeline.cli.config: the build flags from pipeline.toml at the source's root (or --config),
+a flag on the command line first, then its variable, then the file, then the default; a
+path relative to the file; bad files refused in one line naming the file, the line and the
+key, before any engine work. In this process (the command's settings captured), and once
+against the real engine: a build made with the file's settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import commands
+from pipeline.settings import Settings
+from tests.conftest import ROOT, PipelineRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings each build command would run with (nothing is built)."""
+    got: list[Settings] = []
+
+    def fake_execute(settings: Settings, *, verbose: bool) -> int:
+        got.append(settings)
+        return 0
+
+    monkeypatch.setattr(commands, "execute", fake_execute)
+    for key in list(__import__("os").environ):
+        if key.startswith("PIPELINE_"):
+            monkeypatch.delenv(key)
+    return got
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", copy)
+    return copy
+
+
+def _run(source: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(commands.app, ["multistage", "--source", str(source), *args], env=env)
+    return result.exit_code, result.stderr
+
+
+def test_the_file_sets_what_no_flag_or_variable_gives(
+    captured: list[Settings], source: Path
+) -> None:
+    (source / "pipeline.toml").write_text(
+        'go-image = "golang:1.26-alpine"\n'
+        'runtime-image = "busybox:1.35"\n'
+        'name = "api"\n'
+        'platform = ["linux/amd64", "linux/arm64"]\n'
+        "push-timeout = 120\n"
+        "test = false\n"
+        'output = "out/api.tar"\n'
+    )
+    code, said = _run(source)
+    assert code == 0, said
+    (got,) = captured
+    assert (got.go_image, got.runtime_image, got.name) == (
+        "golang:1.26-alpine",
+        "busybox:1.35",
+        "api",
+    )
+    assert [str(p) for p in got.platforms] == ["linux/amd64", "linux/arm64"]
+    assert got.push_timeout == 120.0
+    assert got.test is False
+    assert got.output == source / "out" / "api.tar"  # relative to the file
+
+
+def test_a_flag_then_its_variable_then_the_file_then_the_default(
+    captured: list[Settings], source: Path
+) -> None:
+    (source / "pipeline.toml").write_text('name = "fromfile"\ngo-image = "golang:1.25"\n')
+    _run(source, "--name", "fromflag", env={"PIPELINE_NAME": "fromenv"})
+    _run(source, env={"PIPELINE_NAME": "fromenv"})
+    _run(source)
+    (source / "pipeline.toml").unlink()
+    _run(source)
+    assert [s.name for s in captured] == ["fromflag", "fromenv", "fromfile", "helloworld"]
+    assert [s.go_image for s in captured] == ["golang:1.25"] * 3 + ["golang:1.26"]
+
+
+def test_config_names_another_file(captured: list[Settings], source: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "ci" / "build.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('name = "elsewhere"\nlock = "pins.json"\n')
+    code, said = _run(source, "--config", str(elsewhere))
+    assert code == 0, said
+    assert captured[0].name == "elsewhere"
+    assert captured[0].lock == elsewhere.parent / "pins.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('name = "ok"\ngo-imagee = "golang:1.26"\n', 2, "go-imagee: unknown key"),
+        ('name = "ok"\n\ntest = "yes"\n', 3, "test: give true or false, not 'yes'"),
+        ("push-timeout = true\n", 1, "push-timeout: give a number"),
+        ('platform = "linux/amd64"\n', 1, "platform: give a list of strings"),
+        ("name = 3\n", 1, "name: give a string, not 3"),
+        ('source = "elsewhere"\n', 1, "source: not read from the file"),
+        ('registry-password = "s3cret"\n', 1, "a password never goes into a file"),
+        ('name = "ok"\nname = "twice"\n', 2, "not TOML"),
+        ('[images.api]\npackage = "./cmd/api"\n', 1, "images: unknown key"),
+    ],
+)
+def test_a_bad_file_is_one_line_naming_file_line_and_key(
+    captured: list[Settings], source: Path, text: str, line: int, message: str
+) -> None:
+    (source / "pipeline.toml").write_text(text)
+    code, said = _run(source)
+    assert code == 2
+    assert captured == []
+    (only,) = said.strip().splitlines()
+    assert only.startswith(f"error: {source / 'pipeline.toml'}:{line}: "), only
+    assert message in only
+    assert "s3cret" not in said
+
+
+def test_a_config_that_is_not_there_is_one_line(captured: list[Settings], source: Path) -> None:
+    code, said = _run(source, "--config", str(source / "nope.toml"))
+    assert code == 2
+    assert said.strip() == f"error: --config {source / 'nope.toml'}: no such file"
+    assert captured == []
+
+
+@pytest.mark.engine
+def test_a_build_made_with_the_files_settings(
+    pipeline: PipelineRunner, source: Path, tmp_path: Path
+) -> None:
+    (source / "pipeline.toml").write_text(
+        'name = "fromfile"\nruntime-image = "busybox:1.35"\ntest = false\njson = "report.json"\n'
+        "no-output = true\n"
+    )
+    ran = pipeline("multistage", "--source", str(source))
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((source / "report.json").read_text())
+    assert report["runtime_image"] == "busybox:1.35"
+    assert report["images"][0]["ref"] == "fromfile:multistage"
+    assert report["printed"] == "Hello World\n"
