@@ -30,6 +30,7 @@ import pytest
 import requests
 
 from pipeline.engine.address import Address
+from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / "tests" / "testbed" / "env"
@@ -328,6 +329,25 @@ def engine_back(testbed: Testbed) -> Iterator[None]:
         [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
     )
     assert up.returncode == 0, up.stderr[-2000:]
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The Settings each build command would run with, in this process: the CLI's execute
+    records them and builds nothing (no PIPELINE_* variable of the caller's leaks in)."""
+    from pipeline.cli import commands  # Typer: only for the tests that ask
+
+    got: list[Settings] = []
+
+    def fake_execute(settings: Settings, *, verbose: bool) -> int:
+        got.append(settings)
+        return 0
+
+    monkeypatch.setattr(commands, "execute", fake_execute)
+    for key in list(os.environ):
+        if key.startswith("PIPELINE_"):
+            monkeypatch.delenv(key)
+    return got
 
 
 # --- the closing line -------------------------------------------------------------------

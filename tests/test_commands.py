@@ -20,21 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    got: list[Settings] = []
-
-    def fake_execute(settings: Settings, *, verbose: bool) -> int:
-        got.append(settings)
-        return 0
-
-    monkeypatch.setattr(commands, "execute", fake_execute)
-    for key in list(__import__("os").environ):
-        if key.startswith("PIPELINE_"):
-            monkeypatch.delenv(key)
-    return got
-
-
 def test_help_lists_the_three_variants() -> None:
     result = runner.invoke(commands.app, ["--help"])
     assert result.exit_code == 0

@@ -21,22 +21,6 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """The settings each build command would run with (nothing is built)."""
-    got: list[Settings] = []
-
-    def fake_execute(settings: Settings, *, verbose: bool) -> int:
-        got.append(settings)
-        return 0
-
-    monkeypatch.setattr(commands, "execute", fake_execute)
-    for key in list(__import__("os").environ):
-        if key.startswith("PIPELINE_"):
-            monkeypatch.delenv(key)
-    return got
-
-
-@pytest.fixture
 def source(tmp_path: Path) -> Path:
     copy = tmp_path / "src"
     shutil.copytree(ROOT / "go-src", copy)

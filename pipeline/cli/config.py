@@ -118,7 +118,7 @@ def load(path: Path) -> dict[str, Any]:
         where = f"{path}:{_line(text, key)}: {key}"
         if key in _NOT_IN_FILE:
             raise UsageError(f"{where}: not read from the file: {_NOT_IN_FILE[key]}")
-        if key not in flags or key == "source":
+        if key not in flags:
             raise UsageError(f"{where}: unknown key: the keys are the build flags, e.g. go-image")
         name = flags[key]
         kind, many = _base(hints[name])
