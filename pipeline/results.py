@@ -10,6 +10,7 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
                  "digest": "sha256:...", "media_type": "...", "platforms": [...],
                  "output": "build/helloworld-multistage.tar" | null,
                  "published": "REF@sha256:..." | null, "published_bytes": N | null,
+                 "tags": ["TAG", ...] (every tag at the published digest; [] unpublished),
                  "loaded": "sha256:..." | null,
                  "size": {"uncompressed": N, "compressed": N}, "layers": N,
                  "anatomy": {"base_layers": N, "base_bytes": N, "own_bytes": N,
@@ -60,6 +61,7 @@ class ImageReport:
     output: str | None = None
     published: str | None = None
     sent: int | None = None  # bytes of the image's blobs the publish sent (a base's: mounted)
+    tags: tuple[str, ...] = ()  # every tag of the published repository at its digest
     loaded: str | None = None
     anatomy: Anatomy | None = None
     sbom: str | None = None  # the SPDX file beside the tarball
@@ -132,6 +134,7 @@ class RunReport:
                 "output": i.output,
                 "published": i.published,
                 "published_bytes": i.sent,
+                "tags": list(i.tags),
                 "loaded": i.loaded,
                 "size": {"uncompressed": i.uncompressed, "compressed": i.compressed},
                 "layers": i.layers,

@@ -23,6 +23,11 @@ DEFAULT_HELPER_IMAGE = "busybox:1.37"
 DEFAULT_NAME = "helloworld"
 DEFAULT_SOURCE = Path("go-src")
 BUILD_DIR = Path("build")
+WORKDIR = "/myapp"  # the write-up's WORKDIR, where the image holds the binary
+# --files: the directory shipped beside the binary, and the variable that tells the program
+# where it is (as ko's KO_DATA_PATH does).
+DATA_DIR = f"{WORKDIR}/data"
+DATA_ENV = "DATA_PATH"
 
 
 class Variant(enum.StrEnum):
@@ -46,6 +51,34 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class GoBuild:
+    """How `go build` is called: the defaults (-trimpath, -ldflags=-s -w) unless turned off,
+    the user's ldflags (templates filled in), build tags, further flags and environment."""
+
+    trimpath: bool = True
+    strip: bool = True  # -s -w: no symbol table, no DWARF
+    ldflags: str = ""
+    tags: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # further `go build` flags, as given (e.g. -gcflags=all=-l)
+    env: tuple[tuple[str, str], ...] = ()  # GOEXPERIMENT, GOAMD64, ...
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What the image says beyond its entrypoint: CMD arguments, environment, exposed ports,
+    working directory, the user's labels and annotations, and a directory of files shipped
+    beside the binary (its path in DATA_PATH)."""
+
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[str, ...] = ()  # 8080/tcp, 53/udp
+    workdir: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    files: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one run needs, resolved from flags and environment, built once."""
 
@@ -60,6 +93,7 @@ class Settings:
     output: Path | None = None
     load: bool = False
     publish: ImageRef | None = None
+    tags: tuple[str, ...] = ()  # further tags of --publish's repository, at the same digest
     registry_username: str | None = None
     registry_password: Secret | None = None
     run: bool = True
@@ -81,6 +115,8 @@ class Settings:
     reload_source: bool = False  # --watch: read the source from the host again
     label: str = ""  # tells apart several images of one variant (compare): multistage-scratch
     quiet: bool = False  # the summary and errors only: no progress on stderr
+    go_build: GoBuild = GoBuild()
+    image: ImageConfig = ImageConfig()
 
     @property
     def key(self) -> str:

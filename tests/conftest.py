@@ -102,7 +102,7 @@ MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-def _put_blob(base: str, repository: str, data: bytes) -> dict[str, object]:
+def put_blob(base: str, repository: str, data: bytes) -> dict[str, object]:
     """Upload `data` as a blob (POST, then PUT with its digest); its descriptor's fields."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     started = requests.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=30)
@@ -141,8 +141,8 @@ def push_two_platform_base(registry: str, source: str = "testbed/static") -> str
     layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}
     arm_manifest = {
         **manifest,
-        "config": {**manifest["config"], **_put_blob(base, source, json.dumps(arm).encode())},
-        "layers": [*manifest["layers"], {**layer, **_put_blob(base, source, extra)}],
+        "config": {**manifest["config"], **put_blob(base, source, json.dumps(arm).encode())},
+        "layers": [*manifest["layers"], {**layer, **put_blob(base, source, extra)}],
     }
     entries = []
     for arch, document in (("amd64", static.content), ("arm64", json.dumps(arm_manifest).encode())):
@@ -172,6 +172,14 @@ def push_two_platform_base(registry: str, source: str = "testbed/static") -> str
 def inside_namespace(testbed: Testbed) -> bool:
     """Whether this process runs in the test bed's network namespace (its registries')."""
     return os.stat("/proc/self/ns/net").st_ino == os.stat(testbed["TESTBED_NETNS"]).st_ino
+
+
+@pytest.fixture
+def inside(testbed: Testbed) -> Testbed:
+    """The test bed, from inside its network namespace (where its registries listen)."""
+    if not inside_namespace(testbed):
+        pytest.skip("run inside the test bed's namespace: tests/testbed/exec .venv/bin/pytest")
+    return testbed
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ def manifests(path: Path) -> list[dict[str, Any]]:
 
 
 def layer_files(path: Path, manifest: dict[str, Any]) -> list[dict[str, int | str]]:
-    """Every regular file in the manifest's layers: layer index, path, size."""
+    """Every regular file in the manifest's layers: layer index, path, size, mode, mtime."""
     files: list[dict[str, int | str]] = []
     with tarfile.open(path) as tar:
         for number, layer in enumerate(manifest["layers"]):
@@ -51,6 +51,8 @@ def layer_files(path: Path, manifest: dict[str, Any]) -> list[dict[str, int | st
                                 "layer": number,
                                 "path": member.name.removeprefix("./"),
                                 "size": member.size,
+                                "mode": member.mode,
+                                "mtime": int(member.mtime),
                             }
                         )
     return files

@@ -71,6 +71,36 @@ def test_a_flag_then_its_variable_then_the_file_then_the_default(
     assert [s.go_image for s in captured] == ["golang:1.25"] * 3 + ["golang:1.26"]
 
 
+def test_the_build_and_image_settings_in_the_file(captured: list[Settings], source: Path) -> None:
+    (source / "files").mkdir()
+    (source / "pipeline.toml").write_text(
+        'ldflags = "-X main.name={{.Name}}"\n'
+        'build-tags = ["netgo"]\n'
+        'ports = [8080, "53/udp"]\n'
+        'cmd = ["serve"]\n'
+        'files = "files"\n'
+        'publish = "127.0.0.1:5000/x/api"\n'
+        'tags = ["sha", "main"]\n'
+        "[env]\n"
+        'PORT = "8080"\n'
+        "DEBUG = false\n"
+        "[labels]\n"
+        '"org.example.team" = "payments"\n'
+    )
+    code, said = _run(source)
+    assert code == 0, said
+    (got,) = captured
+    assert got.go_build.ldflags == "-X main.name=helloworld"
+    assert got.go_build.tags == ("netgo",)
+    assert got.image.ports == ("8080/tcp", "53/udp")
+    assert got.image.cmd == ("serve",)
+    assert got.image.files == source / "files"
+    assert got.image.env == (("PORT", "8080"), ("DEBUG", "false"))
+    assert got.image.labels == (("org.example.team", "payments"),)
+    assert str(got.publish) == "127.0.0.1:5000/x/api:sha"
+    assert got.tags == ("main",)
+
+
 def test_config_names_another_file(captured: list[Settings], source: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "ci" / "build.toml"
     elsewhere.parent.mkdir()
@@ -93,6 +123,10 @@ def test_config_names_another_file(captured: list[Settings], source: Path, tmp_p
         ('registry-password = "s3cret"\n', 1, "a password never goes into a file"),
         ('name = "ok"\nname = "twice"\n', 2, "not TOML"),
         ('[images.api]\npackage = "./cmd/api"\n', 1, "images: unknown key"),
+        ('name = "ok"\n[platform]\nlinux = "amd64"\n', 2, "platform: give a list of strings"),
+        ('tag = ["a"]\ntags = ["b"]\n', 2, "tags: given twice (as tag and its plural)"),
+        ('[labels]\nteam = ["a"]\n', 1, "labels: give a table of strings"),
+        ("ports = [true]\n", 1, "ports: give a list of strings"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_file_line_and_key(

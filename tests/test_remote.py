@@ -20,7 +20,6 @@ import hashlib
 import http.server
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -46,14 +45,6 @@ from tests.conftest import ROOT, PipelineRunner, Testbed, started
 
 SPDX = "application/spdx+json"
 CREATED = "2023-11-14T22:13:20Z"
-
-
-@pytest.fixture
-def inside(testbed: Testbed) -> Testbed:
-    """The test bed, from inside its network namespace (where its registries listen)."""
-    if os.stat("/proc/self/ns/net").st_ino != os.stat(testbed["TESTBED_NETNS"]).st_ino:
-        pytest.skip("run inside the test bed's namespace: tests/testbed/exec .venv/bin/pytest")
-    return testbed
 
 
 def _blob(data: bytes) -> tuple[str, bytes]:

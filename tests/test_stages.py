@@ -77,7 +77,7 @@ def test_binary_is_static_and_stripped(
     root = Path(__file__).resolve().parent.parent / "go-src"
     settings = Settings(variant=Variant.MULTISTAGE, source=root, go_image=GO_IMAGE)
     tree = inspect_source(root, ".")
-    build = go_build(toolchain(settings, tree), tree, settings.name, Platform("linux", "amd64"))
+    build = go_build(toolchain(settings, tree), settings, tree, Platform("linux", "amd64"))
     binary = build.file(f"{OUT_DIR}/{settings.name}")
 
     async def contents() -> bytes:

@@ -6,10 +6,13 @@ through. No I/O but git's, for a reproducible variant's provenance."""
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.cli import image_checks
 from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import read_provenance
 from pipeline.refs import (
@@ -176,6 +179,10 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
     )
     cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
+    tags = image_checks.check_tags(flags.tag or (), publish)
+    if publish is not None and not publish.tag and tags:  # the first --tag, not "latest"
+        publish = parse_image_ref(f"{publish.text}:{tags[0]}", option="--publish")
+        tags = tags[1:]
     password = Secret(flags.registry_password) if flags.registry_password else None
     check_registry_auth(publish, flags.registry_username, password, cache_from, cache_to)
     if publish is None and cache_from is None and cache_to is None:
@@ -183,6 +190,10 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     name = check_name(flags.name)
     if flags.no_output and flags.output is not None:
         raise UsageError("--output and --no-output contradict each other: give one")
+    # git's facts, for the ldflags' templates and (builder, multistage) the labels and SBOM.
+    found = read_provenance(flags.source, flags.source_date_epoch)
+    if flags.app_version:
+        found = replace(found, version=flags.app_version)
     return Settings(
         variant=variant,
         source=flags.source,
@@ -199,11 +210,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         registry_password=password,
         run=flags.run,
         json_path=flags.json_path,
-        provenance=(
-            None
-            if variant is Variant.NAIVE
-            else read_provenance(flags.source, flags.source_date_epoch)
-        ),
+        provenance=None if variant is Variant.NAIVE else found,
         user=check_user(flags.user) if flags.user else None,
         lock=flags.lock,
         registry_ca=flags.registry_ca,
@@ -213,4 +220,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         cache_to=cache_to,
         helper_image=flags.helper_image,
         quiet=flags.quiet,
+        tags=tags,
+        go_build=image_checks.go_build(flags, found, os.environ),
+        image=image_checks.image_config(flags),
     )

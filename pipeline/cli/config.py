@@ -5,15 +5,22 @@ Its keys are the build commands' flags, as written on the command line without t
 
     go-image = "golang:1.26-alpine"
     runtime-image = "gcr.io/distroless/static-debian12"
-    platform = ["linux/amd64", "linux/arm64"]
+    platforms = ["linux/amd64", "linux/arm64"]
+    ldflags = "-X main.version={{.Version}}"
+    ports = [8080]
     push-timeout = 120
     test = false
 
-A flag on the command line wins, then its PIPELINE_* variable, then the file, then the
-default. A path in the file is relative to the file's directory. Not in the file: `source`
-(the file is found in it) and the registry password (a secret never goes into a file: it is
-PIPELINE_REGISTRY_PASSWORD). An unknown key, a value of the wrong type or a file that is not
-TOML is one line naming the file, the line and the key, before any engine work (exit 2)."""
+    [env]
+    LOG_FORMAT = "json"
+
+A repeatable flag takes a list, under its name or its plural (`platform` or `platforms`); a
+KEY=VALUE one (build-env, env, label, annotation) a table too. A flag on the command line wins,
+then its PIPELINE_* variable, then the file, then the default. A path in the file is relative
+to the file's directory. Not in the file: `source` (the file is found in it) and the registry
+password (a secret never goes into a file: it is PIPELINE_REGISTRY_PASSWORD). An unknown key, a
+value of the wrong type or a file that is not TOML is one line naming the file, the line and
+the key, before any engine work (exit 2)."""
 
 from __future__ import annotations
 
@@ -48,9 +55,20 @@ def find(given: Path | None, source: Path) -> Path | None:
     return default if default.is_file() else None
 
 
-def _key(name: str) -> str:
-    """The flag's name in the file: `go_image` → `go-image` (json_path is --json)."""
-    return "json" if name == "json_path" else name.replace("_", "-")
+_PAIRS = {"build_env", "env", "label", "annotation"}  # KEY=VALUE flags: a table in the file
+
+
+def _key(name: str, annotation: Any) -> str:
+    """The flag's name in the file, without its dashes: `go_image` → `go-image`, json_path →
+    `json` (its option's first name), `test` for --test/--no-test."""
+    for meta in typing.get_args(annotation)[1:]:
+        # In Annotated, typer.Option's first argument (its `default`) is its first name.
+        first = getattr(meta, "default", None)
+        names = [first] if isinstance(first, str) else []
+        for decl in [*names, *(getattr(meta, "param_decls", None) or ())]:
+            if decl.startswith("--"):
+                return str(decl.split("/")[0].removeprefix("--"))
+    return name.replace("_", "-")
 
 
 def _base(annotation: Any) -> tuple[type, bool]:
@@ -73,17 +91,25 @@ def _base(annotation: Any) -> tuple[type, bool]:
 
 
 def _line(text: str, key: str) -> int:
-    """The line that sets `key` (1 if no line does: it came from a table)."""
-    found = re.search(rf"^[ \t]*{re.escape(key)}[ \t]*=", text, re.M)
+    """The line that sets `key`, or opens its table (1 if no line does: an inline table's)."""
+    found = re.search(
+        rf"^[ \t]*(?:{re.escape(key)}[ \t]*=|\[[ \t]*{re.escape(key)}[ \t]*\])", text, re.M
+    )
     return text.count("\n", 0, found.start()) + 1 if found else 1
 
 
-def _checked(value: Any, kind: type, many: bool, where: str) -> Any:
+def _checked(value: Any, kind: type, many: bool, where: str, *, pairs: bool = False) -> Any:
     """The value as the flag's field holds it, or one line saying what was expected."""
+    if pairs and isinstance(value, dict):
+        if not all(isinstance(v, str | int | float | bool) for v in value.values()):
+            raise UsageError(f'{where}: give a table of strings, e.g. {{ KEY = "value" }}')
+        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
     if many:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        ):
             raise UsageError(f'{where}: give a list of strings, e.g. ["linux/amd64"]')
-        return value
+        return [str(v) for v in value]
     if kind is bool:
         if not isinstance(value, bool):
             raise UsageError(f"{where}: give true or false, not {value!r}")
@@ -112,7 +138,17 @@ def load(path: Path) -> dict[str, Any]:
         where = f"{path}:{at.group(1)}" if at else str(path)
         raise UsageError(f"{where}: not TOML: {str(err).split(' (at line')[0]}") from None
     hints = typing.get_type_hints(BuildFlags, include_extras=True)
-    flags = {_key(f.name): f.name for f in fields(BuildFlags) if f.metadata.get("flag", True)}
+    flags = {
+        _key(f.name, hints[f.name]): f.name
+        for f in fields(BuildFlags)
+        if f.metadata.get("flag", True)
+    }
+    plurals = {
+        f"{key}s": name
+        for key, name in flags.items()
+        if _base(hints[name])[1] and not key.endswith(("env", "cmd"))  # no "envs", "cmds"
+    }
+    flags.update(plurals)
     values: dict[str, Any] = {}
     for key, value in document.items():
         where = f"{path}:{_line(text, key)}: {key}"
@@ -121,8 +157,10 @@ def load(path: Path) -> dict[str, Any]:
         if key not in flags:
             raise UsageError(f"{where}: unknown key: the keys are the build flags, e.g. go-image")
         name = flags[key]
+        if name in values:
+            raise UsageError(f"{where}: given twice (as {_key(name, hints[name])} and its plural)")
         kind, many = _base(hints[name])
-        checked = _checked(value, kind, many, where)
+        checked = _checked(value, kind, many, where, pairs=name in _PAIRS)
         values[name] = path.parent / checked if kind is Path else checked
     return values
 

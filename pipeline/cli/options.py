@@ -11,6 +11,23 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from pipeline.cli.image_options import (
+    AnnotationOpt,
+    AppVersionOpt,
+    BuildEnvOpt,
+    BuildTagsOpt,
+    CmdOpt,
+    EnvOpt,
+    FilesOpt,
+    GoFlagsOpt,
+    LabelOpt,
+    LdflagsOpt,
+    PortOpt,
+    StripOpt,
+    TagOpt,
+    TrimpathOpt,
+    WorkdirOpt,
+)
 from pipeline.errors import PASSWORD_ENV
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
@@ -236,6 +253,21 @@ class BuildFlags:
     helper_image: HelperImageOpt = DEFAULT_HELPER_IMAGE
     source_date_epoch: EpochOpt = None
     quiet: QuietOpt = False
+    ldflags: LdflagsOpt = None
+    build_tag: BuildTagsOpt = None
+    go_flag: GoFlagsOpt = None
+    build_env: BuildEnvOpt = None
+    strip: StripOpt = True
+    trimpath: TrimpathOpt = True
+    app_version: AppVersionOpt = None
+    tag: TagOpt = None
+    cmd: CmdOpt = None
+    env: EnvOpt = None
+    port: PortOpt = None
+    workdir: WorkdirOpt = None
+    label: LabelOpt = None
+    annotation: AnnotationOpt = None
+    files: FilesOpt = None
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})
 

@@ -34,7 +34,8 @@ def render(report: RunReport, console: Console) -> None:
             justify="right" if column in {"uncompressed", "compressed", "layers"} else "left",
         )
     for image in report.images:
-        where = [w for w in (image.output, image.published, image.loaded and "docker") if w]
+        also = f"also tagged {', '.join(image.tags[1:])}" if image.tags[1:] else None
+        where = [w for w in (image.output, image.published, also, image.loaded and "docker") if w]
         table.add_row(
             image.ref + ("" if image.role == "image" else f" ({image.role})"),
             image.digest.removeprefix("sha256:")[:12],

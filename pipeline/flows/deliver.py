@@ -16,11 +16,10 @@ from pipeline.image.anatomy import dissect
 from pipeline.image.oci import BaseLayers, ImageInfo, same_platform
 from pipeline.outputs import write_bytes
 from pipeline.recipe import pins
-from pipeline.recipe.stages import WORKDIR
 from pipeline.recipe.variants import Built, Image
 from pipeline.refs import Platform
 from pipeline.results import ImageReport, RunReport
-from pipeline.settings import Settings
+from pipeline.settings import WORKDIR, Settings
 
 
 @dataclass
@@ -154,7 +153,10 @@ async def variant(job: Job, made: Made, *, dissect_images: bool) -> RunReport:
                 _base_layers(job, made.built.image, "image"),
             )
             running.size = sent
-        reports[0] = replace(reports[0], published=published, sbom_tag=referrer, sent=sent)
+        tags = (settings.publish.tag or "latest", *settings.tags)
+        reports[0] = replace(
+            reports[0], published=published, sbom_tag=referrer, sent=sent, tags=tags
+        )
     if settings.lock is not None:
         pins.write_lock(settings.lock, {**job.pinned, **session.pins})
 

@@ -24,6 +24,7 @@ def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) 
         digest=info.digest,
         base=None if settings.on_scratch else settings.runtime_image,
         epoch=settings.provenance.epoch,
+        version=settings.provenance.version,
     )
     try:
         found = buildinfo.read(binary)
@@ -44,7 +45,10 @@ async def publish(
     --push-timeout. The base's layers (`base_layers`, by platform) are mounted from the base's
     repository where it is on the same registry, not sent. The pushed reference with its
     digest, the SBOM's fallback tag (None without an SBOM) and the image's blob bytes sent."""
-    from pipeline.registry import remote  # oras and requests: only a push needs them
+    from pipeline.registry import (  # oras and requests: only a push needs them
+        remote,
+        tagging,
+    )
 
     ref = settings.publish
     assert ref is not None
@@ -60,6 +64,16 @@ async def publish(
         pushed, sent = remote.push_image(
             tarball, ref, login, deadline, ref_name=image.ref, digest=info.digest, mounts=mounts
         )
+        if settings.tags:
+            tagging.add_tags(
+                tagging.manifest_bytes(tarball, info.digest),
+                ref,
+                login,
+                deadline,
+                media_type=info.media_type,
+                tags=settings.tags,
+                pushed=f"{ref.repository}:{ref.tag or 'latest'}",
+            )
         if document is None or settings.provenance is None:
             return pushed, None, sent
         subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}

@@ -42,6 +42,7 @@ class Subject:
     digest: str  # of the reproducible image
     base: str | None  # name@digest, None for scratch
     epoch: int
+    version: str | None = None  # the program's stamped version (--app-version, git describe)
 
 
 def _spdx_id(text: str) -> str:
@@ -88,7 +89,10 @@ def build_sbom(buildinfo: dict[str, Any], subject: Subject) -> bytes:
         built_date=created,
     )
     main = buildinfo.get("Main") or {"Path": buildinfo.get("Path", "main"), "Version": "(devel)"}
-    program = _module(main["Path"], main.get("Version") or "(devel)", main.get("Sum"))
+    # A main module built from a checkout is "(devel)" to Go: the stamped version says more.
+    built_as = main.get("Version") or "(devel)"
+    version = subject.version if built_as == "(devel)" and subject.version else built_as
+    program = _module(main["Path"], version, main.get("Sum"))
     program.primary_package_purpose = PackagePurpose.APPLICATION
     program.spdx_id = "SPDXRef-main-module"
     go_version = str(buildinfo.get("GoVersion", "go")).removeprefix("go")

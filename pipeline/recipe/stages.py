@@ -10,9 +10,8 @@ from dagger import dag
 
 from pipeline.recipe.source import SourceTree
 from pipeline.refs import Platform
-from pipeline.settings import Settings
+from pipeline.settings import GoBuild, Settings
 
-WORKDIR = "/myapp"  # the write-up's WORKDIR
 SOURCE_DIR = "/src"
 GO_MOD_CACHE = "/go/pkg/mod"
 GO_BUILD_CACHE = "/root/.cache/go-build"
@@ -106,25 +105,58 @@ def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
     return go_env(container, tree)
 
 
+def build_flags(build: GoBuild, *, static: bool = True) -> list[str]:
+    """The `go build` flags: STATIC_FLAGS as `build` keeps them (`static`: the slim
+    variants'; the naive image's Dockerfile has none), then the user's ldflags (after -s -w),
+    tags and further flags."""
+    flags = []
+    if static and build.trimpath:
+        flags.append("-trimpath")
+    if static:
+        flags.append("-buildvcs=false")
+    ldflags = " ".join(f for f in ("-s -w" if static and build.strip else "", build.ldflags) if f)
+    if ldflags:
+        flags.append(f"-ldflags={ldflags}")
+    if build.tags:
+        flags.append(f"-tags={','.join(build.tags)}")
+    return [*flags, *build.flags]
+
+
+def with_build_env(container: dagger.Container, build: GoBuild) -> dagger.Container:
+    """The user's build environment (GOEXPERIMENT, GOAMD64, ...) on the go command."""
+    for key, value in build.env:
+        container = container.with_env_variable(key, value)
+    return container
+
+
 def vet_and_test(settings: Settings, tree: SourceTree) -> dagger.Container:
-    """`go vet ./...` then `go test ./...`, in a container of their own: nothing they write
-    reaches an image."""
+    """`go vet ./...` then `go test ./...` with the build's tags and environment, in a
+    container of their own: nothing they write reaches an image."""
+    build = settings.go_build
+    tags = [f"-tags={','.join(build.tags)}"] if build.tags else []
     return (
-        toolchain(settings, tree)
-        .with_exec(["go", "vet", "./..."])
-        .with_exec(["go", "test", "./..."])
+        with_build_env(toolchain(settings, tree), build)
+        .with_exec(["go", "vet", *tags, "./..."])
+        .with_exec(["go", "test", *tags, "./..."])
     )
 
 
 def go_build(
-    container: dagger.Container, tree: SourceTree, name: str, platform: Platform
+    container: dagger.Container, settings: Settings, tree: SourceTree, platform: Platform
 ) -> dagger.Container:
     """`go build` of the main package into OUT_DIR/<name>, static, for `platform`."""
-    container = container.with_env_variable("CGO_ENABLED", "0")
+    container = with_build_env(container.with_env_variable("CGO_ENABLED", "0"), settings.go_build)
     for key, value in platform.go_env().items():
         container = container.with_env_variable(key, value)
     return container.with_exec(
-        ["go", "build", *STATIC_FLAGS, "-o", f"{OUT_DIR}/{name}", tree.package]
+        [
+            "go",
+            "build",
+            *build_flags(settings.go_build),
+            "-o",
+            f"{OUT_DIR}/{settings.name}",
+            tree.package,
+        ]
     )
 
 

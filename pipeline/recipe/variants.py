@@ -17,12 +17,12 @@ from dagger import dag
 
 from pipeline.errors import UsageError
 from pipeline.provenance import labels
+from pipeline.recipe.image_settings import configured, with_files
 from pipeline.recipe.source import SourceTree
 from pipeline.recipe.stages import (
     NONROOT,
     OUT_DIR,
-    STATIC_FLAGS,
-    WORKDIR,
+    build_flags,
     go_build,
     go_env,
     golang,
@@ -31,9 +31,10 @@ from pipeline.recipe.stages import (
     scratch_files,
     source_dir,
     toolchain,
+    with_build_env,
 )
 from pipeline.refs import Platform
-from pipeline.settings import Settings, Variant
+from pipeline.settings import WORKDIR, Settings, Variant
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,16 @@ async def naive(target: Target) -> Built:
     """The write-up's Dockerfile as it is: the whole toolchain, the source and the binary in
     one image (hundreds of MB); the "before"."""
     _native_only(target, "the naive image compiles inside itself")
-    name = target.settings.name
+    name, build = target.settings.name, target.settings.go_build
     image = (
-        _golang_with_source(target)
+        with_build_env(_golang_with_source(target), build)
         .with_exec(["go", "env", "-w", "GO111MODULE=auto"])
-        .with_exec(["go", "build", "-o", name, target.tree.package])
+        .with_exec(
+            ["go", "build", *build_flags(build, static=False), "-o", name, target.tree.package]
+        )
         .with_entrypoint([f"./{name}"])
     )
+    image = configured(with_files(image, target.settings), target.settings)
     golang = dag.container().from_(target.settings.go_image)
     return Built(
         Image(target.settings.tag, (image,), target.settings.go_image, golang),
@@ -128,10 +132,12 @@ async def builder(target: Target) -> Built:
     (`docker container cp`); a second image is built from that host file; the host copy is
     removed, whatever happens."""
     settings, name = target.settings, target.settings.name
+    flags = build_flags(settings.go_build)
     build_image = (
-        _golang_with_source(target)
-        .with_env_variable("CGO_ENABLED", "0")
-        .with_exec(["go", "build", *STATIC_FLAGS, "-o", name, target.tree.package])
+        with_build_env(
+            _golang_with_source(target).with_env_variable("CGO_ENABLED", "0"), settings.go_build
+        )
+        .with_exec(["go", "build", *flags, "-o", name, target.tree.package])
         .with_entrypoint([f"./{name}"])
     )
     images: list[dagger.Container] = []
@@ -143,7 +149,7 @@ async def builder(target: Target) -> Built:
                 for key, value in platform.go_env().items():
                     compiled = compiled.with_env_variable(key, value)
                 compiled = compiled.with_exec(
-                    ["go", "build", *STATIC_FLAGS, "-o", name, target.tree.package]
+                    ["go", "build", *flags, "-o", name, target.tree.package]
                 )
             copy = target.host_dir / f"{name}-{str(platform).replace('/', '-')}"
             copies.append(copy)
@@ -173,7 +179,7 @@ async def multistage(target: Target) -> Built:
     app, binary = f"{WORKDIR}/{name}", f"{OUT_DIR}/{name}"
     # One build per platform, described once: the first is also the build stage.
     builds = [
-        go_build(toolchain(settings, target.tree), target.tree, name, platform)
+        go_build(toolchain(settings, target.tree), settings, target.tree, platform)
         for platform in target.platforms
     ]
     images = tuple(
@@ -225,7 +231,11 @@ async def slim_image(
     provenance = settings.provenance
     if provenance is not None:
         rootfs = rootfs.with_timestamps(provenance.epoch)
-    image = base.with_directory("/", rootfs).with_workdir(WORKDIR).with_entrypoint([entrypoint])
+    if settings.image.workdir is not None and not entrypoint.startswith("/"):
+        entrypoint = f"{WORKDIR}/{entrypoint.removeprefix('./')}"  # the binary stays put
+    # --files in a layer of their own, below the binary's: that layer stays the binary alone.
+    image = with_files(base, target.settings).with_directory("/", rootfs)
+    image = image.with_workdir(WORKDIR).with_entrypoint([entrypoint])
     if user:
         image = image.with_user(user)
     if provenance is not None:
@@ -235,7 +245,7 @@ async def slim_image(
         base_name, _, base_digest = settings.runtime_image.partition("@")
         image = image.with_annotation("org.opencontainers.image.base.name", base_name)
         image = image.with_annotation("org.opencontainers.image.base.digest", base_digest)
-    return image
+    return configured(image, settings)
 
 
 def _binary_layer(target: Target) -> str | None:
