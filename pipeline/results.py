@@ -27,6 +27,11 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
                   "restored_from": "REG/REPO:TAG" | null, "restored_size": N | null,
                   "saved_to": "REG/REPO:TAG@sha256:..." | null, "saved_size": N | null,
                   "warnings": ["...", ...]} | null}
+
+A run of several images (a config file's [images.NAME] tables) writes one document for them:
+
+    {"schema_version": 1, "runs": [<the document above, for each image that built>, ...],
+     "failed": [{"image": "worker:multistage", "error": "..."}, ...]}
 """
 
 from __future__ import annotations

@@ -351,7 +351,12 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         got.append(settings)
         return 0
 
+    def fake_images(jobs: tuple[Settings, ...], *, verbose: bool) -> int:
+        got.extend(jobs)
+        return 0
+
     monkeypatch.setattr(commands, "execute", fake_execute)
+    monkeypatch.setattr(commands, "execute_images", fake_images)
     for key in list(os.environ):
         if key.startswith("PIPELINE_"):
             monkeypatch.delenv(key)

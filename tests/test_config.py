@@ -101,6 +101,79 @@ def test_the_build_and_image_settings_in_the_file(captured: list[Settings], sour
     assert got.tags == ("main",)
 
 
+SERVICES = (
+    'ldflags = "-X main.name={{.Name}}"\n'
+    'publish = "127.0.0.1:5000/team/{{.Name}}:main"\n'
+    "[images.api]\n"
+    'package = "./cmd/api"\n'
+    'cmd = ["serve"]\n'
+    "[images.worker]\n"
+    'package = "./cmd/worker"\n'
+    'name = "jobs"\n'
+)
+
+
+def _services(source: Path) -> None:
+    for main in ("cmd/api", "cmd/worker"):
+        (source / main).mkdir(parents=True)
+        shutil.copy(source / "helloworld.go", source / main / "main.go")
+    (source / "pipeline.toml").write_text(SERVICES)
+
+
+def test_each_image_table_is_an_image(captured: list[Settings], source: Path) -> None:
+    _services(source)
+    code, said = _run(source, "--no-test")
+    assert code == 0, said
+    api, jobs = captured
+    assert (api.name, api.package, api.image.cmd) == ("api", "./cmd/api", ("serve",))
+    assert (jobs.name, jobs.package, jobs.image.cmd) == ("jobs", "./cmd/worker", ())
+    assert (api.go_build.ldflags, jobs.go_build.ldflags) == (
+        "-X main.name=api",
+        "-X main.name=jobs",
+    )
+    assert api.publish is not None
+    assert jobs.publish is not None
+    assert (api.publish.path, jobs.publish.path) == ("team/api", "team/jobs")
+    assert api.publish.tag == jobs.publish.tag != ""
+    assert (api.test, jobs.test) == (False, False)  # the command line's, for every image
+
+
+def test_image_picks_some(captured: list[Settings], source: Path) -> None:
+    _services(source)
+    code, said = _run(source, "--image", "worker")
+    assert code == 0, said
+    assert [s.name for s in captured] == ["jobs"]
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "message"),
+    [
+        (["--image", "web"], SERVICES, "--image web: {file} names api, worker"),
+        (["--image", "api"], 'name = "one"\n', "--image api: {file} names no images"),
+        (["--image", "api"], None, "--image api: there is no config file to name images"),
+        (
+            ["--publish", "127.0.0.1:5000/team/one:1"],
+            SERVICES,
+            "--publish: api and jobs would both go to 127.0.0.1:5000/team/one:1",
+        ),
+        (["--watch"], SERVICES, "--watch builds one image: choose it with --image NAME"),
+    ],
+)
+def test_a_wrong_choice_of_images_is_one_line(
+    captured: list[Settings], source: Path, args: list[str], toml: str | None, message: str
+) -> None:
+    _services(source)
+    if toml is None:
+        (source / "pipeline.toml").unlink()
+    else:
+        (source / "pipeline.toml").write_text(toml)
+    code, said = _run(source, *args)
+    assert code == 2, said
+    (only,) = said.strip().splitlines()
+    assert only.startswith("error: " + message.format(file=source / "pipeline.toml")), said
+    assert captured == []
+
+
 def test_config_names_another_file(captured: list[Settings], source: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "ci" / "build.toml"
     elsewhere.parent.mkdir()
@@ -122,7 +195,19 @@ def test_config_names_another_file(captured: list[Settings], source: Path, tmp_p
         ('source = "elsewhere"\n', 1, "source: not read from the file"),
         ('registry-password = "s3cret"\n', 1, "a password never goes into a file"),
         ('name = "ok"\nname = "twice"\n', 2, "not TOML"),
-        ('[images.api]\npackage = "./cmd/api"\n', 1, "images: unknown key"),
+        ('name = "ok"\n[images]\n', 2, "images: names no images: add an [images.NAME] table"),
+        ('images = ["api"]\n', 1, "images: give one [images.NAME] table per image"),
+        (
+            '[images.api]\npackage = "./cmd/api"\n[images.worker]\npackagee = "./cmd/w"\n',
+            4,
+            "images.worker.packagee: unknown key",
+        ),
+        ("[images.api]\ntest = false\n", 2, "images.api.test: set for the whole run"),
+        (
+            '[images.api]\nldflags = "{{.Nope}}"\n',
+            0,
+            "--ldflags: {{.Nope}} is not a field",
+        ),
         ('name = "ok"\n[platform]\nlinux = "amd64"\n', 2, "platform: give a list of strings"),
         ('tag = ["a"]\ntags = ["b"]\n', 2, "tags: given twice (as tag and its plural)"),
         ('[labels]\nteam = ["a"]\n', 1, "labels: give a table of strings"),
@@ -137,7 +222,8 @@ def test_a_bad_file_is_one_line_naming_file_line_and_key(
     assert code == 2
     assert captured == []
     (only,) = said.strip().splitlines()
-    assert only.startswith(f"error: {source / 'pipeline.toml'}:{line}: "), only
+    if line:  # 0: the value is wrong, not the file (a bad template)
+        assert only.startswith(f"error: {source / 'pipeline.toml'}:{line}: "), only
     assert message in only
     assert "s3cret" not in said
 

@@ -184,3 +184,35 @@ def test_a_watch_rebuild_makes_the_image_a_fresh_build_makes(
     ran = pipeline("multistage", *flags, "--output", str(fresh), extra_env=epoch)
     assert ran.returncode == 0, ran.stderr
     assert rebuilt == fresh.read_bytes()
+
+
+@pytest.mark.engine
+def test_one_image_failing_fails_the_run_and_the_others_are_reported(
+    pipeline: PipelineRunner, tmp_path: Path
+) -> None:
+    """Two images of a config file in one run: the one that compiles is delivered and shown,
+    the other's compiler error is shown under its name, and the run exits 1."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT / "go-src", source)
+    for main in ("ok", "broken"):
+        (source / "cmd" / main).mkdir(parents=True)
+        for name in ("helloworld.go", "greeting.go"):
+            shutil.copy(source / name, source / "cmd" / main / name)
+    broken = source / "cmd" / "broken" / "helloworld.go"
+    broken.write_text(broken.read_text() + "\nfunc broken() { undefinedName() }\n")
+    (source / "pipeline.toml").write_text(
+        '[images.ok]\npackage = "./cmd/ok"\n[images.broken]\npackage = "./cmd/broken"\n'
+    )
+    report = tmp_path / "run.json"
+    ran = pipeline(
+        "multistage", "--source", str(source), "--no-test", "--no-output", "--json", str(report)
+    )
+    assert ran.returncode == 1, ran.stderr
+    assert "ok:multistage" in ran.stdout
+    assert "run printed: 'Hello World'" in ran.stdout
+    assert "undefined: undefinedName" in ran.stderr
+    assert "error: broken:multistage: `go build" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    document = json.loads(report.read_text())
+    assert [r["images"][0]["ref"] for r in document["runs"]] == ["ok:multistage"]
+    assert [f["image"] for f in document["failed"]] == ["broken:multistage"]

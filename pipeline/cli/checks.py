@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cli import image_checks
+from pipeline.cli.templates import fill
 from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import read_provenance
 from pipeline.refs import (
@@ -174,12 +175,24 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     if flags.runtime_image != SCRATCH:
         parse_image_ref(flags.runtime_image, option="--runtime-image")
     parse_image_ref(flags.helper_image, option="--helper-image")
-    publish = parse_image_ref(flags.publish, option="--publish") if flags.publish else None
+    # git's facts, for the templates (--publish, --tag, --ldflags) and (builder, multistage)
+    # the labels and SBOM.
+    found = read_provenance(flags.source, flags.source_date_epoch)
+    if flags.app_version:
+        found = replace(found, version=flags.app_version)
+    facts = image_checks.facts(flags, found, os.environ)
+    publish = (
+        parse_image_ref(fill(flags.publish, facts, option="--publish"), option="--publish")
+        if flags.publish
+        else None
+    )
     cache_from = (
         check_cache_ref(flags.cache_from, option="--cache-from") if flags.cache_from else None
     )
     cache_to = check_cache_ref(flags.cache_to, option="--cache-to") if flags.cache_to else None
-    tags = image_checks.check_tags(flags.tag or (), publish)
+    tags = image_checks.check_tags(
+        [fill(t, facts, option="--tag") for t in flags.tag or ()], publish
+    )
     if publish is not None and not publish.tag and tags:  # the first --tag, not "latest"
         publish = parse_image_ref(f"{publish.text}:{tags[0]}", option="--publish")
         tags = tags[1:]
@@ -188,12 +201,9 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     if publish is None and cache_from is None and cache_to is None:
         password = None  # not needed, not kept
     name = check_name(flags.name)
+    output = Path(fill(str(flags.output), facts, option="--output")) if flags.output else None
     if flags.no_output and flags.output is not None:
         raise UsageError("--output and --no-output contradict each other: give one")
-    # git's facts, for the ldflags' templates and (builder, multistage) the labels and SBOM.
-    found = read_provenance(flags.source, flags.source_date_epoch)
-    if flags.app_version:
-        found = replace(found, version=flags.app_version)
     return Settings(
         variant=variant,
         source=flags.source,
@@ -203,7 +213,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         runtime_image=flags.runtime_image,
         name=name,
         platforms=tuple(dict.fromkeys(parse_platform(p) for p in flags.platform or ())),
-        output=None if flags.no_output else (flags.output or default_output(name, variant)),
+        output=None if flags.no_output else (output or default_output(name, variant)),
         load=flags.load,
         publish=publish,
         registry_username=flags.registry_username,
@@ -221,6 +231,34 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         helper_image=flags.helper_image,
         quiet=flags.quiet,
         tags=tags,
-        go_build=image_checks.go_build(flags, found, os.environ),
+        go_build=image_checks.go_build(flags, facts),
         image=image_checks.image_config(flags),
     )
+
+
+def _destinations(job: Settings) -> tuple[tuple[str, object], ...]:
+    """Where an image goes that no other image of the run may go: its tarball, its tag."""
+    places: list[tuple[str, object]] = []
+    if job.output is not None:
+        places.append(("--output", job.output.resolve()))
+    if job.publish is not None:
+        places.append(("--publish", f"{job.publish.qualified}:{job.publish.tag or 'latest'}"))
+    return tuple(places)
+
+
+def apart(jobs: tuple[Settings, ...], *, watch: bool = False) -> tuple[Settings, ...]:
+    """The images of one run, if no two write the same tarball or push to the same tag (and
+    one only, with --watch)."""
+    if watch and len(jobs) > 1:
+        raise UsageError("--watch builds one image: choose it with --image NAME")
+    seen: dict[tuple[str, object], str] = {}
+    for job in jobs:
+        for option, where in _destinations(job):
+            if (option, where) in seen:
+                raise UsageError(
+                    f"{option}: {seen[option, where]} and {job.name} would both go to {where}: "
+                    "give each image its own (in its [images.NAME] table; {{.Name}} is the "
+                    "image's name)"
+                )
+            seen[option, where] = job.name
+    return jobs

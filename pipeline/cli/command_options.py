@@ -85,3 +85,13 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+ImageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--image",
+        help="Build this image of the config file's [images.NAME] tables, repeatable "
+        "(by default every one).",
+        envvar="PIPELINE_IMAGE",
+        show_default=False,
+    ),
+]

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from pipeline.cli import config
 from pipeline.cli.checks import (
+    apart,
     build_settings,
     check_chart_path,
     image_key,
@@ -24,6 +25,7 @@ from pipeline.cli.checks import (
 from pipeline.cli.command_options import (
     ChartOpt,
     ConfigOpt,
+    ImageOpt,
     MarkdownOpt,
     MaxSizeOpt,
     Reproducible,
@@ -37,6 +39,7 @@ from pipeline.cli.launch import (
     CompareOutputs,
     execute,
     execute_compare,
+    execute_images,
     execute_verify,
     execute_watch,
 )
@@ -105,6 +108,7 @@ def _command(variant: Variant) -> None:
         watch: bool = False,
         verbose: bool = False,
         config_file: Path | None = None,
+        image: list[str] | None = None,
         **given: Any,
     ) -> None:
         try:
@@ -112,18 +116,21 @@ def _command(variant: Variant) -> None:
             # inherits it.
             password = os.environ.pop(PASSWORD_ENV, None) or None
             flags = BuildFlags(**given, registry_password=password)
-            flags = config.applied(flags, config_file, ctx.get_parameter_source)
-            settings = build_settings(variant, flags)
+            chosen = config.applied(flags, config_file, ctx.get_parameter_source, image or ())
+            jobs = apart(tuple(build_settings(variant, f) for f in chosen), watch=watch)
         except UsageError as error:
             usage_exit(error)
+        if len(jobs) > 1:
+            raise typer.Exit(execute_images(jobs, verbose=verbose))
         if watch:
-            raise typer.Exit(execute_watch(settings, verbose=verbose))
-        raise typer.Exit(execute(settings, verbose=verbose))
+            raise typer.Exit(execute_watch(jobs[0], verbose=verbose))
+        raise typer.Exit(execute(jobs[0], verbose=verbose))
 
     own = (
         ("watch", False, WatchOpt),
         ("verbose", False, VerboseOpt),
         ("config_file", None, ConfigOpt),
+        ("image", None, ImageOpt),
     )
     context = inspect.Parameter(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context

@@ -28,8 +28,8 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,11 @@ def find(given: Path | None, source: Path) -> Path | None:
     return default if default.is_file() else None
 
 
+# Keys for the whole run: an [images.NAME] table cannot hold them.
+_RUN_WIDE = {
+    "test", "json", "quiet", "lock", "cache-from", "cache-to", "helper-image",
+    "registry-username", "registry-ca", "registry-mirror", "push-timeout", "source-date-epoch",
+}  # fmt: skip
 _PAIRS = {"build_env", "env", "label", "annotation"}  # KEY=VALUE flags: a table in the file
 
 
@@ -90,11 +95,12 @@ def _base(annotation: Any) -> tuple[type, bool]:
     return only, False
 
 
-def _line(text: str, key: str) -> int:
+def _line(text: str, key: str, at: int = 0) -> int:
     """The line that sets `key`, or opens its table (1 if no line does: an inline table's)."""
-    found = re.search(
-        rf"^[ \t]*(?:{re.escape(key)}[ \t]*=|\[[ \t]*{re.escape(key)}[ \t]*\])", text, re.M
+    pattern = re.compile(
+        rf"^[ \t]*(?:{re.escape(key)}[ \t]*=|\[[ \t]*{re.escape(key)}[ \t]*[.\]])", re.M
     )
+    found = pattern.search(text, at)
     return text.count("\n", 0, found.start()) + 1 if found else 1
 
 
@@ -127,16 +133,19 @@ def _checked(value: Any, kind: type, many: bool, where: str, *, pairs: bool = Fa
     return value
 
 
-def load(path: Path) -> dict[str, Any]:
-    """The file's values by BuildFlags field name, checked; paths made relative to the
-    file's directory."""
-    text = path.read_text()
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        at = _AT_LINE.search(str(err))
-        where = f"{path}:{at.group(1)}" if at else str(path)
-        raise UsageError(f"{where}: not TOML: {str(err).split(' (at line')[0]}") from None
+@dataclass(frozen=True)
+class Loaded:
+    """A config file's values by BuildFlags field name: those for every image, and each
+    [images.NAME] table's, in the file's order."""
+
+    path: Path
+    shared: dict[str, Any]
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _names() -> tuple[dict[str, str], dict[str, Any]]:
+    """Each key the file may hold → its BuildFlags field (a repeatable flag's plural too), and
+    the fields' annotations."""
     hints = typing.get_type_hints(BuildFlags, include_extras=True)
     flags = {
         _key(f.name, hints[f.name]): f.name
@@ -148,15 +157,28 @@ def load(path: Path) -> dict[str, Any]:
         for key, name in flags.items()
         if _base(hints[name])[1] and not key.endswith(("env", "cmd"))  # no "envs", "cmds"
     }
-    flags.update(plurals)
+    return {**flags, **plurals}, hints
+
+
+def _values(
+    table: Mapping[str, Any], path: Path, text: str, at: int, image: str | None
+) -> dict[str, Any]:
+    """One table's values (the top level's, or an image's found from offset `at` of `text`),
+    checked."""
+    flags, hints = _names()
     values: dict[str, Any] = {}
-    for key, value in document.items():
-        where = f"{path}:{_line(text, key)}: {key}"
+    for key, value in table.items():
+        shown = key if image is None else f"images.{image}.{key}"
+        where = f"{path}:{_line(text, key, at)}: {shown}"
         if key in _NOT_IN_FILE:
             raise UsageError(f"{where}: not read from the file: {_NOT_IN_FILE[key]}")
         if key not in flags:
             raise UsageError(f"{where}: unknown key: the keys are the build flags, e.g. go-image")
         name = flags[key]
+        if image is not None and _key(name, hints[name]) in _RUN_WIDE:
+            raise UsageError(
+                f"{where}: set for the whole run, not per image: put it above [images]"
+            )
         if name in values:
             raise UsageError(f"{where}: given twice (as {_key(name, hints[name])} and its plural)")
         kind, many = _base(hints[name])
@@ -165,21 +187,66 @@ def load(path: Path) -> dict[str, Any]:
     return values
 
 
+def load(path: Path) -> Loaded:
+    """The file's values, checked; paths made relative to the file's directory."""
+    text = path.read_text()
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        at = _AT_LINE.search(str(err))
+        where = f"{path}:{at.group(1)}" if at else str(path)
+        raise UsageError(f"{where}: not TOML: {str(err).split(' (at line')[0]}") from None
+    tables = document.pop("images", None)
+    loaded = Loaded(path, _values(document, path, text, 0, None))
+    if tables is None:
+        return loaded
+    where = f"{path}:{_line(text, 'images')}: images"
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise UsageError(f"{where}: give one [images.NAME] table per image")
+    if not tables:
+        raise UsageError(f"{where}: names no images: add an [images.NAME] table per image")
+    for image, table in tables.items():
+        header = re.search(rf"^[ \t]*\[[ \t]*images\.{re.escape(image)}[ \t]*\]", text, re.M)
+        loaded.images[image] = _values(table, path, text, header.end() if header else 0, image)
+        loaded.images[image].setdefault("name", image)
+    return loaded
+
+
 def apply(flags: BuildFlags, values: Mapping[str, Any], given: Callable[[str], bool]) -> BuildFlags:
     """`flags` with the file's `values` where the flag was not `given` (on the command line or
     in its variable)."""
     return replace(flags, **{name: v for name, v in values.items() if not given(name)})
 
 
-def applied(flags: BuildFlags, path: Path | None, source_of: Callable[[str], object]) -> BuildFlags:
-    """The flags, with the config file's values where a flag was neither on the command line
-    nor in its variable: `source_of(name)` is where the command line's parser took each value
-    from (click's ParameterSource)."""
+def applied(
+    flags: BuildFlags,
+    path: Path | None,
+    source_of: Callable[[str], object],
+    chosen: Sequence[str] = (),
+) -> list[BuildFlags]:
+    """The flags for each image the run builds: the config file's values where a flag was
+    neither on the command line nor in its variable (`source_of(name)` is where the command
+    line's parser took each value from: click's ParameterSource), an image's table over the
+    file's top level. One image without [images] tables; with them, each --image `chosen`
+    (every image if none is)."""
     found = find(path, flags.source)
     if found is None:
-        return flags
+        if chosen:
+            raise UsageError(f"--image {chosen[0]}: there is no config file to name images")
+        return [flags]
 
     def given(name: str) -> bool:
         return getattr(source_of(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
 
-    return apply(flags, load(found), given)
+    loaded = load(found)
+    if not loaded.images:
+        if chosen:
+            raise UsageError(f"--image {chosen[0]}: {found} names no images ([images.NAME])")
+        return [apply(flags, loaded.shared, given)]
+    for image in chosen:
+        if image not in loaded.images:
+            raise UsageError(f"--image {image}: {found} names {', '.join(loaded.images)}")
+    return [
+        apply(flags, {**loaded.shared, **loaded.images[image]}, given)
+        for image in (dict.fromkeys(chosen) if chosen else loaded.images)
+    ]

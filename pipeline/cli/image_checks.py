@@ -100,9 +100,13 @@ def check_tags(values: Sequence[str], publish: ImageRef | None) -> tuple[str, ..
     return tuple(t for t in dict.fromkeys(values) if t != publish.tag)
 
 
-def go_build(flags: BuildFlags, provenance: Provenance, environ: Mapping[str, str]) -> GoBuild:
+def facts(flags: BuildFlags, provenance: Provenance, environ: Mapping[str, str]) -> Facts:
+    """What the templates (--ldflags, --publish, --tag) are filled from."""
+    return Facts(provenance, flags.name, flags.app_version, environ)
+
+
+def go_build(flags: BuildFlags, facts: Facts) -> GoBuild:
     """How `go build` is called, the ldflags' template filled in."""
-    facts = Facts(provenance, flags.name, flags.app_version, environ)
     return GoBuild(
         trimpath=flags.trimpath,
         strip=flags.strip,

@@ -89,6 +89,38 @@ def execute(settings: Settings, *, verbose: bool) -> int:
     return guarded(work, verbose=verbose)
 
 
+def execute_images(jobs: tuple[Settings, ...], *, verbose: bool) -> int:
+    """Build several images in one session; a summary for each that built, one line for
+    each that failed; 1 if any did."""
+
+    def work() -> int:
+        trees = [inspect_source(job.source, job.package) for job in jobs]
+        for job in jobs:
+            check_destinations(job)
+        first = jobs[0]
+        with progress.display(quiet=first.quiet, env=os.environ, labelled=True) as hook:
+            found: tuple[results.RunReport | PipelineError, ...] = in_engine(
+                lambda flows: flows.images(jobs, trees, hook)
+            )
+        made = [r for r in found if isinstance(r, results.RunReport)]
+        failed = [(j, f) for j, f in zip(jobs, found, strict=True) if isinstance(f, PipelineError)]
+        for report in made:
+            warn(report.warnings)
+        if first.json_path is not None:
+            summary.write_images_json(made, [(j.tag, str(f)) for j, f in failed], first.json_path)
+        out = summary.stdout_console()
+        for report in made:
+            summary.render(report, out)
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for job, failure in failed:
+            if isinstance(failure, BuildFailed) and failure.detail:
+                err.print(failure.detail, markup=False)
+            err.print(f"error: {job.tag}: {failure}", markup=False)
+        return 1 if failed else 0
+
+    return guarded(work, verbose=verbose)
+
+
 def execute_watch(settings: Settings, *, verbose: bool) -> int:
     """Build on every change until interrupted; each result as it comes."""
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.outputs import write_text
-from pipeline.results import RunReport, human_size
+from pipeline.results import SCHEMA_VERSION, RunReport, human_size
 
 WIDE = 400  # columns for a summary with no terminal to fit: wide enough to cut nothing
 
@@ -61,3 +62,16 @@ def render(report: RunReport, console: Console) -> None:
 
 def write_json(report: RunReport, path: Path) -> None:
     write_text(path, json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def write_images_json(
+    made: Sequence[RunReport], failed: Sequence[tuple[str, str]], path: Path
+) -> None:
+    """Several images' results (a config file's [images.NAME]): each built image's document
+    as `--json` writes one, and each failure."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "runs": [report.to_json() for report in made],
+        "failed": [{"image": image, "error": error} for image, error in failed],
+    }
+    write_text(path, json.dumps(document, indent=2) + "\n")

@@ -17,13 +17,13 @@ import watchfiles
 
 from pipeline.clock import StepHook
 from pipeline.engine.session import Session, in_session, translate
-from pipeline.errors import PipelineError
+from pipeline.errors import EngineUnavailable, PipelineError
 from pipeline.flows import build, gocache
 from pipeline.flows.reuse import Kept
 from pipeline.image.diff import base_mismatches, differences
 from pipeline.recipe.source import SourceTree, is_build_input
 from pipeline.recipe.variants import VARIANTS
-from pipeline.results import RunReport
+from pipeline.results import RunReport, Step
 from pipeline.settings import Settings
 
 
@@ -50,6 +50,56 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
         return report
 
     return await in_session(body, settings, hook)
+
+
+async def images(
+    jobs: Sequence[Settings], trees: Sequence[SourceTree], hook: StepHook | None = None
+) -> tuple[RunReport | PipelineError, ...]:
+    """Build several images (a config file's [images.NAME]) in one session, at once, on the
+    same Go caches: each image's report, or why it failed. The tests run once for each set of
+    build tags and environment; the Go caches are saved (--cache-to) if every image built."""
+
+    async def body(session: Session) -> tuple[RunReport | PipelineError, ...]:
+        first = jobs[0]
+        async with gocache.bracket(first, trees[0], session) as cache:
+            tested: list[Step] = []
+            kinds = {
+                (j.go_build.tags, j.go_build.env): (j, t) for j, t in zip(jobs, trees, strict=True)
+            }
+            for job, tree in kinds.values() if first.test else ():
+                tested.append(await build.tests(job, tree, session))
+            outcomes: dict[int, RunReport | PipelineError] = {}
+
+            async def one(index: int) -> None:
+                settings, tree = jobs[index], trees[index]
+                try:
+                    outcomes[index] = await build.variant(
+                        settings, tree, session, dissect_images=False
+                    )
+                except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
+                    failure = translate(err, settings)
+                    if not isinstance(failure, PipelineError) or isinstance(
+                        failure, EngineUnavailable
+                    ):
+                        raise failure from None  # the run's failure, not the image's
+                    outcomes[index] = failure
+
+            async with anyio.create_task_group() as group:
+                for index in range(len(jobs)):
+                    group.start_soon(one, index)
+            built = all(isinstance(o, RunReport) for o in outcomes.values())
+            if built and cache.save is not None:
+                await cache.save()
+        found = [outcomes[i] for i in range(len(jobs))]
+        if isinstance(found[0], RunReport):  # the run's own steps, once
+            found[0] = replace(
+                found[0],
+                steps=(*cache.restored, *tested, *found[0].steps, *cache.saved),
+                go_cache=cache.go_cache,
+            )
+        return tuple(found)
+
+    return await in_session(body, jobs[0], hook)
 
 
 async def compare(
