@@ -16,6 +16,7 @@ from __future__ import annotations
 
 # The one way a registry password reaches the pipeline (never a flag: flags show in `ps`).
 PASSWORD_ENV = "PIPELINE_REGISTRY_PASSWORD"
+NETRC_ENV = "PIPELINE_NETRC"  # a .netrc's content (--netrc gives a path instead)
 
 
 class PipelineError(Exception):

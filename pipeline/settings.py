@@ -79,6 +79,29 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class Modules:
+    """How the go command reaches private modules: GOPRIVATE, GOPROXY and GONOSUMDB as given,
+    and what only the `go mod download` step sees: a .netrc (--netrc, --module-token) and a
+    CA certificate of the module hosts (--module-ca)."""
+
+    goprivate: str = ""
+    goproxy: str = ""
+    gonosumdb: str = ""
+    netrc: Secret | None = None
+    ca: Path | None = None
+
+    def env(self) -> tuple[tuple[str, str], ...]:
+        given = (("GOPRIVATE", self.goprivate), ("GOPROXY", self.goproxy))
+        return tuple((k, v) for k, v in (*given, ("GONOSUMDB", self.gonosumdb)) if v)
+
+    @property
+    def private_hosts(self) -> tuple[str, ...]:
+        """The hosts GOPRIVATE names (a pattern's first element, where it has no glob)."""
+        first = (p.strip().split("/")[0] for p in self.goprivate.split(","))
+        return tuple(dict.fromkeys(h for h in first if h and not set(h) & set("*?[")))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one run needs, resolved from flags and environment, built once."""
 
@@ -117,6 +140,7 @@ class Settings:
     quiet: bool = False  # the summary and errors only: no progress on stderr
     go_build: GoBuild = GoBuild()
     image: ImageConfig = ImageConfig()
+    modules: Modules = Modules()
 
     @property
     def key(self) -> str:

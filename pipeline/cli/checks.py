@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.cli import image_checks
+from pipeline.cli import image_checks, module_checks
 from pipeline.cli.templates import fill
 from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import read_provenance
@@ -233,6 +233,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         tags=tags,
         go_build=image_checks.go_build(flags, facts),
         image=image_checks.image_config(flags),
+        modules=module_checks.modules(flags, os.environ),
     )
 
 

@@ -65,7 +65,7 @@ from pipeline.cli.options import (
     flag_parameters,
     option,
 )
-from pipeline.errors import PASSWORD_ENV, UsageError
+from pipeline.errors import NETRC_ENV, PASSWORD_ENV, UsageError
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_HELPER_IMAGE,
@@ -115,7 +115,8 @@ def _command(variant: Variant) -> None:
             # Read once, then gone from the environment: no child (docker, the dagger CLI)
             # inherits it.
             password = os.environ.pop(PASSWORD_ENV, None) or None
-            flags = BuildFlags(**given, registry_password=password)
+            netrc = os.environ.pop(NETRC_ENV, None) or None
+            flags = BuildFlags(**given, registry_password=password, netrc_text=netrc)
             chosen = config.applied(flags, config_file, ctx.get_parameter_source, image or ())
             jobs = apart(tuple(build_settings(variant, f) for f in chosen), watch=watch)
         except UsageError as error:

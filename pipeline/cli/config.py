@@ -40,6 +40,7 @@ FILE_NAME = "pipeline.toml"
 _NOT_IN_FILE = {
     "source": "the file is read from --source; give --source on the command line",
     "registry-password": "a password never goes into a file: set PIPELINE_REGISTRY_PASSWORD",
+    "netrc-text": "a .netrc's content never goes into this file: give its path (netrc)",
 }
 _AT_LINE = re.compile(r"\(at line (\d+)")
 

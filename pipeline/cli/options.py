@@ -1,6 +1,8 @@
 """The command line's options: each flag's declaration (help text, environment variable), and
 BuildFlags, the build commands' flags as one frozen value whose fields carry those
-declarations. Part of the CLI, with pipeline.cli.commands: the only modules that import Typer."""
+declarations (the binary's and image's in pipeline.cli.image_options, the private modules' in
+pipeline.cli.module_options). Part of the CLI, with pipeline.cli.commands: the only modules
+that import Typer."""
 
 from __future__ import annotations
 
@@ -11,23 +13,8 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
-from pipeline.cli.image_options import (
-    AnnotationOpt,
-    AppVersionOpt,
-    BuildEnvOpt,
-    BuildTagsOpt,
-    CmdOpt,
-    EnvOpt,
-    FilesOpt,
-    GoFlagsOpt,
-    LabelOpt,
-    LdflagsOpt,
-    PortOpt,
-    StripOpt,
-    TagOpt,
-    TrimpathOpt,
-    WorkdirOpt,
-)
+from pipeline.cli import image_options as io
+from pipeline.cli import module_options as mo
 from pipeline.errors import PASSWORD_ENV
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
@@ -253,23 +240,31 @@ class BuildFlags:
     helper_image: HelperImageOpt = DEFAULT_HELPER_IMAGE
     source_date_epoch: EpochOpt = None
     quiet: QuietOpt = False
-    ldflags: LdflagsOpt = None
-    build_tag: BuildTagsOpt = None
-    go_flag: GoFlagsOpt = None
-    build_env: BuildEnvOpt = None
-    strip: StripOpt = True
-    trimpath: TrimpathOpt = True
-    app_version: AppVersionOpt = None
-    tag: TagOpt = None
-    cmd: CmdOpt = None
-    env: EnvOpt = None
-    port: PortOpt = None
-    workdir: WorkdirOpt = None
-    label: LabelOpt = None
-    annotation: AnnotationOpt = None
-    files: FilesOpt = None
+    ldflags: io.LdflagsOpt = None
+    build_tag: io.BuildTagsOpt = None
+    go_flag: io.GoFlagsOpt = None
+    build_env: io.BuildEnvOpt = None
+    strip: io.StripOpt = True
+    trimpath: io.TrimpathOpt = True
+    app_version: io.AppVersionOpt = None
+    tag: io.TagOpt = None
+    cmd: io.CmdOpt = None
+    env: io.EnvOpt = None
+    port: io.PortOpt = None
+    workdir: io.WorkdirOpt = None
+    label: io.LabelOpt = None
+    annotation: io.AnnotationOpt = None
+    files: io.FilesOpt = None
+    goprivate: mo.GoprivateOpt = None
+    goproxy: mo.GoproxyOpt = None
+    gonosumdb: mo.GonosumdbOpt = None
+    netrc: mo.NetrcOpt = None
+    module_token: mo.ModuleTokenOpt = None
+    module_ca: mo.ModuleCaOpt = None
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})
+    # Not a flag either: a .netrc's content, from PIPELINE_NETRC only.
+    netrc_text: str | None = field(default=None, repr=False, metadata={"flag": False})
 
 
 def flag_parameters(cls: type[Any], *extra: inspect.Parameter) -> inspect.Signature:

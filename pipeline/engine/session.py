@@ -36,6 +36,7 @@ from pipeline.errors import (
     auth_failed,
     unreachable_reason,
 )
+from pipeline.goerrors import module_refusal
 from pipeline.image import layer_cache
 from pipeline.image.oci import BaseLayers, Layer
 from pipeline.outputs import cache_home
@@ -202,6 +203,11 @@ def translate(err: BaseException, settings: Settings) -> BaseException:
     err = first(err)
     if isinstance(err, dagger.ExecError):
         command = " ".join(err.command)
+        refused = (
+            module_refusal(f"{err.stdout}\n{err.stderr}") if err.command[:1] == ["go"] else None
+        )
+        if refused is not None:  # the go command's page of output says no more than this
+            return BuildFailed(f"`{command}`: {refused}")
         # go test reports failures on stdout, the compiler on stderr: show both.
         return BuildFailed(
             f"`{command}` failed with exit code {err.exit_code}",

@@ -8,6 +8,7 @@ import hashlib
 import dagger
 from dagger import dag
 
+from pipeline.recipe.modules import with_modules
 from pipeline.recipe.source import SourceTree
 from pipeline.refs import Platform
 from pipeline.settings import GoBuild, Settings
@@ -102,7 +103,7 @@ def toolchain(settings: Settings, tree: SourceTree) -> dagger.Container:
         .with_workdir(SOURCE_DIR)
         .with_mounted_directory(SOURCE_DIR, source_dir(tree, reload=reloads(settings)))
     )
-    return go_env(container, tree)
+    return with_modules(go_env(container, tree), settings, tree)
 
 
 def build_flags(build: GoBuild, *, static: bool = True) -> list[str]:

@@ -18,6 +18,7 @@ from dagger import dag
 from pipeline.errors import UsageError
 from pipeline.provenance import labels
 from pipeline.recipe.image_settings import configured, with_files
+from pipeline.recipe.modules import with_modules
 from pipeline.recipe.source import SourceTree
 from pipeline.recipe.stages import (
     NONROOT,
@@ -102,7 +103,7 @@ def _golang_with_source(target: Target) -> dagger.Container:
         .with_workdir(WORKDIR)
         .with_directory(WORKDIR, source_dir(target.tree, reload=reloads(settings)))
     )
-    return go_env(container, target.tree)
+    return with_modules(go_env(container, target.tree), settings, target.tree)
 
 
 async def naive(target: Target) -> Built:

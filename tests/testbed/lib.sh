@@ -20,6 +20,12 @@ TB_AUTH_REGISTRY=127.0.0.1:5443
 # to the token service (tokenservice.py) at TB_TOKEN_REALM, which signs JWTs its
 # rootcertbundle trusts. The same user and password as TB_AUTH_REGISTRY's htpasswd.
 TB_TOKEN_REGISTRY=127.0.0.1:5444
+# The private module host (apache: the GOPROXY protocol under /proxy/, git http-backend under
+# /git/, basic auth over TLS) on the namespace's bridge address, where the engine's containers
+# reach it, on 443: a module path holds no port. Its files live where apache's children (not
+# root) can read them.
+TB_MODULE_HOST=192.0.2.1
+TB_MODULES=/var/lib/$TB_NAME-modules
 TB_TOKEN_SERVER=127.0.0.1:5445
 TB_TOKEN_REALM=https://$TB_TOKEN_SERVER/token
 TB_TOKEN_SERVICE=$TB_NAME-registry # the `service` of the challenge, the `aud` of each token
