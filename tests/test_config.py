@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import commands
+from pipeline.cli import commands, config
 from pipeline.settings import Settings
 from tests.conftest import ROOT, PipelineRunner
 
@@ -249,3 +250,23 @@ def test_a_build_made_with_the_files_settings(
     assert report["runtime_image"] == "busybox:1.35"
     assert report["images"][0]["ref"] == "fromfile:multistage"
     assert report["printed"] == "Hello World\n"
+
+
+def test_the_readme_lists_every_key_with_its_flag_and_variable() -> None:
+    """README's reference of the file's keys holds every build flag, as the file reads it."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### The config file's keys", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[1].split("`")[1]: cells[1:4]
+        for line in section.splitlines()
+        if line.startswith("| `") and (cells := line.split("|"))
+    }
+    keys, hints = config._names()
+    own = {key: name for key, name in keys.items() if config._key(name, hints[name]) == key}
+    assert set(rows) == set(own), set(rows) ^ set(own)
+    for key, name in own.items():
+        _, flag, variable = rows[key]
+        assert f"`--{key}" in flag, (key, flag)
+        option = typing.get_args(hints[name])[1]
+        if option.envvar:
+            assert f"`{option.envvar}`" in variable, (key, variable)

@@ -73,3 +73,31 @@ def test_main_reads_and_writes_the_go_cache_and_pull_requests_only_read_it() -> 
     assert "--cache-from" in pull
     assert "--cache-to" not in pull
     assert "--publish" not in pull
+
+
+def test_the_service_job_builds_from_its_config_under_the_commit_and_the_branch() -> None:
+    """examples/service's two images, from pipeline.toml, each pushed once under two tags: the
+    commit (in --publish, a template naming each image) and the branch, made a valid tag."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["service"]["steps"]
+    main = next(s for s in steps if s.get("if") == "github.event_name != 'pull_request'")
+    args = main["with"]["args"]
+    assert "--source examples/service" in args
+    assert "--publish ${{ steps.image.outputs.ref }}" in args
+    assert "--tag ${{ steps.image.outputs.branch }}" in args
+    step = next(s for s in steps if s.get("id") == "image")
+    with tempfile.NamedTemporaryFile("r") as output:
+        env = {
+            "PATH": os.environ["PATH"],
+            "REGISTRY": "ghcr.io",
+            "REPOSITORY": "Team-Go/Hello_App",
+            "BRANCH": "feature/Stamp.v2",
+            "GITHUB_SHA": "0123abc",
+            "GITHUB_OUTPUT": output.name,
+        }
+        done = subprocess.run(["bash", "-c", step["run"]], env=env, check=False)
+        assert done.returncode == 0
+        outputs = dict(line.partition("=")[::2] for line in output.read().splitlines())
+    assert outputs["ref"] == "ghcr.io/team-go/hello_app/{{.Name}}:0123abc"
+    assert outputs["branch"] == "feature-Stamp.v2"
+    publish = outputs["ref"].replace("{{.Name}}", "api")
+    assert parse_image_ref(publish, option="--publish").tag == "0123abc"
