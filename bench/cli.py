@@ -79,12 +79,17 @@ from bench.options import (
     RuntimeImageOpt,
     SamplesOpt,
     ScenariosOpt,
+    ServicesJsonOpt,
+    ServicesMarkdownOpt,
+    ServicesSamplesOpt,
     WorkOpt,
 )
+from bench.services import run as services
 from bench.shared import baseline as baselines
 from bench.shared import machine
-from bench.shared.programs import PROGRAMS, BenchError
+from bench.shared.programs import PROGRAMS, BenchError, install_ko
 from bench.shared.sides import Workspace
+from bench.shared.tables import table
 from bench.speed import report
 from bench.speed.run import PEERS, Options, fetch_all, run
 from bench.speed.scenarios import Scenario
@@ -398,4 +403,52 @@ def fresh_command(
     Console().print(text, markup=False, highlight=False)
     write_text(json_path, json.dumps(results, indent=2) + "\n")
     write_text(markdown, text)
+    log.print(f"wrote {json_path} and {markdown}", highlight=False)
+
+
+@app.command("services")
+def services_command(
+    samples: ServicesSamplesOpt = 3,
+    json_path: ServicesJsonOpt = HERE / "results" / "services.json",
+    markdown: ServicesMarkdownOpt = HERE / "results" / "services.md",
+    work: FreshWorkOpt = DEFAULT_WORK,
+    registry: FreshRegistryOpt = "127.0.0.1:5000",
+    docker: FreshDockerOpt = "/usr/bin/docker",
+) -> None:
+    """Three services of one repository (examples/service and a third main), a one-line change
+    to the package they share: ours (one run, one session) against three `docker build`s and
+    one `ko build` of the three import paths, as ratios of medians."""
+    from bench.speed.run import KO_VERSION
+
+    log = Console(stderr=True)
+    try:
+        ko = install_ko(KO_VERSION, work.resolve())
+        workspace = Workspace(
+            root=work.resolve(),
+            registry=registry,
+            docker=docker,
+            ko=ko,
+            go_image="golang:1.26",
+            runtime_image="busybox:1.35",
+            platform="linux/amd64",
+        )
+        results = services.run(workspace, samples, lambda line: log.print(line, highlight=False))
+    except BenchError as err:
+        log.print(f"bench services: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    m = machine.describe(docker=docker, ko=ko)
+    results |= {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": m,
+        "samples_per_side": samples,
+    }
+    described = (
+        f"{machine.sentence(m, model=False, kernel=False)}; docker "
+        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}"
+    )
+    header, rows = services.cells(results)
+    Console().print(table("three services, one-line change to a shared package", header, rows))
+    services.write(results, json_path, markdown, services.markdown(results, command, described))
     log.print(f"wrote {json_path} and {markdown}", highlight=False)

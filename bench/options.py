@@ -193,3 +193,13 @@ FreshMarkdownOpt = Annotated[Path, typer.Option()]
 FreshWorkOpt = Annotated[Path, typer.Option()]
 FreshRegistryOpt = Annotated[str, typer.Option(envvar="TESTBED_REGISTRY")]
 FreshDockerOpt = Annotated[str, typer.Option(envvar="TESTBED_DOCKER")]
+
+ServicesSamplesOpt = Annotated[
+    int, typer.Option("--samples", min=1, help="Samples of each side of the services scenario.")
+]
+ServicesJsonOpt = Annotated[
+    Path, typer.Option("--json", help="Write every sample and the ratios as JSON here.")
+]
+ServicesMarkdownOpt = Annotated[
+    Path, typer.Option("--markdown", help="Write the table as Markdown here.")
+]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.shared.programs import PROGRAMS, REPO, BenchError, Program, edited, fetch
-from bench.shared.sides import LABEL, Ko, Ours, Workspace, _run
+from bench.shared.sides import LABEL, Ko, Ours, Workspace, timed
 from bench.shared.tables import markdown_table
 
 SMALL = "ours (cache, small Go image)"
@@ -92,7 +92,7 @@ class Fresh:
         if cache:
             command += ["--cache-from", self.cache_ref, "--cache-to", self.cache_ref]
         env = {**os.environ, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": runner.engine}
-        seconds = _run(command, env=env)
+        seconds = timed(command, env=env)
         data = json.loads(report.read_text())
         return seconds, {
             "steps": {s["name"]: s["seconds"] for s in data["steps"]},
@@ -114,8 +114,8 @@ class Fresh:
             str(self.source),
         ]  # fmt: skip
         start = time.perf_counter()
-        built = _run(build, env=env)
-        pushed = _run([ws.docker, "push", ref], env=env)
+        built = timed(build, env=env)
+        pushed = timed([ws.docker, "push", ref], env=env)
         return time.perf_counter() - start, {"steps": {"build": built, "push": pushed}}
 
     def ko(self) -> tuple[float, dict[str, Any]]:
@@ -167,7 +167,7 @@ def artifact_sizes(fresh: Fresh, commits: int, log: Callable[[str], None]) -> li
             command = [*side.command(fresh.program, fresh.source, report), "--cache-to", ref]
             if previous:
                 command += ["--cache-from", previous]
-            _run(command)
+            timed(command)
             cache = json.loads(report.read_text())["go_cache"]
             if cache.get("saved_size") is None:
                 raise BenchError(f"commit {commit}: nothing saved: {cache.get('warnings')}")

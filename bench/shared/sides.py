@@ -91,7 +91,7 @@ class Side(Protocol):
         ...
 
 
-def _run(command: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = None) -> float:
+def timed(command: list[str], *, cwd: Path = REPO, env: dict[str, str] | None = None) -> float:
     """Run a command; its wall time. Failure ends the bench: a failed sample is no sample."""
     start = time.perf_counter()
     done = subprocess.run(
@@ -230,7 +230,7 @@ class Ours:
     def build(self, program: Program, source: Path) -> Run:
         report = self.file(program, ".json")
         report.unlink(missing_ok=True)
-        seconds = _run(self.command(program, source, report), cwd=self.cwd)
+        seconds = timed(self.command(program, source, report), cwd=self.cwd)
         return Run(seconds, report_detail(json.loads(report.read_text())))
 
 
@@ -246,7 +246,7 @@ class Docker:
 
     def empty_caches(self) -> dict[str, Any]:
         # The build cache only (cache mounts included); images, the bases among them, stay.
-        seconds = _run([self.workspace.docker, "builder", "prune", "-af"], env=self._env())
+        seconds = timed([self.workspace.docker, "builder", "prune", "-af"], env=self._env())
         return {"prune_seconds": seconds}
 
     def image_ref(self, program: Program) -> str:
@@ -275,18 +275,18 @@ class Docker:
             str(source),
         ]
         start = time.perf_counter()
-        built = _run(build, env=env)
-        saved = _run([ws.docker, "save", "--output", str(tarball), ref], env=env)
+        built = timed(build, env=env)
+        saved = timed([ws.docker, "save", "--output", str(tarball), ref], env=env)
         seconds = time.perf_counter() - start
         return Run(seconds, {"steps": {"build": built, "save": saved}})
 
     def push(self, program: Program) -> None:
         """Push the last image to the registry, to be measured as the others are (untimed)."""
-        _run([self.workspace.docker, "push", self.image_ref(program)], env=self._env())
+        timed([self.workspace.docker, "push", self.image_ref(program)], env=self._env())
 
     def remove_leftovers(self) -> None:
         """The bench's images that later builds untagged (only those: by label)."""
-        _run(
+        timed(
             [self.workspace.docker, "image", "prune", "--force", "--filter", f"label={LABEL}"],
             env=self._env(),
         )
@@ -348,4 +348,4 @@ class Ko:
             f"--platform={ws.platform}",
             program.package,
         ]
-        return Run(_run(command, cwd=source, env=env))
+        return Run(timed(command, cwd=source, env=env))
