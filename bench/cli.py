@@ -356,6 +356,19 @@ def load(
         raise typer.Exit(code=1)
 
 
+def _workspace(work: Path, registry: str, docker: str, ko: Path) -> Workspace:
+    """The workspace of `fresh` and `services`: the test bed's bases, on linux/amd64."""
+    return Workspace(
+        root=work.resolve(),
+        registry=registry,
+        docker=docker,
+        ko=ko,
+        go_image="golang:1.26",
+        runtime_image="busybox:1.35",
+        platform="linux/amd64",
+    )
+
+
 @app.command("fresh")
 def fresh_command(
     programs: FreshProgramsOpt = None,
@@ -373,15 +386,7 @@ def fresh_command(
     test bed's fresh runner, a second engine started anew on an empty state directory."""
     log = Console(stderr=True)
     chosen = _choices(programs, list(PROGRAMS), "--programs") or tuple(PROGRAMS)
-    workspace = Workspace(
-        root=work.resolve(),
-        registry=registry,
-        docker=docker,
-        ko=work.resolve() / "bin" / "ko",
-        go_image="golang:1.26",
-        runtime_image="busybox:1.35",
-        platform="linux/amd64",
-    )
+    workspace = _workspace(work, registry, docker, work.resolve() / "bin" / "ko")
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
     try:
         results = fresh.run(
@@ -423,15 +428,7 @@ def services_command(
     log = Console(stderr=True)
     try:
         ko = install_ko(KO_VERSION, work.resolve())
-        workspace = Workspace(
-            root=work.resolve(),
-            registry=registry,
-            docker=docker,
-            ko=ko,
-            go_image="golang:1.26",
-            runtime_image="busybox:1.35",
-            platform="linux/amd64",
-        )
+        workspace = _workspace(work, registry, docker, ko)
         results = services.run(workspace, samples, lambda line: log.print(line, highlight=False))
     except BenchError as err:
         log.print(f"bench services: {err}", highlight=False, markup=False)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,11 +38,8 @@ def test_workflow_pins_the_cli_of_dagger_json_and_runs_the_readme_command() -> N
     assert "PIPELINE_REGISTRY_PASSWORD" in text
 
 
-def test_the_image_reference_is_lowercased_as_registries_require() -> None:
-    """github.repository keeps the owner's capitals (Team/App); a reference may not have any."""
-    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["multistage"]["steps"]
-    step = next(s for s in steps if s.get("id") == "image")
-    assert "${{ steps.image.outputs.ref }}" in WORKFLOW.read_text()
+def _outputs(step: dict[str, Any], **extra: str) -> dict[str, str]:
+    """What the step's script writes to GITHUB_OUTPUT, for a repository with capitals."""
     with tempfile.NamedTemporaryFile("r") as output:
         env = {
             "PATH": os.environ["PATH"],
@@ -49,10 +47,19 @@ def test_the_image_reference_is_lowercased_as_registries_require() -> None:
             "REPOSITORY": "Team-Go/Hello_App",
             "GITHUB_SHA": "0123abc",
             "GITHUB_OUTPUT": output.name,
+            **extra,
         }
         done = subprocess.run(["bash", "-c", step["run"]], env=env, check=False)
         assert done.returncode == 0
-        outputs = dict(line.partition("=")[::2] for line in output.read().splitlines())
+        return dict(line.partition("=")[::2] for line in output.read().splitlines())
+
+
+def test_the_image_reference_is_lowercased_as_registries_require() -> None:
+    """github.repository keeps the owner's capitals (Team/App); a reference may not have any."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["multistage"]["steps"]
+    step = next(s for s in steps if s.get("id") == "image")
+    assert "${{ steps.image.outputs.ref }}" in WORKFLOW.read_text()
+    outputs = _outputs(step)
     assert outputs["ref"] == "ghcr.io/team-go/hello_app:0123abc"
     assert parse_image_ref(outputs["ref"], option="--publish").path == "team-go/hello_app"
     assert check_cache_ref(outputs["cache"], option="--cache-to").path == "team-go/hello_app-cache"
@@ -85,18 +92,7 @@ def test_the_service_job_builds_from_its_config_under_the_commit_and_the_branch(
     assert "--publish ${{ steps.image.outputs.ref }}" in args
     assert "--tag ${{ steps.image.outputs.branch }}" in args
     step = next(s for s in steps if s.get("id") == "image")
-    with tempfile.NamedTemporaryFile("r") as output:
-        env = {
-            "PATH": os.environ["PATH"],
-            "REGISTRY": "ghcr.io",
-            "REPOSITORY": "Team-Go/Hello_App",
-            "BRANCH": "feature/Stamp.v2",
-            "GITHUB_SHA": "0123abc",
-            "GITHUB_OUTPUT": output.name,
-        }
-        done = subprocess.run(["bash", "-c", step["run"]], env=env, check=False)
-        assert done.returncode == 0
-        outputs = dict(line.partition("=")[::2] for line in output.read().splitlines())
+    outputs = _outputs(step, BRANCH="feature/Stamp.v2")
     assert outputs["ref"] == "ghcr.io/team-go/hello_app/{{.Name}}:0123abc"
     assert outputs["branch"] == "feature-Stamp.v2"
     publish = outputs["ref"].replace("{{.Name}}", "api")
