@@ -341,8 +341,9 @@ def engine_back(testbed: Testbed) -> Iterator[None]:
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """The Settings each build command would run with, in this process: the CLI's execute
-    records them and builds nothing (no PIPELINE_* variable of the caller's leaks in)."""
+    """The Settings each command would run with (compare: each of its images), in this
+    process: the CLI's execute functions record them and build nothing (no PIPELINE_*
+    variable of the caller's leaks in)."""
     from pipeline.cli import commands  # Typer: only for the tests that ask
 
     got: list[Settings] = []
@@ -355,8 +356,14 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         got.extend(jobs)
         return 0
 
+    def fake_compare(jobs: tuple[Settings, ...], *args: object, verbose: bool) -> int:
+        got.extend(jobs)
+        return 0
+
     monkeypatch.setattr(commands, "execute", fake_execute)
     monkeypatch.setattr(commands, "execute_images", fake_images)
+    monkeypatch.setattr(commands, "execute_verify", fake_execute)
+    monkeypatch.setattr(commands, "execute_compare", fake_compare)
     for key in list(os.environ):
         if key.startswith("PIPELINE_"):
             monkeypatch.delenv(key)

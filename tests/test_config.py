@@ -175,6 +175,31 @@ def test_a_wrong_choice_of_images_is_one_line(
     assert captured == []
 
 
+@pytest.mark.parametrize("command", ["compare", "verify"])
+def test_compare_and_verify_build_one_image_of_the_file(
+    captured: list[Settings], source: Path, command: str
+) -> None:
+    _services(source)
+    runner.invoke(commands.app, [command, "--source", str(source), "--image", "worker"])
+    assert {(s.name, s.package) for s in captured} == {("jobs", "./cmd/worker")}
+    assert {s.go_build.ldflags for s in captured} == {"-X main.name=jobs"}
+    assert {s.publish for s in captured} == {None}  # they write their own results
+    assert {s.output for s in captured} == {None}
+
+
+@pytest.mark.parametrize("command", ["compare", "verify"])
+def test_compare_and_verify_ask_which_image(
+    captured: list[Settings], source: Path, command: str
+) -> None:
+    _services(source)
+    result = runner.invoke(commands.app, [command, "--source", str(source)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {command} builds one image: choose it with --image NAME (api, worker)"
+    )
+    assert captured == []
+
+
 def test_config_names_another_file(captured: list[Settings], source: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "ci" / "build.toml"
     elsewhere.parent.mkdir()

@@ -166,6 +166,7 @@ def compare_jobs(flags: BuildFlags, runtime_images: list[str]) -> tuple[Settings
 
 @app.command(name="compare")
 def compare_command(
+    ctx: typer.Context,
     source: SourceOpt = DEFAULT_SOURCE,
     package: PackageOpt = ".",
     test: TestOpt = True,
@@ -179,6 +180,8 @@ def compare_command(
     max_size: MaxSizeOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    config_file: ConfigOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Build every variant in one session and show them side by side, measured."""
     try:
@@ -190,10 +193,12 @@ def compare_command(
             name=name,
             run=run,
             quiet=quiet,
+            no_output=True,
         )
-        jobs = compare_jobs(
-            replace(flags, no_output=True), runtime_image or [DEFAULT_RUNTIME_IMAGE]
+        flags = config.one_image(
+            flags, config_file, ctx.get_parameter_source, image or (), command="compare"
         )
+        jobs = compare_jobs(flags, runtime_image or [flags.runtime_image])
         budgets = read_budgets(Path("pyproject.toml"), max_size)
         check_budget_keys(budgets, jobs)
         if chart is not None:
@@ -207,6 +212,7 @@ def compare_command(
 
 @app.command(name="verify")
 def verify_command(
+    ctx: typer.Context,
     variant: VariantOpt = Reproducible.MULTISTAGE,
     source: SourceOpt = DEFAULT_SOURCE,
     package: PackageOpt = ".",
@@ -225,6 +231,8 @@ def verify_command(
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    config_file: ConfigOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Build twice, the second time with every step run again on fresh Go caches (never a
     --cache-from), and compare the digests; name what differs (layer, file, config field).
@@ -251,6 +259,9 @@ def verify_command(
         quiet=quiet,
     )
     try:
+        flags = config.one_image(
+            flags, config_file, ctx.get_parameter_source, image or (), command="verify"
+        )
         settings = build_settings(Variant(variant.value), flags)
     except UsageError as error:
         usage_exit(error)

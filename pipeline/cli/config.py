@@ -251,3 +251,27 @@ def applied(
         apply(flags, {**loaded.shared, **loaded.images[image]}, given)
         for image in (dict.fromkeys(chosen) if chosen else loaded.images)
     ]
+
+
+# What compare and verify do not do, whatever the file says: they write their own results.
+NOT_COMPARED = (
+    "output", "no_output", "json_path", "load", "publish", "tag", "cache_to", "registry_username",
+)  # fmt: skip
+
+
+def one_image(
+    flags: BuildFlags,
+    path: Path | None,
+    source_of: Callable[[str], object],
+    chosen: Sequence[str],
+    *,
+    command: str,
+) -> BuildFlags:
+    """compare's and verify's flags: those of one image of the file (--image NAME, or its only
+    one), the file's NOT_COMPARED values left out."""
+    found = applied(flags, path, source_of, chosen)
+    if len(found) > 1:
+        file = find(path, flags.source)
+        names = ", ".join(load(file).images) if file else ""
+        raise UsageError(f"{command} builds one image: choose it with --image NAME ({names})")
+    return replace(found[0], **{name: getattr(flags, name) for name in NOT_COMPARED})
