@@ -216,3 +216,34 @@ def test_one_image_failing_fails_the_run_and_the_others_are_reported(
     document = json.loads(report.read_text())
     assert [r["images"][0]["ref"] for r in document["runs"]] == ["ok:multistage"]
     assert [f["image"] for f in document["failed"]] == ["broken:multistage"]
+
+
+def test_images_of_one_source_and_build_settings_are_built_together() -> None:
+    """One `go build` for the multistage images that share everything it reads, where their
+    binaries' names differ; an image with other settings, `.` or a name taken builds alone."""
+    from pipeline.flows.run import built_together
+    from pipeline.recipe.source import SourceTree
+    from pipeline.settings import GoBuild, Settings, Variant
+
+    def image(
+        package: str, *, variant: Variant = Variant.MULTISTAGE, tags: tuple[str, ...] = ()
+    ) -> tuple[Settings, SourceTree]:
+        settings = Settings(
+            variant=variant, name=package.rsplit("/", 1)[-1], go_build=GoBuild(tags=tags)
+        )
+        return settings, SourceTree(ROOT, package, module=True, vendored=False, include=())
+
+    jobs = [
+        image("./cmd/api"),
+        image("./cmd/worker"),
+        image("./cmd/debug", tags=("debug",)),
+        image("."),
+        image("./tools/api"),
+        image("./cmd/naive", variant=Variant.NAIVE),
+    ]
+    got = built_together([j for j, _ in jobs], [t for _, t in jobs])
+    assert got == [(), (), (), (), (), ()], "two ./…/api binaries: the group is split"
+    got = built_together([j for j, _ in jobs[:2]], [t for _, t in jobs[:2]])
+    assert got == [("./cmd/api", "./cmd/worker")] * 2
+    got = built_together([j for j, _ in jobs[:4]], [t for _, t in jobs[:4]])
+    assert got == [("./cmd/api", "./cmd/worker")] * 2 + [(), ()]

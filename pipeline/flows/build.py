@@ -86,11 +86,13 @@ async def variant(
     dissect_images: bool,
     beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
     kept: Kept | None = None,
+    together: tuple[str, ...] = (),
 ) -> RunReport:
     """Build one variant and export, load, publish and run it as the settings say; `beside`
     starts once the build has succeeded and runs beside the rest (cancelled if that fails).
     With `kept` (--watch), the image is made from the tag's last one where it can be, and
-    kept for the next."""
+    kept for the next. `together`: the main packages one `go build` makes with this one's
+    (pipeline.flows.run.images)."""
     original = settings
     settings, pinned = await _pin_bases(settings)
     job = deliver.Job(
@@ -106,7 +108,7 @@ async def variant(
     previous = kept.previous(settings, len(job.platforms)) if kept else None
 
     async def build(current: Settings) -> tuple[Built, tuple[str, bytes], bytes | None]:
-        target = Target(current, tree, job.platforms, session.native, job.temp)
+        target = Target(current, tree, job.platforms, session.native, job.temp, together)
         built = await VARIANTS[settings.variant].build(target)
         images = (built.image, *built.extras)
         if previous and foreseeable(settings, built) and not (settings.run or settings.load):

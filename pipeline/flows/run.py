@@ -17,14 +17,15 @@ import watchfiles
 
 from pipeline.clock import StepHook
 from pipeline.engine.session import Session, in_session, translate
-from pipeline.errors import EngineUnavailable, PipelineError
+from pipeline.errors import BuildFailed, EngineUnavailable, PipelineError
 from pipeline.flows import build, gocache
 from pipeline.flows.reuse import Kept
 from pipeline.image.diff import base_mismatches, differences
 from pipeline.recipe.source import SourceTree, is_build_input
+from pipeline.recipe.stages import binary_name
 from pipeline.recipe.variants import VARIANTS
 from pipeline.results import RunReport, Step
-from pipeline.settings import Settings
+from pipeline.settings import Settings, Variant
 
 
 async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None) -> RunReport:
@@ -70,12 +71,25 @@ async def images(
                 tested.append(await build.tests(job, tree, session))
             outcomes: dict[int, RunReport | PipelineError] = {}
 
+            groups = built_together(jobs, trees)
+
             async def one(index: int) -> None:
                 settings, tree = jobs[index], trees[index]
                 try:
-                    outcomes[index] = await build.variant(
-                        settings, tree, session, dissect_images=False
-                    )
+                    try:
+                        outcomes[index] = await build.variant(
+                            settings, tree, session, dissect_images=False, together=groups[index]
+                        )
+                    except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
+                        if not groups[index] or not isinstance(
+                            translate(err, settings), BuildFailed
+                        ):
+                            raise
+                        # Another package of the shared `go build` may be the one that fails:
+                        # this image's outcome is its own build's.
+                        outcomes[index] = await build.variant(
+                            settings, tree, session, dissect_images=False
+                        )
                 except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
                     failure = translate(err, settings)
                     if not isinstance(failure, PipelineError) or isinstance(
@@ -100,6 +114,26 @@ async def images(
         return tuple(found)
 
     return await in_session(body, jobs[0], hook)
+
+
+def built_together(jobs: Sequence[Settings], trees: Sequence[SourceTree]) -> list[tuple[str, ...]]:
+    """For each image, the main packages one `go build` makes with its own (() for none):
+    multistage images of one source with the same Go image, platforms, build settings,
+    modules and caches, whose binaries' names differ."""
+    groups: dict[object, list[int]] = {}
+    for index, (job, tree) in enumerate(zip(jobs, trees, strict=True)):
+        if job.variant is Variant.MULTISTAGE and tree.package != ".":
+            key = (tree.root, job.go_image, job.platforms, job.go_build, job.modules,
+                   job.cache_from, job.cache_to, job.cache_bust)  # fmt: skip
+            groups.setdefault(key, []).append(index)
+    together: list[tuple[str, ...]] = [()] * len(jobs)
+    for members in groups.values():
+        packages = tuple(trees[i].package for i in members)
+        names = [binary_name(p) for p in packages]
+        if len(members) > 1 and len(set(names)) == len(names):
+            for index in members:
+                together[index] = packages
+    return together
 
 
 async def compare(

@@ -161,6 +161,25 @@ def go_build(
     )
 
 
+def go_build_all(
+    container: dagger.Container, settings: Settings, packages: tuple[str, ...], platform: Platform
+) -> dagger.Container:
+    """One `go build` of several main packages into OUT_DIR/<the package's last element>:
+    what they share is compiled once, in one process. Every image of the group describes the
+    same command, so the engine runs it once."""
+    container = with_build_env(container.with_env_variable("CGO_ENABLED", "0"), settings.go_build)
+    for key, value in platform.go_env().items():
+        container = container.with_env_variable(key, value)
+    return container.with_exec(
+        ["go", "build", *build_flags(settings.go_build), "-o", f"{OUT_DIR}/", *packages]
+    )
+
+
+def binary_name(package: str) -> str:
+    """What `go build -o DIR/` names the binary of `package` (./cmd/api → api)."""
+    return package.rstrip("/").rsplit("/", 1)[-1]
+
+
 def scratch_files(settings: Settings) -> dagger.Directory:
     """What a program on an empty base still needs: users (root, nonroot 65532), the CA
     bundle (from the golang image) and a /tmp."""

@@ -23,8 +23,10 @@ from pipeline.recipe.source import SourceTree
 from pipeline.recipe.stages import (
     NONROOT,
     OUT_DIR,
+    binary_name,
     build_flags,
     go_build,
+    go_build_all,
     go_env,
     golang,
     reloads,
@@ -49,6 +51,9 @@ class Target:
     platforms: tuple[Platform, ...]
     native: Platform
     host_dir: Path
+    # Main packages built with this one in one `go build` (several images of one run, the
+    # same build settings): multistage's binary comes from it.
+    together: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,9 +183,14 @@ async def multistage(target: Target) -> Built:
     minimal runtime container; nothing touches the host."""
     settings, name = target.settings, target.settings.name
     app, binary = f"{WORKDIR}/{name}", f"{OUT_DIR}/{name}"
-    # One build per platform, described once: the first is also the build stage.
+    # One build per platform, described once: the first is also the build stage. Built
+    # together with other images' packages, the binary has its package's name.
+    if target.together:
+        binary = f"{OUT_DIR}/{binary_name(target.tree.package)}"
     builds = [
-        go_build(toolchain(settings, target.tree), settings, target.tree, platform)
+        go_build_all(toolchain(settings, target.tree), settings, target.together, platform)
+        if target.together
+        else go_build(toolchain(settings, target.tree), settings, target.tree, platform)
         for platform in target.platforms
     ]
     images = tuple(
