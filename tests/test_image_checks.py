@@ -3,6 +3,7 @@ command line in this process (the settings captured), each bad value one line, e
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,18 @@ def test_a_bad_value_is_one_line(captured: list[Settings], args: list[str], mess
     assert message in said, said
     assert len(said.strip().splitlines()) == 1, said
     assert captured == []
+
+
+def test_the_tag_field_is_gits_whatever_the_app_version(captured: list[Settings]) -> None:
+    """--app-version is {{.Version}}, the label's and the SBOM's; {{.Tag}} stays `git
+    describe`'s."""
+    described = subprocess.run(
+        ["git", "-C", SOURCE, "describe", "--tags", "--always"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    code, said = _run("--app-version", "v9.9.9", "--ldflags", "{{.Version}} {{.Tag}}")
+    assert code == 0, said
+    (got,) = captured
+    assert got.go_build.ldflags == f"v9.9.9 {described}"
+    assert got.provenance is not None
+    assert got.provenance.version == "v9.9.9"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cli import image_checks, module_checks
-from pipeline.cli.templates import fill
+from pipeline.cli.templates import Facts, fill
 from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import read_provenance
 from pipeline.refs import (
@@ -177,10 +177,9 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     parse_image_ref(flags.helper_image, option="--helper-image")
     # git's facts, for the templates (--publish, --tag, --ldflags) and (builder, multistage)
     # the labels and SBOM.
-    found = read_provenance(flags.source, flags.source_date_epoch)
-    if flags.app_version:
-        found = replace(found, version=flags.app_version)
-    facts = image_checks.facts(flags, found, os.environ)
+    git = read_provenance(flags.source, flags.source_date_epoch)
+    facts = Facts(git, flags.name, flags.app_version, os.environ)  # {{.Tag}} stays git's
+    found = replace(git, version=flags.app_version) if flags.app_version else git
     publish = (
         parse_image_ref(fill(flags.publish, facts, option="--publish"), option="--publish")
         if flags.publish

@@ -5,13 +5,12 @@ resolve into. Only the CLI asks them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.cli.templates import Facts, fill
 from pipeline.errors import UsageError
-from pipeline.provenance import Provenance
 from pipeline.refs import ImageRef
 from pipeline.settings import GoBuild, ImageConfig
 
@@ -98,11 +97,6 @@ def check_tags(values: Sequence[str], publish: ImageRef | None) -> tuple[str, ..
                 "not starting with . or -"
             )
     return tuple(t for t in dict.fromkeys(values) if t != publish.tag)
-
-
-def facts(flags: BuildFlags, provenance: Provenance, environ: Mapping[str, str]) -> Facts:
-    """What the templates (--ldflags, --publish, --tag) are filled from."""
-    return Facts(provenance, flags.name, flags.app_version, environ)
 
 
 def go_build(flags: BuildFlags, facts: Facts) -> GoBuild:
