@@ -114,6 +114,11 @@ class ImageRef:
         return f"library/{self.path}" if self.docker_hub and "/" not in self.path else self.path
 
     @property
+    def push_tag(self) -> str:
+        """The tag a push goes to: the reference's, else `latest`, as docker pushes it."""
+        return self.tag or "latest"
+
+    @property
     def qualified(self) -> str:
         """registry/repository, in full: docker.io/library/alpine for `alpine`."""
         return f"{'docker.io' if self.docker_hub else self.registry}/{self.repository}"

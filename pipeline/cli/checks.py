@@ -86,7 +86,7 @@ def check_cache_ref(text: str, *, option: str) -> ImageRef:
             f"{option} {text!r}: give REGISTRY/REPOSITORY[:TAG], not a digest: the cache is"
             " written under tags derived from it"
         )
-    if len(ref.tag or "latest") > 80:
+    if len(ref.push_tag) > 80:
         raise SettingsError(f"{option} {text!r}: keep the tag under 80 characters")
     return ref
 
@@ -242,7 +242,7 @@ def _destinations(job: Settings) -> tuple[tuple[str, object], ...]:
     if job.output is not None:
         places.append(("--output", job.output.resolve()))
     if job.publish is not None:
-        places.append(("--publish", f"{job.publish.qualified}:{job.publish.tag or 'latest'}"))
+        places.append(("--publish", f"{job.publish.qualified}:{job.publish.push_tag}"))
     return tuple(places)
 
 

@@ -153,7 +153,7 @@ async def variant(job: Job, made: Made, *, dissect_images: bool) -> RunReport:
                 _base_layers(job, made.built.image, "image"),
             )
             running.size = sent
-        tags = (settings.publish.tag or "latest", *settings.tags)
+        tags = (settings.publish.push_tag, *settings.tags)
         reports[0] = replace(
             reports[0], published=published, sbom_tag=referrer, sent=sent, tags=tags
         )

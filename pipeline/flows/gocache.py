@@ -58,7 +58,7 @@ def cache_tag(ref: ImageRef, settings: Settings, platforms: Sequence[Platform]) 
     if len(targets) > 40:
         targets = hashlib.sha256(targets.encode()).hexdigest()[:12]
     go = hashlib.sha256(settings.go_image.encode()).hexdigest()[:12]
-    return f"{ref.tag or 'latest'}-{targets}-go-{go}"
+    return f"{ref.push_tag}-{targets}-go-{go}"
 
 
 async def _helper(settings: Settings, session: Session) -> str:

@@ -72,7 +72,7 @@ async def publish(
                 deadline,
                 media_type=info.media_type,
                 tags=settings.tags,
-                pushed=f"{ref.repository}:{ref.tag or 'latest'}",
+                pushed=f"{ref.repository}:{ref.push_tag}",
             )
         if document is None or settings.provenance is None:
             return pushed, None, sent

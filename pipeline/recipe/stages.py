@@ -71,7 +71,7 @@ def cache_volumes(settings: Settings) -> tuple[str, str] | None:
     )
     if ref is None:
         return "pipeline-go-build", "pipeline-go-mod"
-    named = f"{trust} {ref.qualified}:{ref.tag or 'latest'}"
+    named = f"{trust} {ref.qualified}:{ref.push_tag}"
     key = hashlib.sha256(named.encode()).hexdigest()[:16]
     return f"pipeline-go-build-{key}", f"pipeline-go-mod-{key}"
 

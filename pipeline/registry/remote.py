@@ -44,7 +44,7 @@ def push_image(
     unless the registry then reports `digest`. The blobs of `mounts` (digest → a repository
     of the same registry that has them: the base's) are mounted from there, not sent. Return
     `registry/repository:tag@digest` and the bytes of the blobs sent."""
-    tag = ref.tag or "latest"
+    tag = ref.push_tag
     with tempfile.TemporaryDirectory(prefix="pipeline-push-") as layout, one_line_errors(ref):
         client = Client(ref, login, deadline)
         client.mounts.update(mounts or {})
