@@ -39,7 +39,7 @@ from pipeline.flows import cache_artifact
 from pipeline.recipe import cache_steps, pins
 from pipeline.recipe.source import SourceTree
 from pipeline.refs import ImageRef, Platform
-from pipeline.results import GoCache, Step
+from pipeline.results import GoCache, RunReport, Step
 from pipeline.settings import Settings
 
 WINDOW = 3660  # seconds before the session's start: what Go's touch leaves (an hour) + slack
@@ -236,6 +236,12 @@ class Bracket:
     @property
     def saved(self) -> tuple[Step, ...]:  # the save's step, once it ran
         return tuple(self.clock.steps)
+
+    def around(self, report: RunReport, tested: Sequence[Step]) -> RunReport:
+        """The run's report with its own steps around the build's (the restore, the tests,
+        then the build's, then the save) and what the Go caches did."""
+        steps = (*self.restored, *tested, *report.steps, *self.saved)
+        return replace(report, steps=steps, go_cache=self.go_cache)
 
     @property
     def go_cache(self) -> GoCache | None:

@@ -37,11 +37,7 @@ async def run(settings: Settings, tree: SourceTree, hook: StepHook | None = None
             report = await build.variant(
                 settings, tree, session, dissect_images=False, beside=cache.save
             )
-        report = replace(
-            report,
-            steps=(*cache.restored, *tested, *report.steps, *cache.saved),
-            go_cache=cache.go_cache,
-        )
+        report = cache.around(report, tested)
         if cache.started is not None and not VARIANTS[settings.variant].compiles_with_go_caches:
             note = (
                 f"{settings.variant} compiles without cache volumes, as the write-up's "
@@ -76,20 +72,7 @@ async def images(
             async def one(index: int) -> None:
                 settings, tree = jobs[index], trees[index]
                 try:
-                    try:
-                        outcomes[index] = await build.variant(
-                            settings, tree, session, dissect_images=False, together=groups[index]
-                        )
-                    except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
-                        if not groups[index] or not isinstance(
-                            translate(err, settings), BuildFailed
-                        ):
-                            raise
-                        # Another package of the shared `go build` may be the one that fails:
-                        # this image's outcome is its own build's.
-                        outcomes[index] = await build.variant(
-                            settings, tree, session, dissect_images=False
-                        )
+                    outcomes[index] = await _image(settings, tree, session, groups[index])
                 except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
                     failure = translate(err, settings)
                     if not isinstance(failure, PipelineError) or isinstance(
@@ -106,14 +89,24 @@ async def images(
                 await cache.save()
         found = [outcomes[i] for i in range(len(jobs))]
         if isinstance(found[0], RunReport):  # the run's own steps, once
-            found[0] = replace(
-                found[0],
-                steps=(*cache.restored, *tested, *found[0].steps, *cache.saved),
-                go_cache=cache.go_cache,
-            )
+            found[0] = cache.around(found[0], tested)
         return tuple(found)
 
     return await in_session(body, jobs[0], hook)
+
+
+async def _image(
+    settings: Settings, tree: SourceTree, session: Session, together: tuple[str, ...]
+) -> RunReport:
+    """One image of several, built with the packages `together` with it; if that shared
+    `go build` fails, built alone: another package may be the one that fails, and this
+    image's outcome is its own build's."""
+    try:
+        return await build.variant(settings, tree, session, dissect_images=False, together=together)
+    except (PipelineError, dagger.DaggerError, ExceptionGroup) as err:
+        if not together or not isinstance(translate(err, settings), BuildFailed):
+            raise
+    return await build.variant(settings, tree, session, dissect_images=False)
 
 
 def built_together(jobs: Sequence[Settings], trees: Sequence[SourceTree]) -> list[tuple[str, ...]]:
