@@ -113,9 +113,7 @@ def execute_images(jobs: tuple[Settings, ...], *, verbose: bool) -> int:
             summary.render(report, out)
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         for job, failure in failed:
-            if isinstance(failure, BuildFailed) and failure.detail:
-                err.print(failure.detail, markup=False)
-            err.print(f"error: {job.tag}: {failure}", markup=False)
+            say_error(err, failure, f"{job.tag}: ")
         return 1 if failed else 0
 
     return guarded(work, verbose=verbose)
@@ -134,9 +132,7 @@ def execute_watch(settings: Settings, *, verbose: bool) -> int:
             if hook is not None:
                 hook.pause()  # the live display makes way for the result
             if isinstance(result, PipelineError):
-                if isinstance(result, BuildFailed) and result.detail:
-                    err.print(result.detail, markup=False)
-                err.print(f"error: {result}", markup=False)
+                say_error(err, result)
             else:
                 warn(result.warnings)
                 if settings.json_path is not None:
@@ -245,6 +241,14 @@ def execute_verify(settings: Settings, *, verbose: bool) -> int:
     return guarded(work, verbose=verbose)
 
 
+def say_error(err: Console, error: UsageError | PipelineError, who: str = "") -> None:
+    """A failure on stderr: the compiler's or test's own output where there is some, then
+    one line, `error: [who]what`."""
+    if isinstance(error, BuildFailed) and error.detail:
+        err.print(error.detail, markup=False)
+    err.print(f"error: {who}{error}", markup=False)
+
+
 def guarded(work: Callable[[], int], *, verbose: bool) -> int:
     """Run `work`, stopped as Ctrl-C stops it by SIGINT, SIGTERM or SIGHUP (pipeline.stopping);
     errors become one line and an exit code (2 usage, 1 failure; 130, 143, 129 stopped)."""
@@ -257,9 +261,7 @@ def guarded(work: Callable[[], int], *, verbose: bool) -> int:
                 return _stopped(err)  # the error is the stop's doing: say the stop
             if verbose:
                 traceback.print_exc()
-            if isinstance(error, BuildFailed) and error.detail:
-                err.print(error.detail, markup=False)
-            err.print(f"error: {error}", markup=False)
+            say_error(err, error)
             if isinstance(error, EngineUnavailable):
                 leave_dagger_run(error)  # last: it may end the `dagger run` above us
             return 2 if isinstance(error, UsageError) else 1
