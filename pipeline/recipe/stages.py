@@ -146,19 +146,7 @@ def go_build(
     container: dagger.Container, settings: Settings, tree: SourceTree, platform: Platform
 ) -> dagger.Container:
     """`go build` of the main package into OUT_DIR/<name>, static, for `platform`."""
-    container = with_build_env(container.with_env_variable("CGO_ENABLED", "0"), settings.go_build)
-    for key, value in platform.go_env().items():
-        container = container.with_env_variable(key, value)
-    return container.with_exec(
-        [
-            "go",
-            "build",
-            *build_flags(settings.go_build),
-            "-o",
-            f"{OUT_DIR}/{settings.name}",
-            tree.package,
-        ]
-    )
+    return _compiled(container, settings, platform, f"{OUT_DIR}/{settings.name}", (tree.package,))
 
 
 def go_build_all(
@@ -167,11 +155,23 @@ def go_build_all(
     """One `go build` of several main packages into OUT_DIR/<the package's last element>:
     what they share is compiled once, in one process. Every image of the group describes the
     same command, so the engine runs it once."""
+    return _compiled(container, settings, platform, f"{OUT_DIR}/", packages)
+
+
+def _compiled(
+    container: dagger.Container,
+    settings: Settings,
+    platform: Platform,
+    output: str,
+    packages: tuple[str, ...],
+) -> dagger.Container:
+    """`go build -o output packages`, static, with the build's flags and environment, for
+    `platform`."""
     container = with_build_env(container.with_env_variable("CGO_ENABLED", "0"), settings.go_build)
     for key, value in platform.go_env().items():
         container = container.with_env_variable(key, value)
     return container.with_exec(
-        ["go", "build", *build_flags(settings.go_build), "-o", f"{OUT_DIR}/", *packages]
+        ["go", "build", *build_flags(settings.go_build), "-o", output, *packages]
     )
 
 
