@@ -214,10 +214,15 @@ class _Archive:
             raise OCIError(f"{name} is missing from the tarball")
         return stream
 
-    def json_blob(self, digest: str) -> tuple[bytes, dict[str, Any]]:
+    def blob(self, digest: str) -> bytes:
+        """A blob, checked against its digest."""
         data = self.read(_blob_name(digest))
         if digest_of(data) != digest:
             raise OCIError(f"blob {digest} does not match its digest")
+        return data
+
+    def json_blob(self, digest: str) -> tuple[bytes, dict[str, Any]]:
+        data = self.blob(digest)
         return data, json.loads(data)
 
     def layer(self, descriptor: dict[str, Any]) -> Layer:
@@ -270,6 +275,16 @@ def _read_layout(archive: _Archive) -> ImageInfo:
         manifests,
         len(index_bytes),
     )
+
+
+def read_blob(path: Path, digest: str) -> bytes:
+    """One blob of the OCI layout in the tarball at `path` (a manifest, as pushed), checked
+    against its digest (OCIError if missing or changed)."""
+    try:
+        with tarfile.open(path) as tar:
+            return _Archive(tar, {}).blob(digest)
+    except (tarfile.TarError, OSError) as err:
+        raise OCIError(f"{path}: not a readable OCI image tarball ({err})") from err
 
 
 def read_image(path: Path, memo: dict[str, Layer] | None = None) -> ImageInfo:

@@ -3,12 +3,11 @@ every tag names the same digest and no blob is sent again."""
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.errors import RegistryError
-from pipeline.image.oci import digest_of
+from pipeline.image.oci import OCIError, read_blob
 from pipeline.refs import ImageRef
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors
@@ -17,16 +16,12 @@ from pipeline.registry.transport import Client
 
 def manifest_bytes(tarball: Path, digest: str) -> bytes:
     """The manifest (or index) `digest` of the OCI layout in `tarball`, byte for byte."""
-    algorithm, _, hexdigest = digest.partition(":")
-    with tarfile.open(tarball) as tar:
-        try:
-            member = tar.extractfile(f"blobs/{algorithm}/{hexdigest}")
-        except KeyError:
-            member = None
-        data = member.read() if member is not None else b""
-    if digest_of(data) != digest:
-        raise RegistryError(f"{tarball}: its manifest {digest[:19]} is missing or changed")
-    return data
+    try:
+        return read_blob(tarball, digest)
+    except OCIError:
+        raise RegistryError(
+            f"{tarball}: its manifest {digest[:19]} is missing or changed"
+        ) from None
 
 
 def add_tags(
