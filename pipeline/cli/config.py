@@ -24,6 +24,7 @@ the key, before any engine work (exit 2)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 import types
@@ -144,6 +145,7 @@ class Loaded:
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+@functools.cache
 def _names() -> tuple[dict[str, str], dict[str, Any]]:
     """Each key the file may hold → its BuildFlags field (a repeatable flag's plural too), and
     the fields' annotations."""
