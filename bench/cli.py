@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -356,6 +357,15 @@ def load(
         raise typer.Exit(code=1)
 
 
+def _tools(m: dict[str, Any]) -> str:
+    """The machine and the sides' tools, as `fresh` and `services` name them."""
+    return (
+        f"{machine.sentence(m, model=False, kernel=False)}; docker "
+        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger SDK "
+        f"{m.get('dagger_sdk', '?')}"
+    )
+
+
 def _workspace(work: Path, registry: str, docker: str, ko: Path) -> Workspace:
     """The workspace of `fresh` and `services`: the test bed's bases, on linux/amd64."""
     return Workspace(
@@ -399,12 +409,7 @@ def fresh_command(
     results["command"] = command
     m = machine.describe(docker=docker, ko=workspace.ko)
     results["machine"] = m
-    described = (
-        f"{machine.sentence(m, model=False, kernel=False)}; docker "
-        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger SDK "
-        f"{m.get('dagger_sdk', '?')}"
-    )
-    text = fresh.markdown(results, command, described)
+    text = fresh.markdown(results, command, _tools(m))
     Console().print(text, markup=False, highlight=False)
     write_text(json_path, json.dumps(results, indent=2) + "\n")
     write_text(markdown, text)
@@ -441,10 +446,7 @@ def services_command(
         "machine": m,
         "samples_per_side": samples,
     }
-    described = (
-        f"{machine.sentence(m, model=False, kernel=False)}; docker "
-        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}"
-    )
+    described = _tools(m)
     header, rows = services.cells(results)
     Console().print(table("three services, one-line change to a shared package", header, rows))
     services.write(results, json_path, markdown, services.markdown(results, command, described))
