@@ -38,6 +38,7 @@ class Clock:
     hook: StepHook | None = None
     label: str = ""
     steps: list[Step] = field(default_factory=list)
+    began: float = field(default_factory=time.time)  # the wall clock as the build began
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[Running]:

@@ -20,6 +20,7 @@ class Provenance:
     revision: str | None = None
     source_url: str | None = None
     version: str | None = None
+    ref: str | None = None  # the branch HEAD is on (refs/heads/main), if any
 
     @property
     def created(self) -> str:
@@ -65,6 +66,7 @@ def read_provenance(source: Path, source_date_epoch: str | None) -> Provenance:
         revision=_git(source, "rev-parse", "HEAD") if commit_time else None,
         source_url=_without_credentials(remote) if remote else None,
         version=_git(source, "describe", "--tags", "--always") if commit_time else None,
+        ref=_git(source, "symbolic-ref", "-q", "HEAD") if commit_time else None,
     )
 
 

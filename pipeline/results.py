@@ -18,7 +18,10 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
                              "binary_bytes": N | null, "biggest_layer": "sha256:... (...)",
                              "biggest_layer_bytes": N} | null,
                  "sbom": "build/helloworld-multistage.spdx.json" | null,
-                 "sbom_tag": "REPO:sha256-<hex>" | null}],
+                 "sbom_tag": "REPO:sha256-<hex>" | null,
+                 "provenance": "build/helloworld-multistage.intoto.json" | null,
+                 "signatures": [{"digest": "sha256:...", "manifest": "sha256:..."}, ...],
+                 "attestations": "sha256:..." | null}],
      "steps": [{"name": "build", "seconds": 1.23}, ...],
      "cache": "cold" | "warm" | "unknown",
      "notes": ["what the run did not do, and why", ...],
@@ -71,6 +74,11 @@ class ImageReport:
     anatomy: Anatomy | None = None
     sbom: str | None = None  # the SPDX file beside the tarball
     sbom_tag: str | None = None  # the registry tag the SBOM referrer is listed under
+    provenance: str | None = None  # the SLSA provenance statement's file (--provenance)
+    # --sign-key: each signed digest (the image's, then each platform's) → its signature
+    # manifest (under the tag sha256-<hex>.sig); the attestations' manifest (….att)
+    signatures: tuple[tuple[str, str], ...] = ()
+    attestations: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,9 @@ class RunReport:
                 "anatomy": asdict(i.anatomy) if i.anatomy else None,
                 "sbom": i.sbom,
                 "sbom_tag": i.sbom_tag,
+                "provenance": i.provenance,
+                "signatures": [{"digest": d, "manifest": m} for d, m in i.signatures],
+                "attestations": i.attestations,
             }
             for i in self.images
         ]

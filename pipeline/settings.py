@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.image.signing import SigningKey
 from pipeline.provenance import Provenance
 from pipeline.refs import (
     ImageRef,
@@ -141,6 +142,8 @@ class Settings:
     go_build: GoBuild = GoBuild()
     image: ImageConfig = ImageConfig()
     modules: Modules = Modules()
+    sign_key: SigningKey | None = None  # signs what --publish pushes
+    provenance_file: Path | None = None  # where the SLSA provenance statement is written
 
     @property
     def key(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.cli import image_checks, module_checks
+from pipeline.cli import image_checks, module_checks, sign_checks
 from pipeline.cli.templates import Facts, fill
 from pipeline.errors import PASSWORD_ENV, UsageError
 from pipeline.provenance import read_provenance
@@ -203,6 +203,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
     output = Path(fill(str(flags.output), facts, option="--output")) if flags.output else None
     if flags.no_output and flags.output is not None:
         raise UsageError("--output and --no-output contradict each other: give one")
+    statement = flags.provenance and Path(fill(str(flags.provenance), facts, option="--provenance"))
     return Settings(
         variant=variant,
         source=flags.source,
@@ -233,6 +234,8 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         go_build=image_checks.go_build(flags, facts),
         image=image_checks.image_config(flags),
         modules=module_checks.modules(flags, os.environ),
+        sign_key=sign_checks.sign_key(flags.sign_key, flags.sign_password, publish),
+        provenance_file=statement or None,
     )
 
 
@@ -243,6 +246,8 @@ def _destinations(job: Settings) -> tuple[tuple[str, object], ...]:
         places.append(("--output", job.output.resolve()))
     if job.publish is not None:
         places.append(("--publish", f"{job.publish.qualified}:{job.publish.push_tag}"))
+    if job.provenance_file is not None:
+        places.append(("--provenance", job.provenance_file.resolve()))
     return tuple(places)
 
 

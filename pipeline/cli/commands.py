@@ -66,6 +66,7 @@ from pipeline.cli.options import (
     option,
 )
 from pipeline.errors import NETRC_ENV, PASSWORD_ENV, UsageError
+from pipeline.image.signing import SIGN_PASSWORD_ENV
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_HELPER_IMAGE,
@@ -116,7 +117,10 @@ def _command(variant: Variant) -> None:
             # inherits it.
             password = os.environ.pop(PASSWORD_ENV, None) or None
             netrc = os.environ.pop(NETRC_ENV, None) or None
-            flags = BuildFlags(**given, registry_password=password, netrc_text=netrc)
+            signing = os.environ.pop(SIGN_PASSWORD_ENV, None) or None
+            flags = BuildFlags(
+                **given, registry_password=password, netrc_text=netrc, sign_password=signing
+            )
             chosen = config.applied(flags, config_file, ctx.get_parameter_source, image or ())
             jobs = apart(tuple(build_settings(variant, f) for f in chosen), watch=watch)
         except UsageError as error:

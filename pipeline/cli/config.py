@@ -42,6 +42,7 @@ _NOT_IN_FILE = {
     "source": "the file is read from --source; give --source on the command line",
     "registry-password": "a password never goes into a file: set PIPELINE_REGISTRY_PASSWORD",
     "netrc-text": "a .netrc's content never goes into this file: give its path (netrc)",
+    "sign-password": "a password never goes into a file: set PIPELINE_SIGN_PASSWORD",
 }
 _AT_LINE = re.compile(r"\(at line (\d+)")
 
@@ -61,6 +62,7 @@ def find(given: Path | None, source: Path) -> Path | None:
 _RUN_WIDE = {
     "test", "json", "quiet", "lock", "cache-from", "cache-to", "helper-image",
     "registry-username", "registry-ca", "registry-mirror", "push-timeout", "source-date-epoch",
+    "sign-key",
 }  # fmt: skip
 _PAIRS = {"build_env", "env", "label", "annotation"}  # KEY=VALUE flags: a table in the file
 

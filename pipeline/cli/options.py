@@ -15,6 +15,7 @@ import typer
 
 from pipeline.cli import image_options as io
 from pipeline.cli import module_options as mo
+from pipeline.cli import sign_options as so
 from pipeline.errors import PASSWORD_ENV
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
@@ -261,10 +262,14 @@ class BuildFlags:
     netrc: mo.NetrcOpt = None
     module_token: mo.ModuleTokenOpt = None
     module_ca: mo.ModuleCaOpt = None
+    sign_key: so.SignKeyOpt = None
+    provenance: so.ProvenanceOpt = None
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})
     # Not a flag either: a .netrc's content, from PIPELINE_NETRC only.
     netrc_text: str | None = field(default=None, repr=False, metadata={"flag": False})
+    # The signing key's password, from PIPELINE_SIGN_PASSWORD only.
+    sign_password: str | None = field(default=None, repr=False, metadata={"flag": False})
 
 
 def flag_parameters(cls: type[Any], *extra: inspect.Parameter) -> inspect.Signature:

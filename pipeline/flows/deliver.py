@@ -5,13 +5,17 @@ step measured, as the run's report."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dagger import dag
+
 from pipeline.clock import Clock
 from pipeline.engine.session import Session
-from pipeline.flows import publish, tarball
+from pipeline.flows import publish, sign, tarball
 from pipeline.flows.reuse import Kept
+from pipeline.image import buildinfo
 from pipeline.image.anatomy import dissect
 from pipeline.image.oci import BaseLayers, ImageInfo, same_platform
 from pipeline.outputs import write_bytes
@@ -116,6 +120,35 @@ async def _images(
     return reports, infos
 
 
+async def _prove(
+    job: Job, made: Made, info: ImageInfo, document: bytes | None, report: ImageReport
+) -> ImageReport:
+    """The image's SLSA provenance, written to --provenance; with --sign-key, the pushed image
+    signed and the provenance and SBOM attached as signed attestations."""
+    settings = job.settings
+    try:
+        go_version = str(buildinfo.read(made.binary).get("GoVersion", ""))
+    except buildinfo.BuildInfoError:
+        go_version = ""  # the SBOM step says why
+    facts = sign.Facts(
+        pinned=job.pinned,
+        go_version=go_version,
+        engine_version=await dag.version(),
+        started=job.clock.began,
+        finished=time.time(),
+    )
+    statement = sign.statement(settings, job.original, info, document, facts)
+    if settings.provenance_file is not None:
+        write_bytes(settings.provenance_file, statement)
+        report = replace(report, provenance=str(settings.provenance_file))
+    if settings.sign_key is not None:
+        with job.clock.step("sign"):
+            signed = await sign.sign(settings, info, statement, document)
+        pairs = tuple(signed.signatures.items())
+        report = replace(report, signatures=pairs, attestations=signed.attestations)
+    return report
+
+
 def _skipped(settings: Settings, runnable: int | None, native: Platform) -> tuple[str, ...]:
     """A note for --load and --run when no image can run on the engine's platform."""
     if runnable is not None or not (settings.load or settings.run):
@@ -157,6 +190,8 @@ async def variant(job: Job, made: Made, *, dissect_images: bool) -> RunReport:
         reports[0] = replace(
             reports[0], published=published, sbom_tag=referrer, sent=sent, tags=tags
         )
+    if settings.provenance_file is not None or settings.sign_key is not None:
+        reports[0] = await _prove(job, made, info, document, reports[0])
     if settings.lock is not None:
         pins.write_lock(settings.lock, {**job.pinned, **session.pins})
 

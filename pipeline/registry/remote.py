@@ -17,6 +17,7 @@ from typing import Any
 import oras.layout
 
 from pipeline.errors import RegistryError
+from pipeline.image.layout import dump
 from pipeline.image.oci import REF_NAME, digest_of, file_digest
 from pipeline.refs import ImageRef
 from pipeline.registry.access import Deadline, Login
@@ -77,15 +78,11 @@ def _name_the_image(layout: Path, ref_name: str) -> None:
         index_path.write_text(json.dumps(index))
 
 
-def _dump(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
 def _descriptor(data: bytes) -> dict[str, Any]:
     return {"digest": digest_of(data), "size": len(data)}
 
 
-def _upload(client: Client, container: Any, path: Path, media_type: str, what: str) -> Layer:
+def upload(client: Client, container: Any, path: Path, media_type: str, what: str) -> Layer:
     """Upload the file at `path` as a blob (skipped if the registry has it); its descriptor."""
     layer: Layer = {
         "mediaType": media_type,
@@ -118,12 +115,12 @@ def push_artifact(
         empty = Path(directory) / "config"
         empty.write_bytes(b"{}")
         what = f"push to {ref.repository}:{tag}"
-        config = _upload(client, container, empty, EMPTY, what)
+        config = upload(client, container, empty, EMPTY, what)
         layers = [
-            {**_upload(client, container, path, kind, what), "annotations": {TITLE: path.name}}
+            {**upload(client, container, path, kind, what), "annotations": {TITLE: path.name}}
             for path, kind in files
         ]
-        manifest = _dump(
+        manifest = dump(
             {
                 "schemaVersion": 2,
                 "mediaType": MANIFEST,
@@ -237,8 +234,8 @@ def push_sbom(
         for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
             path = Path(directory) / name
             path.write_bytes(data)
-            layers.append(_upload(client, container, path, kind, "push of the SBOM"))
-        manifest = _dump(
+            layers.append(upload(client, container, path, kind, "push of the SBOM"))
+        manifest = dump(
             {
                 "schemaVersion": 2,
                 "mediaType": MANIFEST,
@@ -272,7 +269,7 @@ def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
     for _ in range(RACE_TRIES):
         listed = _listed(client, tag)
         if not any(m["digest"] == entry["digest"] for m in listed):
-            index = _dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
+            index = dump({"schemaVersion": 2, "mediaType": INDEX, "manifests": [*listed, entry]})
             put = client.do_request(client.manifest_url(tag), "PUT", index, {"Content-Type": INDEX})
             check_answer(put, client.ref, tag)
         client.deadline.stop.wait(SETTLE)

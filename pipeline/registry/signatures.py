@@ -1,0 +1,174 @@
+"""cosign's signatures and attestations of a pushed image, where every verifier reads them: the
+manifests under the tags `sha256-<hex>.sig` and `sha256-<hex>.att` of the image's repository
+(cosign, Kyverno's `type: Cosign` and policy-controller with a key read these). Each manifest
+holds one layer per signature or attestation. Ours joins those already there (other keys' are
+kept) and replaces the one our key made before, so that signing the same digest again writes
+the same manifest, byte for byte."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import RegistryError
+from pipeline.image import signing
+from pipeline.image.layout import dump
+from pipeline.image.oci import digest_of
+from pipeline.refs import ImageRef
+from pipeline.registry.access import Deadline, Login
+from pipeline.registry.answers import check_answer, one_line_errors
+from pipeline.registry.remote import download_blob, upload
+from pipeline.registry.transport import MANIFEST, Client
+
+SIGNATURE = "dev.cosignproject.cosign/signature"
+PREDICATE = "predicateType"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+ZERO_TIME = "0001-01-01T00:00:00Z"  # cosign's: no wall clock in a signature's manifest
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A signed in-toto statement: its predicate type and its DSSE envelope."""
+
+    predicate_type: str
+    envelope: bytes
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What signing wrote: each signed digest's `.sig` manifest digest, and the `.att`'s."""
+
+    signatures: dict[str, str]
+    attestations: str | None
+
+
+@dataclass(frozen=True)
+class _Ours:
+    data: bytes
+    media_type: str
+    annotations: dict[str, str]
+
+
+def _read(client: Client, tag: str) -> dict[str, Any] | None:
+    answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
+    if answer.status_code == 404:
+        return None
+    check_answer(answer, client.ref, f"reading the tag {tag}")
+    try:
+        found: dict[str, Any] = answer.json()
+        layers = found["layers"]
+    except (ValueError, KeyError, TypeError):
+        layers = None
+    if not isinstance(layers, list) or not all(isinstance(la, dict) for la in layers):
+        raise RegistryError(
+            f"{client.ref.qualified}:{tag} is not a cosign manifest: move it away to sign"
+        )
+    return found
+
+
+def _config(layers: Sequence[dict[str, Any]]) -> bytes:
+    """cosign's config of a signature manifest: its layers uncompressed, no times."""
+    return dump(
+        {
+            "architecture": "",
+            "created": ZERO_TIME,
+            "history": [{"created": ZERO_TIME} for _ in layers],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
+            "config": {},
+        }
+    )
+
+
+def _attach(
+    client: Client, tag: str, ours: _Ours, replaced: Callable[[dict[str, Any]], bool]
+) -> str:
+    """Write the manifest under `tag` with `ours` after the layers there that are not
+    `replaced`; its digest."""
+    found = _read(client, tag)
+    kept = [layer for layer in (found or {}).get("layers", []) if not replaced(layer)]
+    container = client.get_container(f"{client.ref.endpoint}/{client.ref.repository}:{tag}")
+    what = f"push of {tag}"
+    with tempfile.TemporaryDirectory(prefix="pipeline-sign-") as directory:
+        path = Path(directory) / "layer"
+        path.write_bytes(ours.data)
+        layer = {**upload(client, container, path, ours.media_type, what)}
+        layers = [*kept, {**layer, "annotations": ours.annotations}]
+        config = Path(directory) / "config"
+        config.write_bytes(_config(layers))
+        described = upload(client, container, config, CONFIG, what)
+    manifest = dump(
+        {"schemaVersion": 2, "mediaType": MANIFEST, "config": described, "layers": layers}
+    )
+    answer = client.do_request(
+        client.manifest_url(tag), "PUT", manifest, {"Content-Type": MANIFEST}
+    )
+    check_answer(answer, client.ref, what)
+    return digest_of(manifest)
+
+
+def _signature_by(key: signing.SigningKey, payload: bytes) -> Callable[[dict[str, Any]], bool]:
+    """Whether a `.sig` layer is `key`'s signature of `payload`."""
+
+    def replaced(layer: dict[str, Any]) -> bool:
+        if layer.get("digest") != digest_of(payload):
+            return False
+        try:
+            signature = base64.b64decode(layer.get("annotations", {}).get(SIGNATURE, ""))
+        except (binascii.Error, TypeError, AttributeError):
+            return False
+        return key.verifies(payload, signature)
+
+    return replaced
+
+
+def _attestation_by(
+    client: Client, key: signing.SigningKey, predicate_type: str, directory: Path
+) -> Callable[[dict[str, Any]], bool]:
+    """Whether an `.att` layer is an attestation of `predicate_type` that `key` signed."""
+
+    def replaced(layer: dict[str, Any]) -> bool:
+        if layer.get("annotations", {}).get(PREDICATE) != predicate_type:
+            return False
+        path = directory / str(layer.get("digest", "")).replace(":", "-")
+        download_blob(client, str(layer["digest"]), int(layer["size"]), path)
+        return signing.signed_by(path.read_bytes(), key)
+
+    return replaced
+
+
+def sign(
+    ref: ImageRef,
+    login: Login,
+    deadline: Deadline,
+    key: signing.SigningKey,
+    *,
+    digests: Sequence[str],
+    attestations: Sequence[Attestation],
+) -> Signed:
+    """Sign each of `digests` (the pushed image's, then each platform's: cosign sign
+    --recursive) and attach `attestations` to the first, in `ref`'s repository."""
+    signatures: dict[str, str] = {}
+    attested: str | None = None
+    with one_line_errors(ref), tempfile.TemporaryDirectory(prefix="pipeline-att-") as directory:
+        client = Client(ref, login, deadline)
+        # The repository as cosign names it (go-containerregistry's name for Docker Hub).
+        identity = f"index.docker.io/{ref.repository}" if ref.docker_hub else ref.qualified
+        for digest in digests:
+            payload = signing.simple_signing(identity, digest)
+            signature = base64.b64encode(key.sign(payload)).decode()
+            ours = _Ours(payload, signing.SIMPLE_SIGNING, {SIGNATURE: signature})
+            tag = f"{digest.replace(':', '-')}.sig"
+            signatures[digest] = _attach(client, tag, ours, _signature_by(key, payload))
+        tag = f"{digests[0].replace(':', '-')}.att"
+        for attestation in attestations:
+            kind = attestation.predicate_type
+            ours = _Ours(attestation.envelope, signing.DSSE, {SIGNATURE: "", PREDICATE: kind})
+            replaced = _attestation_by(client, key, kind, Path(directory))
+            attested = _attach(client, tag, ours, replaced)
+    return Signed(signatures, attested)
