@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import signal
@@ -42,6 +41,7 @@ from pipeline.registry.remote import push_image, push_sbom
 from pipeline.registry.transport import INDEX
 from pipeline.settings import Secret
 from tests.conftest import ROOT, PipelineRunner, Testbed, started
+from tests.proxy import faulty_proxy
 
 SPDX = "application/spdx+json"
 CREATED = "2023-11-14T22:13:20Z"
@@ -141,63 +141,6 @@ def silent_server() -> Iterator[int]:
         for connection in held:
             connection.close()
         listener.close()
-
-
-Fault = Callable[[str, str], tuple[int, dict[str, str]] | None]
-
-
-@contextlib.contextmanager
-def faulty_proxy(upstream: str, fault: Fault) -> Iterator[tuple[str, list[str]]]:
-    """An HTTP proxy in front of the plain registry `upstream`: `fault(method, path)` may
-    answer a request itself (status, headers); every other request goes to the registry.
-    Its address, and the requests it answered itself."""
-    answered: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def relay(self) -> None:
-            injected = fault(self.command, self.path)
-            if injected is not None:
-                status, headers = injected
-                answered.append(f"{self.command} {self.path} {status}")
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": "0"}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                return
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length) if length else None
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
-            upstream_answer = requests.request(
-                self.command,
-                f"http://{upstream}{self.path}",
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=30,
-            )
-            content = upstream_answer.content
-            self.send_response(upstream_answer.status_code)
-            for key, value in upstream_answer.headers.items():
-                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(content)
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = relay
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", answered
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_429_with_retry_after_is_waited_out(inside: Testbed, tmp_path: Path) -> None:

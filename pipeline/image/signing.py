@@ -151,10 +151,12 @@ def load_key(path: Path, password: str | None) -> SigningKey:
         raise SigningKeyError(f"--sign-key {path}: cannot read it ({err.strerror})") from None
     key = _private_key(data, password, path)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        kind = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else type(key)
-        name = kind if isinstance(kind, str) else kind.__name__.removeprefix("_")
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            kind = f"an EC {key.curve.name}"
+        else:
+            kind = "an " + type(key).__name__.lstrip("_").removesuffix("PrivateKey")
         raise SigningKeyError(
-            f"--sign-key {path}: a {name} key; cosign keys here are ECDSA P-256 (make one with "
+            f"--sign-key {path}: {kind} key; cosign keys here are ECDSA P-256 (make one with "
             "`cosign generate-key-pair`)"
         )
     return SigningKey(key)

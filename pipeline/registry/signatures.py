@@ -23,7 +23,7 @@ from pipeline.refs import ImageRef
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors
 from pipeline.registry.remote import download_blob, upload
-from pipeline.registry.transport import MANIFEST, Client
+from pipeline.registry.transport import INDEX, MANIFEST, Client
 
 SIGNATURE = "dev.cosignproject.cosign/signature"
 PREDICATE = "predicateType"
@@ -54,10 +54,12 @@ class _Ours:
     annotations: dict[str, str]
 
 
-def _read(client: Client, tag: str) -> dict[str, Any] | None:
-    answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
+def _read(client: Client, tag: str) -> tuple[list[dict[str, Any]], bytes]:
+    """The layers of the manifest under `tag` and its bytes (none and b"" if no tag)."""
+    accept = {"Accept": f"{MANIFEST}, {INDEX}"}  # so that a tag taken by an index shows
+    answer = client.do_request(client.manifest_url(tag), "GET", headers=accept)
     if answer.status_code == 404:
-        return None
+        return [], b""
     check_answer(answer, client.ref, f"reading the tag {tag}")
     try:
         found: dict[str, Any] = answer.json()
@@ -68,7 +70,7 @@ def _read(client: Client, tag: str) -> dict[str, Any] | None:
         raise RegistryError(
             f"{client.ref.qualified}:{tag} is not a cosign manifest: move it away to sign"
         )
-    return found
+    return layers, answer.content
 
 
 def _config(layers: Sequence[dict[str, Any]]) -> bytes:
@@ -90,8 +92,13 @@ def _attach(
 ) -> str:
     """Write the manifest under `tag` with `ours` after the layers there that are not
     `replaced`; its digest."""
-    found = _read(client, tag)
-    kept = [layer for layer in (found or {}).get("layers", []) if not replaced(layer)]
+    there, raw = _read(client, tag)
+    if any(
+        layer.get("digest") == digest_of(ours.data) and layer.get("annotations") == ours.annotations
+        for layer in there
+    ):  # signed before, by this key (deterministic): nothing to write
+        return digest_of(raw)
+    kept = [layer for layer in there if not replaced(layer)]
     container = client.get_container(f"{client.ref.endpoint}/{client.ref.repository}:{tag}")
     what = f"push of {tag}"
     with tempfile.TemporaryDirectory(prefix="pipeline-sign-") as directory:

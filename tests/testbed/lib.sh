@@ -27,7 +27,9 @@ TB_TOKEN_REGISTRY=127.0.0.1:5444
 TB_MODULE_HOST=192.0.2.1
 TB_MODULES=/var/lib/$TB_NAME-modules
 TB_TOKEN_SERVER=127.0.0.1:5445
-TB_TOKEN_REALM=https://$TB_TOKEN_SERVER/token
+# The realm by a host name, as hosted registries name theirs (auth.docker.io): go-containerregistry
+# (cosign v3) refuses a realm on a loopback or private IP literal other than the registry's own.
+TB_TOKEN_REALM=https://localhost:5445/token
 TB_TOKEN_SERVICE=$TB_NAME-registry # the `service` of the challenge, the `aud` of each token
 TB_TOKEN_ISSUER=$TB_NAME-token-service
 TB_AUTH_USER=pipeline
