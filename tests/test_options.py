@@ -19,6 +19,7 @@ def test_every_flag_field_is_a_keyword_parameter_with_its_default() -> None:
     assert {f.name for f in fields(BuildFlags)} - set(flag_fields) == {
         "registry_password",
         "netrc_text",
+        "sign_password",
     }
     assert names == [*flag_fields, "verbose"]
     assert signature.parameters["runtime_image"].default == BuildFlags().runtime_image
@@ -27,7 +28,10 @@ def test_every_flag_field_is_a_keyword_parameter_with_its_default() -> None:
 
 def test_the_password_is_no_flag_and_no_repr() -> None:
     assert "registry_password" not in flag_parameters(BuildFlags).parameters
-    assert "s3cret" not in repr(BuildFlags(registry_password="s3cret", netrc_text="s3cret"))
+    assert "s3cret" not in repr(
+        BuildFlags(registry_password="s3cret", netrc_text="s3cret", sign_password="s3cret")
+    )
+    assert "sign_password" not in flag_parameters(BuildFlags).parameters
     helped = CliRunner().invoke(commands.app, ["builder", "--help"], env={"COLUMNS": "200"})
     assert helped.exit_code == 0
     assert "--registry-password" not in helped.output

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,36 @@ def test_the_service_job_builds_from_its_config_under_the_commit_and_the_branch(
     assert outputs["branch"] == "feature-Stamp.v2"
     publish = outputs["ref"].replace("{{.Name}}", "api")
     assert parse_image_ref(publish, option="--publish").tag == "0123abc"
+
+
+def test_main_attests_the_pushed_digest_keyless() -> None:
+    """After a push to main, GitHub's own provenance step attests the digest the run pushed
+    (from its --json), with the workflow's OIDC identity: the job may ask for that token."""
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["multistage"]
+    assert job["permissions"]["id-token"] == "write"
+    assert job["permissions"]["attestations"] == "write"
+    steps = job["steps"]
+    attest = next(s for s in steps if "attest-build-provenance" in s.get("uses", ""))
+    assert attest["if"] == "github.event_name != 'pull_request'"
+    assert attest["with"]["subject-digest"] == "${{ steps.pushed.outputs.digest }}"
+    assert attest["with"]["push-to-registry"] is True
+    pushed = next(s for s in steps if s.get("id") == "pushed")
+    with tempfile.TemporaryDirectory() as directory:
+        report = Path(directory) / "build" / "multistage.json"
+        report.parent.mkdir()
+        report.write_text(json.dumps({"images": [{"digest": "sha256:" + "d" * 64}]}))
+        with tempfile.NamedTemporaryFile("r") as output:
+            env = {
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # its python
+                "REF": "registry.acme.dev:5000/team-go/hello_app:0123abc",
+                "GITHUB_OUTPUT": output.name,
+            }
+            done = subprocess.run(
+                ["bash", "-c", pushed["run"]], env=env, cwd=directory, check=False
+            )
+            assert done.returncode == 0
+            found = dict(line.partition("=")[::2] for line in output.read().splitlines())
+    assert found == {
+        "digest": "sha256:" + "d" * 64,
+        "name": "registry.acme.dev:5000/team-go/hello_app",
+    }
