@@ -20,6 +20,9 @@ TB_AUTH_REGISTRY=127.0.0.1:5443
 # to the token service (tokenservice.py) at TB_TOKEN_REALM, which signs JWTs its
 # rootcertbundle trusts. The same user and password as TB_AUTH_REGISTRY's htpasswd.
 TB_TOKEN_REGISTRY=127.0.0.1:5444
+# A registry with the OCI 1.1 referrers API (go-containerregistry's, built from
+# tests/testbed/referrers by `up`), beside the distribution ones, which have none.
+TB_REFERRERS_REGISTRY=127.0.0.1:5446
 # The private module host (apache: the GOPROXY protocol under /proxy/, git http-backend under
 # /git/, basic auth over TLS) on the namespace's bridge address, where the engine's containers
 # reach it, on 443: a module path holds no port. Its files live where apache's children (not
