@@ -21,7 +21,8 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
                  "sbom_tag": "REPO:sha256-<hex>" | null,
                  "provenance": "build/helloworld-multistage.intoto.json" | null,
                  "signatures": [{"digest": "sha256:...", "manifest": "sha256:..."}, ...],
-                 "attestations": "sha256:..." | null}],
+                 "attestations": "sha256:..." | null,
+                 "bundles": ["sha256:...", ...]}],
      "steps": [{"name": "build", "seconds": 1.23}, ...],
      "cache": "cold" | "warm" | "unknown",
      "notes": ["what the run did not do, and why", ...],
@@ -79,6 +80,7 @@ class ImageReport:
     # manifest (under the tag sha256-<hex>.sig); the attestations' manifest (….att)
     signatures: tuple[tuple[str, str], ...] = ()
     attestations: str | None = None
+    bundles: tuple[str, ...] = ()  # the Sigstore bundles' referrer manifests (bundle, both)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ class RunReport:
                 "provenance": i.provenance,
                 "signatures": [{"digest": d, "manifest": m} for d, m in i.signatures],
                 "attestations": i.attestations,
+                "bundles": list(i.bundles),
             }
             for i in self.images
         ]

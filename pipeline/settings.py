@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.image.signing import SigningKey
+from pipeline.image.signing import SignatureFormat, SigningKey
 from pipeline.provenance import Provenance
 from pipeline.refs import (
     ImageRef,
@@ -143,6 +143,7 @@ class Settings:
     image: ImageConfig = ImageConfig()
     modules: Modules = Modules()
     sign_key: SigningKey | None = None  # signs what --publish pushes
+    signature_format: SignatureFormat = SignatureFormat.LEGACY
     provenance_file: Path | None = None  # where the SLSA provenance statement is written
 
     @property

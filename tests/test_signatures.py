@@ -20,7 +20,7 @@ from pipeline.image.oci import digest_of
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.signatures import Attestation, sign
-from pipeline.registry.transport import INDEX
+from pipeline.registry.transport import INDEX, MANIFEST
 from tests.conftest import Testbed
 
 SLSA = "https://slsa.dev/provenance/v1"
@@ -53,8 +53,8 @@ def _sign(
 ) -> tuple[dict[str, str], str | None]:
     ref = parse_image_ref(f"{testbed.registry}/{repository}:1", option="--publish")
     done = sign(
-        ref, Login(None, None, None), Deadline.of(60), key, digests=[digest],
-        attestations=attestations,
+        ref, Login(None, None, None), Deadline.of(60), key,
+        subjects=[{"mediaType": MANIFEST, "digest": digest, "size": 1}], attestations=attestations,
     )  # fmt: skip
     return done.signatures, done.attestations
 
@@ -96,7 +96,7 @@ def test_our_attestation_of_a_kind_replaces_ours_and_keeps_theirs(inside: Testbe
 
     def attestation(key: signing.SigningKey, note: str) -> Attestation:
         body = signing.statement({"app": digest}, SLSA, {"note": note})
-        return Attestation(SLSA, signing.envelope(body, key))
+        return Attestation(SLSA, body)
 
     _sign(inside, repository, theirs, digest, (attestation(theirs, "theirs"),))
     _sign(inside, repository, ours, digest, (attestation(ours, "first run"),))

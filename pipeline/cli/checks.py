@@ -236,6 +236,7 @@ def build_settings(variant: Variant, flags: BuildFlags) -> Settings:
         modules=module_checks.modules(flags, os.environ),
         sign_key=sign_checks.sign_key(flags.sign_key, flags.sign_password, publish),
         provenance_file=statement or None,
+        signature_format=flags.signature_format,
     )
 
 

@@ -62,7 +62,7 @@ def find(given: Path | None, source: Path) -> Path | None:
 _RUN_WIDE = {
     "test", "json", "quiet", "lock", "cache-from", "cache-to", "helper-image",
     "registry-username", "registry-ca", "registry-mirror", "push-timeout", "source-date-epoch",
-    "sign-key",
+    "sign-key", "signature-format",
 }  # fmt: skip
 _PAIRS = {"build_env", "env", "label", "annotation"}  # KEY=VALUE flags: a table in the file
 

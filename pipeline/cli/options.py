@@ -17,6 +17,7 @@ from pipeline.cli import image_options as io
 from pipeline.cli import module_options as mo
 from pipeline.cli import sign_options as so
 from pipeline.errors import PASSWORD_ENV
+from pipeline.image.signing import SignatureFormat
 from pipeline.settings import (
     DEFAULT_GO_IMAGE,
     DEFAULT_HELPER_IMAGE,
@@ -263,6 +264,7 @@ class BuildFlags:
     module_token: mo.ModuleTokenOpt = None
     module_ca: mo.ModuleCaOpt = None
     sign_key: so.SignKeyOpt = None
+    signature_format: so.SignatureFormatOpt = SignatureFormat.LEGACY
     provenance: so.ProvenanceOpt = None
     # Not a flag: read from PIPELINE_REGISTRY_PASSWORD only (a flag would show in `ps`).
     registry_password: str | None = field(default=None, repr=False, metadata={"flag": False})

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.image.signing import SIGN_PASSWORD_ENV
+from pipeline.image.signing import SIGN_PASSWORD_ENV, SignatureFormat
 
 SignKeyOpt = Annotated[
     Path | None,
@@ -21,6 +21,15 @@ SignKeyOpt = Annotated[
         f"comes from ${SIGN_PASSWORD_ENV} only.",
         envvar="PIPELINE_SIGN_KEY",
         show_default=False,
+    ),
+]
+SignatureFormatOpt = Annotated[
+    SignatureFormat,
+    typer.Option(
+        "--signature-format",
+        help="legacy: cosign's sha256-<hex>.sig/.att tags, which every verifier reads; bundle: "
+        "Sigstore bundles as OCI referrers (cosign v3's); both.",
+        envvar="PIPELINE_SIGNATURE_FORMAT",
     ),
 ]
 ProvenanceOpt = Annotated[

@@ -121,7 +121,12 @@ async def _images(
 
 
 async def _prove(
-    job: Job, made: Made, info: ImageInfo, document: bytes | None, report: ImageReport
+    job: Job,
+    made: Made,
+    info: ImageInfo,
+    exported: Path,
+    document: bytes | None,
+    report: ImageReport,
 ) -> ImageReport:
     """The image's SLSA provenance, written to --provenance; with --sign-key, the pushed image
     signed and the provenance and SBOM attached as signed attestations."""
@@ -143,9 +148,11 @@ async def _prove(
         report = replace(report, provenance=str(settings.provenance_file))
     if settings.sign_key is not None:
         with job.clock.step("sign"):
-            signed = await sign.sign(settings, info, statement, document)
+            signed = await sign.sign(settings, info, exported, statement, document)
         pairs = tuple(signed.signatures.items())
-        report = replace(report, signatures=pairs, attestations=signed.attestations)
+        report = replace(
+            report, signatures=pairs, attestations=signed.attestations, bundles=signed.bundles
+        )
     return report
 
 
@@ -191,7 +198,7 @@ async def variant(job: Job, made: Made, *, dissect_images: bool) -> RunReport:
             reports[0], published=published, sbom_tag=referrer, sent=sent, tags=tags
         )
     if settings.provenance_file is not None or settings.sign_key is not None:
-        reports[0] = await _prove(job, made, info, document, reports[0])
+        reports[0] = await _prove(job, made, info, exported, document, reports[0])
     if settings.lock is not None:
         pins.write_lock(settings.lock, {**job.pinned, **session.pins})
 

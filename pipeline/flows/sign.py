@@ -12,14 +12,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pipeline
 from pipeline.errors import RegistryError
 from pipeline.image import signing
-from pipeline.image.oci import ImageInfo, digest_of
+from pipeline.image.oci import ImageInfo, digest_of, read_blob
 from pipeline.provenance import rfc3339
-from pipeline.refs import ImageRef, parse_image_ref
+from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.signatures import Attestation, Signed
 from pipeline.registry.threads import bounded
@@ -29,6 +30,7 @@ SLSA = "https://slsa.dev/provenance/v1"
 SPDX = "https://spdx.dev/Document"
 # What our build is and which parameters it takes: docs/build-type.md describes it.
 BUILD_TYPE = "tag:pipeline,2026:build-type/go-image/v1"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LOCAL_BUILDER = "tag:pipeline,2026:builder/local"
 
 
@@ -174,18 +176,31 @@ def _subject_name(settings: Settings) -> str:
 
 
 def attestations(
-    key: signing.SigningKey, provenance: bytes, sbom: bytes | None, info: ImageInfo, name: str
+    provenance: bytes, sbom: bytes | None, info: ImageInfo, name: str
 ) -> list[Attestation]:
-    """The provenance and the SBOM as statements signed by `key`."""
-    found = [Attestation(SLSA, signing.envelope(provenance, key))]
+    """The provenance and the SBOM, as the statements to sign and attach."""
+    found = [Attestation(SLSA, provenance)]
     if sbom is not None:
-        spdx = signing.statement({name: info.digest}, SPDX, json.loads(sbom))
-        found.append(Attestation(SPDX, signing.envelope(spdx, key)))
+        found.append(
+            Attestation(SPDX, signing.statement({name: info.digest}, SPDX, json.loads(sbom)))
+        )
+    return found
+
+
+def subjects(info: ImageInfo, tarball: Path) -> list[dict[str, Any]]:
+    """The descriptors of what is signed: the pushed image, then each platform's manifest
+    (its bytes in the tarball's layout), as `cosign sign --recursive` signs them."""
+    found = [{"mediaType": info.media_type, "digest": info.digest, "size": info.size}]
+    for manifest in info.manifests:
+        if manifest.digest != info.digest:
+            blob = read_blob(tarball, manifest.digest)
+            kind = json.loads(blob).get("mediaType", OCI_MANIFEST)
+            found.append({"mediaType": kind, "digest": manifest.digest, "size": len(blob)})
     return found
 
 
 async def sign(
-    settings: Settings, info: ImageInfo, provenance: bytes, sbom: bytes | None
+    settings: Settings, info: ImageInfo, tarball: Path, provenance: bytes, sbom: bytes | None
 ) -> Signed:
     """Sign the pushed image and each of its platforms' manifests, and attach the provenance
     and the SBOM as signed attestations, within --push-timeout. A refusal says the image was
@@ -196,19 +211,19 @@ async def sign(
     assert ref is not None
     assert key is not None
     login, deadline = Login.of(settings), Deadline.of(settings.push_timeout)
-    digests = [info.digest, *(m.digest for m in info.manifests if m.digest != info.digest)]
-    attached = attestations(key, provenance, sbom, info, ref.qualified)
+    signed = subjects(info, tarball)
+    attached = attestations(provenance, sbom, info, ref.qualified)
+    created = settings.provenance.created if settings.provenance else None
 
     def work() -> Signed:
-        return signatures.sign(ref, login, deadline, key, digests=digests, attestations=attached)
+        return signatures.sign(
+            ref, login, deadline, key, subjects=signed, attestations=attached,
+            form=settings.signature_format, created=created,
+        )  # fmt: skip
 
     try:
         return await bounded(work, deadline, settings.push_timeout, ref.registry)
     except RegistryError as err:
         raise RegistryError(
-            f"{_pushed(ref, info.digest)} was pushed but not signed: {err}"
+            f"{ref.qualified}@{info.digest} was pushed but not signed: {err}"
         ) from None
-
-
-def _pushed(ref: ImageRef, digest: str) -> str:
-    return f"{ref.qualified}@{digest}"

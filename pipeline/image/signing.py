@@ -7,6 +7,7 @@ pushes them (pipeline.registry.signatures)."""
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 import re
@@ -26,11 +27,30 @@ SIGN_PASSWORD_ENV = "PIPELINE_SIGN_PASSWORD"
 # sealed with nacl/secretbox under a key that scrypt derives from the password.
 COSIGN_PEMS = ("ENCRYPTED COSIGN PRIVATE KEY", "ENCRYPTED SIGSTORE PRIVATE KEY")
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the statement of a bundle's signature
 DSSE = "application/vnd.dsse.envelope.v1+json"
 IN_TOTO = "application/vnd.in-toto+json"
 STATEMENT = "https://in-toto.io/Statement/v1"
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s+(.*?)\s*-----END \1-----", re.DOTALL)
 _ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+
+
+class SignatureFormat(enum.StrEnum):
+    """Where signatures go: cosign's `.sig`/`.att` tags, which every verifier reads; Sigstore
+    bundles as OCI 1.1 referrers, which cosign v3 writes and v4 will read alone; or both."""
+
+    LEGACY = "legacy"
+    BUNDLE = "bundle"
+    BOTH = "both"
+
+    @property
+    def legacy(self) -> bool:
+        return self is not SignatureFormat.BUNDLE
+
+    @property
+    def bundles(self) -> bool:
+        return self is not SignatureFormat.LEGACY
 
 
 class SigningKeyError(UsageError):
@@ -61,12 +81,12 @@ class SigningKey:
         )
 
     @property
-    def key_id(self) -> str:
-        """The public key's SHA-256 (hex), as the bundle's public-key hint names it."""
+    def hint(self) -> str:
+        """The public key's SHA-256, base64: a bundle's public-key hint, as cosign writes it."""
         der = self.private.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return hashlib.sha256(der).hexdigest()
+        return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def _wrong_password(path: Path) -> SigningKeyError:
@@ -177,12 +197,13 @@ def simple_signing(repository: str, digest: str) -> bytes:
 
 
 def statement(subjects: dict[str, str], predicate_type: str, predicate: object) -> bytes:
-    """An in-toto Statement v1 about `subjects` (name → sha256:… digest)."""
+    """An in-toto Statement v1 about `subjects` (name → sha256:… digest; a subject named ""
+    has no name, as cosign's signature statement)."""
     return dump(
         {
             "_type": STATEMENT,
             "subject": [
-                {"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}
+                {**({"name": name} if name else {}), "digest": {"sha256": _hex(digest)}}
                 for name, digest in subjects.items()
             ],
             "predicateType": predicate_type,
@@ -197,14 +218,38 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
 
 
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+def _dsse(body: bytes, key: SigningKey, **keyid: str) -> dict[str, object]:
+    signature = base64.b64encode(key.sign(pae(IN_TOTO, body))).decode()
+    return {
+        "payloadType": IN_TOTO,
+        "payload": base64.b64encode(body).decode(),
+        "signatures": [{**keyid, "sig": signature}],
+    }
+
+
 def envelope(body: bytes, key: SigningKey) -> bytes:
-    """`body` (an in-toto statement) in a DSSE envelope signed by `key`."""
-    signature = key.sign(pae(IN_TOTO, body))
+    """`body` (an in-toto statement) in a DSSE envelope signed by `key`, as cosign attaches
+    it under the `.att` tag."""
+    return dump(_dsse(body, key, keyid=""))
+
+
+def bundle(body: bytes, key: SigningKey) -> bytes:
+    """`body` (an in-toto statement) signed by `key` in a Sigstore bundle v0.3, as cosign v3
+    writes one for a key: no transparency log entry, no timestamp, the key named by its hint."""
+    dsse = _dsse(body, key)
     return dump(
         {
-            "payloadType": IN_TOTO,
-            "payload": base64.b64encode(body).decode(),
-            "signatures": [{"keyid": "", "sig": base64.b64encode(signature).decode()}],
+            "mediaType": BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": key.hint}},
+            "dsseEnvelope": {
+                "payload": dsse["payload"],
+                "payloadType": dsse["payloadType"],
+                "signatures": dsse["signatures"],
+            },
         }
     )
 

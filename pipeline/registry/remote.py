@@ -255,11 +255,11 @@ def push_sbom(
         put = {"Content-Type": MANIFEST}
         answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
         check_answer(answer, ref, "push of the SBOM")
-        _merge_into_tag(client, fallback, entry)
+        merge_into_tag(client, fallback, entry)
     return fallback
 
 
-def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
+def merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
     """List `entry` in the index under `tag`, keeping every entry already there.
 
     Registries have no compare-and-swap: two pushes that read the index at once each write it
@@ -276,6 +276,6 @@ def _merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:
         if any(m["digest"] == entry["digest"] for m in _listed(client, tag)):
             return
     raise RegistryError(
-        f"{client.ref.registry}: the SBOM's entry under {tag} was replaced by a concurrent push "
-        f"{RACE_TRIES} times; push again"
+        f"{client.ref.registry}: the entry {entry['digest'][:19]} under {tag} was replaced by "
+        f"a concurrent push {RACE_TRIES} times; push again"
     )

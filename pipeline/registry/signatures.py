@@ -20,6 +20,7 @@ from pipeline.image import signing
 from pipeline.image.layout import dump
 from pipeline.image.oci import digest_of
 from pipeline.refs import ImageRef
+from pipeline.registry import bundles
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors
 from pipeline.registry.remote import download_blob, upload
@@ -33,18 +34,20 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # cosign's: no wall clock in a signature's m
 
 @dataclass(frozen=True)
 class Attestation:
-    """A signed in-toto statement: its predicate type and its DSSE envelope."""
+    """An in-toto statement to sign and attach: its predicate type and its bytes."""
 
     predicate_type: str
-    envelope: bytes
+    statement: bytes
 
 
 @dataclass(frozen=True)
 class Signed:
-    """What signing wrote: each signed digest's `.sig` manifest digest, and the `.att`'s."""
+    """What signing wrote: each signed digest's `.sig` manifest digest and the `.att`'s
+    (legacy), the bundles' referrer manifests (bundle)."""
 
     signatures: dict[str, str]
     attestations: str | None
+    bundles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,33 +152,74 @@ def _attestation_by(
     return replaced
 
 
+def _legacy(
+    client: Client,
+    key: signing.SigningKey,
+    digests: Sequence[str],
+    attestations: Sequence[Attestation],
+    directory: Path,
+) -> Signed:
+    """The `.sig` tag of each digest, and the `.att` tag of the first."""
+    ref = client.ref
+    signatures: dict[str, str] = {}
+    attested: str | None = None
+    # The repository as cosign names it (go-containerregistry's name for Docker Hub).
+    identity = f"index.docker.io/{ref.repository}" if ref.docker_hub else ref.qualified
+    for digest in digests:
+        payload = signing.simple_signing(identity, digest)
+        signature = base64.b64encode(key.sign(payload)).decode()
+        ours = _Ours(payload, signing.SIMPLE_SIGNING, {SIGNATURE: signature})
+        tag = f"{digest.replace(':', '-')}.sig"
+        signatures[digest] = _attach(client, tag, ours, _signature_by(key, payload))
+    tag = f"{digests[0].replace(':', '-')}.att"
+    for attestation in attestations:
+        kind = attestation.predicate_type
+        envelope = signing.envelope(attestation.statement, key)
+        ours = _Ours(envelope, signing.DSSE, {SIGNATURE: "", PREDICATE: kind})
+        attested = _attach(client, tag, ours, _attestation_by(client, key, kind, directory))
+    return Signed(signatures, attested)
+
+
+def _bundled(
+    client: Client,
+    key: signing.SigningKey,
+    subjects: Sequence[dict[str, Any]],
+    attestations: Sequence[Attestation],
+    created: str | None,
+) -> tuple[str, ...]:
+    """A signature bundle for each subject, and the attestations' bundles for the first."""
+    api = bundles.has_referrers_api(client, str(subjects[0]["digest"]))
+    pushed: list[str] = []
+    for index, subject in enumerate(subjects):
+        signature = signing.statement({"": str(subject["digest"])}, signing.COSIGN_SIGN, {})
+        items = [(signing.COSIGN_SIGN, signing.bundle(signature, key))]
+        if index == 0:
+            items += [(a.predicate_type, signing.bundle(a.statement, key)) for a in attestations]
+        pushed += bundles.attach(client, subject, items, created=created, api=api)
+    return tuple(pushed)
+
+
 def sign(
     ref: ImageRef,
     login: Login,
     deadline: Deadline,
     key: signing.SigningKey,
     *,
-    digests: Sequence[str],
+    subjects: Sequence[dict[str, Any]],
     attestations: Sequence[Attestation],
+    form: signing.SignatureFormat = signing.SignatureFormat.LEGACY,
+    created: str | None = None,
 ) -> Signed:
-    """Sign each of `digests` (the pushed image's, then each platform's: cosign sign
-    --recursive) and attach `attestations` to the first, in `ref`'s repository."""
-    signatures: dict[str, str] = {}
-    attested: str | None = None
+    """Sign each of `subjects` (descriptors: the pushed image's, then each platform's, as
+    cosign sign --recursive does) and attach `attestations` to the first, in `ref`'s
+    repository, in the tags and bundles `form` names."""
     with one_line_errors(ref), tempfile.TemporaryDirectory(prefix="pipeline-att-") as directory:
         client = Client(ref, login, deadline)
-        # The repository as cosign names it (go-containerregistry's name for Docker Hub).
-        identity = f"index.docker.io/{ref.repository}" if ref.docker_hub else ref.qualified
-        for digest in digests:
-            payload = signing.simple_signing(identity, digest)
-            signature = base64.b64encode(key.sign(payload)).decode()
-            ours = _Ours(payload, signing.SIMPLE_SIGNING, {SIGNATURE: signature})
-            tag = f"{digest.replace(':', '-')}.sig"
-            signatures[digest] = _attach(client, tag, ours, _signature_by(key, payload))
-        tag = f"{digests[0].replace(':', '-')}.att"
-        for attestation in attestations:
-            kind = attestation.predicate_type
-            ours = _Ours(attestation.envelope, signing.DSSE, {SIGNATURE: "", PREDICATE: kind})
-            replaced = _attestation_by(client, key, kind, Path(directory))
-            attested = _attach(client, tag, ours, replaced)
-    return Signed(signatures, attested)
+        digests = [str(s["digest"]) for s in subjects]
+        signed = Signed({}, None)
+        if form.legacy:
+            signed = _legacy(client, key, digests, attestations, Path(directory))
+        if form.bundles:
+            referrers = _bundled(client, key, subjects, attestations, created)
+            signed = Signed(signed.signatures, signed.attestations, referrers)
+    return signed
