@@ -47,15 +47,15 @@ class Cosign:
             check=False,
         )
 
-    def verify(self, image: str, public: Path) -> subprocess.CompletedProcess[str]:
-        return self("verify", "--key", str(public), "--insecure-ignore-tlog=true", image)
+    def verify(self, image: str, public: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self("verify", "--key", str(public), "--insecure-ignore-tlog=true", *extra, image)
 
     def verify_attestation(
-        self, image: str, public: Path, kind: str
+        self, image: str, public: Path, kind: str, *extra: str
     ) -> subprocess.CompletedProcess[str]:
         return self(
             "verify-attestation", "--key", str(public), "--insecure-ignore-tlog=true",
-            "--type", kind, image,
+            "--type", kind, *extra, image,
         )  # fmt: skip
 
 

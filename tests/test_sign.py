@@ -158,7 +158,7 @@ def _publish(
     report = tmp_path / f"run-{len(list(tmp_path.glob('run-*.json')))}.json"
     login = []
     extra = dict(env or {})
-    if not reference.startswith(testbed.registry):
+    if reference.startswith((testbed.auth_registry, testbed["TESTBED_TOKEN_REGISTRY"])):
         login = ["--registry-username", testbed["TESTBED_AUTH_USER"], "--registry-ca",
                  testbed["TESTBED_CA"]]  # fmt: skip
         extra["PIPELINE_REGISTRY_PASSWORD"] = testbed["TESTBED_AUTH_PASSWORD"]
@@ -171,49 +171,99 @@ def _publish(
     return image, ran
 
 
+TRUSTED_ROOT = '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}'
+
+
 @pytest.mark.engine
-@pytest.mark.parametrize("where", ["token", "htpasswd"])
+@pytest.mark.parametrize(
+    ("where", "form"),
+    [
+        ("token", "legacy"),  # a key from cosign generate-key-pair
+        ("htpasswd", "both"),  # a plain PEM
+        ("referrers", "bundle"),  # a key from cosign generate-key-pair; two platforms
+    ],
+)
 def test_cosign_verifies_the_signature_the_provenance_and_the_sbom(
-    pipeline: PipelineRunner, inside: Testbed, tmp_path: Path, where: str
+    pipeline: PipelineRunner, inside: Testbed, tmp_path: Path, where: str, form: str
 ) -> None:
-    if where == "token":  # a key from cosign generate-key-pair, on the token registry
-        registry = inside["TESTBED_TOKEN_REGISTRY"]
-        key, public = generate_key_pair(tmp_path / "keys", PASSWORD)
-        env = {"PIPELINE_SIGN_PASSWORD": PASSWORD}
-    else:  # a plain PEM, on the TLS + htpasswd registry
-        registry = inside.auth_registry
+    registry = {
+        "token": inside["TESTBED_TOKEN_REGISTRY"],
+        "htpasswd": inside.auth_registry,
+        "referrers": inside["TESTBED_REFERRERS_REGISTRY"],
+    }[where]
+    if where == "htpasswd":
         key = _plain_pem(tmp_path / "release.pem")
         public, env = _public(key, None), {}
+    else:
+        key, public = generate_key_pair(tmp_path / "keys", PASSWORD)
+        env = {"PIPELINE_SIGN_PASSWORD": PASSWORD}
+    platforms = ("linux/amd64", "linux/arm64") if where == "referrers" else ()
+    args = [a for p in platforms for a in ("--platform", p)]
+    if platforms:
+        args += ["--runtime-image", "scratch"]
     repository = f"{registry}/signed/{where}"
     provenance = tmp_path / "provenance.json"
     image, ran = _publish(
         pipeline, inside, f"{repository}:1", tmp_path, "--sign-key", str(key),
-        "--provenance", str(provenance), env=env,
+        "--signature-format", form, "--provenance", str(provenance), *args, env=env,
     )  # fmt: skip
     digest = image["digest"]
     statement = json.loads(provenance.read_text())
     assert statement["subject"] == [
         {"name": repository, "digest": {"sha256": digest.removeprefix("sha256:")}}
     ]
-    assert [s["digest"] for s in image["signatures"]] == [digest]
-    assert image["attestations"].startswith("sha256:")
+    signed = [s["digest"] for s in image["signatures"]]
+    assert signed == ([] if form == "bundle" else [digest, *signed[1:]])
+    assert len(signed) == (0 if form == "bundle" else 1 + len(platforms))
+    assert (image["attestations"] is None) == (form == "bundle")
+    # a signature per image and platform, and the provenance's and the SBOM's
+    assert len(image["bundles"]) == (0 if form == "legacy" else 1 + len(platforms) + 2)
+    root = tmp_path / "trusted_root.json"
+    root.write_text(TRUSTED_ROOT)
     config = _logins(inside, tmp_path)
     for version in VERSIONS:
         cosign = Cosign(version, config, inside["TESTBED_CA"])
+        # cosign v2.6 reads bundles (as soon as an image has one) only with a trusted root,
+        # even offline with a key: one that names no authority will do.
+        extra = (f"--trusted-root={root}",) if form != "legacy" and version.startswith("v2") else ()
         pinned = f"{repository}@{digest}"
-        verified = cosign.verify(pinned, public)
+        verified = cosign.verify(pinned, public, *extra)
         assert verified.returncode == 0, f"{version}: {verified.stderr}"
-        assert json.loads(verified.stdout)[0]["critical"]["image"] == {
-            "docker-manifest-digest": digest
-        }
         for kind in ("slsaprovenance1", "spdxjson"):
-            attested = cosign.verify_attestation(pinned, public, kind)
+            attested = cosign.verify_attestation(pinned, public, kind, *extra)
             assert attested.returncode == 0, f"{version} {kind}: {attested.stderr}"
-        envelope = json.loads(cosign.verify_attestation(pinned, public, "slsaprovenance1").stdout)
-        assert json.loads(base64.b64decode(envelope["payload"])) == statement
+        if form == "legacy":
+            assert json.loads(verified.stdout)[0]["critical"]["image"] == {
+                "docker-manifest-digest": digest
+            }
+            attested = cosign.verify_attestation(pinned, public, "slsaprovenance1")
+            envelope = json.loads(attested.stdout)
+            assert json.loads(base64.b64decode(envelope["payload"])) == statement
+        for platform_digest in signed[1:] or _platforms(
+            inside, registry, "signed/referrers", digest, platforms
+        ):
+            found = cosign.verify(f"{repository}@{platform_digest}", public, *extra)
+            assert found.returncode == 0, f"{version} {platform_digest}: {found.stderr}"
     outputs = ran.stdout + ran.stderr + provenance.read_text() + json.dumps(image)
     assert PASSWORD not in outputs
     assert inside["TESTBED_AUTH_PASSWORD"] not in outputs
+
+
+def _platforms(
+    testbed: Testbed, registry: str, repository: str, digest: str, platforms: tuple[str, ...]
+) -> list[str]:
+    """The platform manifests' digests of the index `digest` (none for one platform)."""
+    if not platforms:
+        return []
+    answer = requests.get(
+        f"http://{registry}/v2/{repository}/manifests/{digest}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    found = [str(m["digest"]) for m in answer.json()["manifests"]]
+    assert len(found) == len(platforms)
+    return found
 
 
 def _manifest_at(testbed: Testbed, repository: str, tag: str) -> bytes:

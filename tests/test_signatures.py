@@ -21,7 +21,7 @@ from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.signatures import Attestation, sign
 from pipeline.registry.transport import INDEX, MANIFEST
-from tests.conftest import Testbed
+from tests.conftest import Testbed, put_blob
 
 SLSA = "https://slsa.dev/provenance/v1"
 
@@ -134,3 +134,112 @@ def test_a_signature_tag_that_holds_something_else_is_one_line(inside: Testbed) 
         _sign(inside, repository, _key(), digest)
     assert "is not a cosign manifest: move it away to sign" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def _listed(registry: str, repository: str, digest: str) -> list[dict[str, Any]]:
+    """The fallback tag's index (none if no tag)."""
+    answer = requests.get(
+        f"http://{registry}/v2/{repository}/manifests/{digest.replace(':', '-')}",
+        headers={"Accept": INDEX},
+        timeout=30,
+    )
+    if answer.status_code == 404:
+        return []
+    answer.raise_for_status()
+    manifests: list[dict[str, Any]] = answer.json()["manifests"]
+    return manifests
+
+
+def _sign_bundles(
+    registry: str, repository: str, key: signing.SigningKey, digest: str
+) -> list[str]:
+    ref = parse_image_ref(f"{registry}/{repository}:1", option="--publish")
+    statement = signing.statement({"app": digest}, SLSA, {"note": "n"})
+    done = sign(
+        ref, Login(None, None, None), Deadline.of(60), key,
+        subjects=[{"mediaType": MANIFEST, "digest": digest, "size": 1}],
+        attestations=[Attestation(SLSA, statement)], form=signing.SignatureFormat.BUNDLE,
+        created="2026-12-02T00:00:00Z",
+    )  # fmt: skip
+    assert done.signatures == {}
+    assert done.attestations is None
+    return list(done.bundles)
+
+
+def _bundle_manifest(registry: str, repository: str, digest: str) -> dict[str, Any]:
+    answer = requests.get(
+        f"http://{registry}/v2/{repository}/manifests/{digest}",
+        headers={"Accept": MANIFEST},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def _artifact(registry: str, repository: str) -> dict[str, Any]:
+    """Another tool's referrer, in the registry: its descriptor as the fallback tag lists it."""
+    config = put_blob(f"http://{registry}", repository, b"{}")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": "application/vnd.example.other",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", **config},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", **config}],
+        }
+    ).encode()
+    digest = digest_of(manifest)
+    answer = requests.put(
+        f"http://{registry}/v2/{repository}/manifests/{digest}",
+        data=manifest, headers={"Content-Type": MANIFEST}, timeout=30,
+    )  # fmt: skip
+    answer.raise_for_status()
+    return {"mediaType": MANIFEST, "digest": digest, "size": len(manifest),
+            "artifactType": "application/vnd.example.other"}  # fmt: skip
+
+
+def test_bundles_join_the_fallback_tag_where_there_is_no_referrers_api(inside: Testbed) -> None:
+    repository, digest = "signatures/bundles", _digest()
+    other = _artifact(inside.registry, repository)
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [other]}).encode()
+    put = requests.put(
+        f"http://{inside.registry}/v2/{repository}/manifests/{digest.replace(':', '-')}",
+        data=index, headers={"Content-Type": INDEX}, timeout=30,
+    )  # fmt: skip
+    put.raise_for_status()
+    pushed = _sign_bundles(inside.registry, repository, _key(), digest)
+    assert len(pushed) == 2  # the signature's bundle, the provenance's
+    listed = _listed(inside.registry, repository, digest)
+    assert listed[0] == other  # another tool's entry kept
+    assert [m["digest"] for m in listed[1:]] == pushed
+    assert {m["artifactType"] for m in listed[1:]} == {signing.BUNDLE}
+    kinds = []
+    for referrer in pushed:
+        manifest = _bundle_manifest(inside.registry, repository, referrer)
+        assert manifest["artifactType"] == signing.BUNDLE
+        assert manifest["subject"]["digest"] == digest
+        assert [la["mediaType"] for la in manifest["layers"]] == [signing.BUNDLE]
+        assert manifest["annotations"]["dev.sigstore.bundle.content"] == "dsse-envelope"
+        kinds.append(manifest["annotations"]["dev.sigstore.bundle.predicateType"])
+    assert kinds == [signing.COSIGN_SIGN, SLSA]
+
+
+def test_a_registry_with_the_referrers_api_lists_the_bundles_itself(inside: Testbed) -> None:
+    registry, repository, digest, key = (
+        inside["TESTBED_REFERRERS_REGISTRY"],
+        "signed/api",
+        _digest(),
+        _key(),
+    )
+    _artifact(registry, repository)  # the repository exists, as the pushed image makes it
+    pushed = _sign_bundles(registry, repository, key, digest)
+    assert _listed(registry, repository, digest) == []  # no fallback tag written
+    answer = requests.get(
+        f"http://{registry}/v2/{repository}/referrers/{digest}",
+        params={"artifactType": signing.BUNDLE},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    assert sorted(m["digest"] for m in answer.json()["manifests"]) == sorted(pushed)
+    assert _sign_bundles(registry, repository, key, digest)[0] == pushed[0]  # deterministic

@@ -62,7 +62,8 @@ func referrers(inner http.Handler, w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	name := strings.TrimPrefix(r.URL.Path[:strings.LastIndex(r.URL.Path, "/referrers/")], "/v2/")
+	elems := strings.Split(strings.TrimPrefix(r.URL.Path, "/v2/"), "/")
+	name := strings.Join(elems[:len(elems)-2], "/")
 	wanted := r.URL.Query().Get("artifactType")
 	kept := []descriptor{}
 	for _, entry := range found.Manifests {
@@ -91,6 +92,12 @@ func referrers(inner http.Handler, w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// isReferrers: /v2/<name>/referrers/<digest> (a repository may be named …/referrers too).
+func isReferrers(path string) bool {
+	elems := strings.Split(strings.TrimPrefix(path, "/v2/"), "/")
+	return strings.HasPrefix(path, "/v2/") && len(elems) >= 3 && elems[len(elems)-2] == "referrers"
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5446", "address to listen on")
 	blobs := flag.String("blobs", "", "directory the blobs are kept in")
@@ -107,7 +114,7 @@ func main() {
 		registry.Logger(log.New(os.Stderr, "", log.LstdFlags)),
 	)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") {
+		if r.Method == http.MethodGet && isReferrers(r.URL.Path) {
 			referrers(inner, w, r)
 			return
 		}
