@@ -188,6 +188,20 @@ def test_compare_and_verify_build_one_image_of_the_file(
 
 
 @pytest.mark.parametrize("command", ["compare", "verify"])
+def test_compare_and_verify_leave_signing_to_the_build_commands(
+    captured: list[Settings], source: Path, command: str
+) -> None:
+    """They push nothing: a file's sign-key and provenance are the build commands' only."""
+    (source / "pipeline.toml").write_text(
+        'publish = "127.0.0.1:5000/team/app"\nsign-key = "release.pem"\n'
+        'signature-format = "both"\nprovenance = "build/p.json"\n'
+    )
+    result = runner.invoke(commands.app, [command, "--source", str(source)])
+    assert result.exit_code == 0, result.stderr
+    assert {(s.sign_key, s.provenance_file) for s in captured} == {(None, None)}
+
+
+@pytest.mark.parametrize("command", ["compare", "verify"])
 def test_compare_and_verify_ask_which_image(
     captured: list[Settings], source: Path, command: str
 ) -> None:

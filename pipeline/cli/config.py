@@ -260,6 +260,7 @@ def applied(
 # What compare and verify do not do, whatever the file says: they write their own results.
 NOT_COMPARED = (
     "output", "no_output", "json_path", "load", "publish", "tag", "cache_to", "registry_username",
+    "sign_key", "signature_format", "provenance",
 )  # fmt: skip
 
 
