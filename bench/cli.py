@@ -22,7 +22,7 @@ import json
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ from bench.shared import machine
 from bench.shared.programs import PROGRAMS, BenchError, install_ko
 from bench.shared.sides import Workspace
 from bench.shared.tables import table
+from bench.signing import run as signing
 from bench.speed import report
 from bench.speed.run import PEERS, Options, fetch_all, run
 from bench.speed.scenarios import Scenario
@@ -358,11 +359,12 @@ def load(
 
 
 def _tools(m: dict[str, Any]) -> str:
-    """The machine and the sides' tools, as `fresh` and `services` name them."""
-    return (
-        f"{machine.sentence(m, model=False, kernel=False)}; docker "
-        f"{m.get('docker_server', '?')}, ko {m.get('ko', '?')}, dagger SDK "
-        f"{m.get('dagger_sdk', '?')}"
+    """The machine and the sides' tools (those the run used), as `fresh`, `services` and
+    `signing` name them."""
+    tools = [f"{name} {m[key]}" for name, key in (("docker", "docker_server"), ("ko", "ko"))
+             if m.get(key)]  # fmt: skip
+    return f"{machine.sentence(m, model=False, kernel=False)}; " + ", ".join(
+        [*tools, f"dagger SDK {m.get('dagger_sdk', '?')}"]
     )
 
 
@@ -416,6 +418,40 @@ def fresh_command(
     log.print(f"wrote {json_path} and {markdown}", highlight=False)
 
 
+def _measured(
+    name: str,
+    title: str,
+    scenario: Any,
+    measure: Callable[[Callable[[str], None]], dict[str, Any]],
+    paths: tuple[Path, Path],
+    docker: str | None,
+    ko: Path | None,
+    samples: int,
+) -> None:
+    """Run a scenario module's `measure`, then print its table and write its JSON and
+    Markdown, naming the machine and the tools; one line and exit 1 if it fails."""
+    log = Console(stderr=True)
+    try:
+        results = measure(lambda line: log.print(line, highlight=False))
+    except BenchError as err:
+        log.print(f"bench {name}: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    m = machine.describe(docker=docker, ko=ko)
+    results |= {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": m,
+        "samples_per_side": samples,
+    }
+    header, rows = scenario.cells(results)
+    Console().print(table(title, header, rows))
+    json_path, markdown = paths
+    write_text(json_path, json.dumps(results, indent=2) + "\n")
+    write_text(markdown, scenario.markdown(results, command, _tools(m)))
+    log.print(f"wrote {json_path} and {markdown}", highlight=False)
+
+
 @app.command("services")
 def services_command(
     samples: ServicesSamplesOpt = 3,
@@ -430,24 +466,31 @@ def services_command(
     one `ko build` of the three import paths, as ratios of medians."""
     from bench.speed.run import KO_VERSION
 
-    log = Console(stderr=True)
-    try:
-        ko = install_ko(KO_VERSION, work.resolve())
-        workspace = _workspace(work, registry, docker, ko)
-        results = services.run(workspace, samples, lambda line: log.print(line, highlight=False))
-    except BenchError as err:
-        log.print(f"bench services: {err}", highlight=False, markup=False)
-        raise typer.Exit(code=1) from None
-    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
-    m = machine.describe(docker=docker, ko=ko)
-    results |= {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "machine": m,
-        "samples_per_side": samples,
-    }
-    described = _tools(m)
-    header, rows = services.cells(results)
-    Console().print(table("three services, one-line change to a shared package", header, rows))
-    services.write(results, json_path, markdown, services.markdown(results, command, described))
-    log.print(f"wrote {json_path} and {markdown}", highlight=False)
+    ko = work.resolve() / "bin" / "ko"
+
+    def measure(say: Callable[[str], None]) -> dict[str, Any]:
+        installed = install_ko(KO_VERSION, work.resolve())
+        return services.run(_workspace(work, registry, docker, installed), samples, say)
+
+    _measured(
+        "services", "three services, one-line change to a shared package", services, measure,
+        (json_path, markdown), docker, ko, samples,
+    )  # fmt: skip
+
+
+@app.command("signing")
+def signing_command(
+    samples: ServicesSamplesOpt = 5,
+    json_path: ServicesJsonOpt = HERE / "results" / "signing.json",
+    markdown: ServicesMarkdownOpt = HERE / "results" / "signing.md",
+    work: FreshWorkOpt = DEFAULT_WORK,
+    registry: FreshRegistryOpt = "127.0.0.1:5000",
+    docker: FreshDockerOpt = "/usr/bin/docker",
+) -> None:
+    """What --sign-key adds to --publish (go-src/, warm, a new version each sample) against
+    the unsigned publish followed by `cosign sign`, as ko's users sign."""
+    workspace = _workspace(work, registry, docker, work.resolve() / "bin" / "ko")
+    _measured(
+        "signing", "what signing adds to a publish", signing, lambda say: signing.run(
+            workspace, samples, say), (json_path, markdown), None, None, samples,
+    )  # fmt: skip

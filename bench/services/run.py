@@ -15,7 +15,6 @@ for each sample, each on an edit it has never built."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 
 from bench.shared.programs import REPO, edited, go_env
 from bench.shared.sides import DOCKERFILE, LABEL, Workspace, timed
-from bench.shared.tables import markdown_table, seconds_cell
+from bench.shared.tables import scenario_markdown, seconds_cell
 
 SERVICES = ("api", "worker", "migrate")
 SHARED_FILE = "internal/version/version.go"
@@ -184,17 +183,10 @@ def cells(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def markdown(results: dict[str, Any], command: str, machine: str) -> str:
-    header, rows = cells(results)
-    return (
-        "# Three services, one-line change to a shared package\n\n"
-        + markdown_table(header, rows)
-        + f"\n\nMedians of {results['samples_per_side']} samples per side on {machine}, "
-        f"{results['date']}. Made with `{command}`.\n"
+    return scenario_markdown(
+        "Three services, one-line change to a shared package",
+        cells(results),
+        results,
+        command,
+        machine,
     )
-
-
-def write(results: dict[str, Any], json_path: Path, markdown_path: Path, text: str) -> None:
-    from pipeline.outputs import write_text
-
-    write_text(json_path, json.dumps(results, indent=2) + "\n")
-    write_text(markdown_path, text)

@@ -4,6 +4,7 @@ the right), the same cells as Markdown, and a time as every table shows it."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from rich.table import Table
 
@@ -34,3 +35,17 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def scenario_markdown(
+    title: str, cells: tuple[list[str], list[list[str]]], results: dict[str, Any], command: str,
+    machine: str,
+) -> str:  # fmt: skip
+    """A scenario's results as Markdown: its title, its table, and how they were made."""
+    header, rows = cells
+    return (
+        f"# {title}\n\n"
+        + markdown_table(header, rows)
+        + f"\n\nMedians of {results['samples_per_side']} samples per side on {machine}, "
+        f"{results['date']}. Made with `{command}`.\n"
+    )
