@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.image.signing import SignatureFormat, SigningKey
+from pipeline.image.signing import SignatureFormat, Signer
 from pipeline.provenance import Provenance
 from pipeline.refs import (
     ImageRef,
@@ -142,7 +142,7 @@ class Settings:
     go_build: GoBuild = GoBuild()
     image: ImageConfig = ImageConfig()
     modules: Modules = Modules()
-    sign_key: SigningKey | None = None  # signs what --publish pushes
+    sign_key: Signer | None = None  # signs what --publish pushes
     signature_format: SignatureFormat = SignatureFormat.LEGACY
     provenance_file: Path | None = None  # where the SLSA provenance statement is written
 

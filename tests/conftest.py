@@ -431,3 +431,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     path.write_text(json.dumps(before + _OUTCOMES))
     terminalreporter.write_line("engine tests in this phase: " + _line(_OUTCOMES), bold=True)
     terminalreporter.write_line("engine tests: " + _line(before + _OUTCOMES), bold=True)
+
+
+@pytest.fixture(scope="module")
+def cosign_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A key pair from `cosign generate-key-pair` (tests/setup installs cosign), sealed with
+    tests.cosign.PASSWORD: the key file and the public key."""
+    from tests.cosign import PASSWORD, generate_key_pair
+
+    return generate_key_pair(tmp_path_factory.mktemp("cosign"), PASSWORD)

@@ -11,7 +11,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
 VERSIONS = ("v2.6.5", "v3.1.3")
+PASSWORD = "correct horse battery staple"
 TOOLS = Path(
     os.environ.get("PIPELINE_TOOLS_DIR")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline-tools"
@@ -84,3 +88,20 @@ def generate_key_pair(directory: Path, password: str) -> tuple[Path, Path]:
     )
     assert done.returncode == 0, done.stderr
     return directory / "cosign.key", directory / "cosign.pub"
+
+
+def pem_key(key: object, path: Path, password: str | None = None) -> Path:
+    """`key` (a cryptography private key) written to `path` as PKCS#8 PEM, encrypted with
+    `password` if one is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    assert isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    )
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
+    return path

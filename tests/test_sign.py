@@ -132,7 +132,7 @@ def _plain_pem(path: Path) -> Path:
 
 
 def _public(key: Path, password: str | None) -> Path:
-    from pipeline.image.signing import load_key
+    from pipeline.image.keys import load_key
 
     public = key.with_suffix(".pub")
     public.write_bytes(load_key(key, password).public_pem)

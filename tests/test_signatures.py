@@ -16,18 +16,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.errors import RegistryError
 from pipeline.image import signing
+from pipeline.image.keys import SigningKey
 from pipeline.image.oci import digest_of
+from pipeline.image.signing import Attestation
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
-from pipeline.registry.signatures import Attestation, sign
+from pipeline.registry.signatures import sign
 from pipeline.registry.transport import INDEX, MANIFEST
 from tests.conftest import Testbed, put_blob
 
 SLSA = "https://slsa.dev/provenance/v1"
 
 
-def _key() -> signing.SigningKey:
-    return signing.SigningKey(ec.generate_private_key(ec.SECP256R1()))
+def _key() -> SigningKey:
+    return SigningKey(ec.generate_private_key(ec.SECP256R1()))
 
 
 def _digest() -> str:
@@ -47,7 +49,7 @@ def _manifest(testbed: Testbed, repository: str, tag: str) -> tuple[dict[str, An
 def _sign(
     testbed: Testbed,
     repository: str,
-    key: signing.SigningKey,
+    key: SigningKey,
     digest: str,
     attestations: tuple[Attestation, ...] = (),
 ) -> tuple[dict[str, str], str | None]:
@@ -94,7 +96,7 @@ def test_other_keys_signatures_are_kept(inside: Testbed) -> None:
 def test_our_attestation_of_a_kind_replaces_ours_and_keeps_theirs(inside: Testbed) -> None:
     repository, digest, ours, theirs = "signatures/attest", _digest(), _key(), _key()
 
-    def attestation(key: signing.SigningKey, note: str) -> Attestation:
+    def attestation(key: SigningKey, note: str) -> Attestation:
         body = signing.statement({"app": digest}, SLSA, {"note": note})
         return Attestation(SLSA, body)
 
@@ -150,9 +152,7 @@ def _listed(registry: str, repository: str, digest: str) -> list[dict[str, Any]]
     return manifests
 
 
-def _sign_bundles(
-    registry: str, repository: str, key: signing.SigningKey, digest: str
-) -> list[str]:
+def _sign_bundles(registry: str, repository: str, key: SigningKey, digest: str) -> list[str]:
     ref = parse_image_ref(f"{registry}/{repository}:1", option="--publish")
     statement = signing.statement({"app": digest}, SLSA, {"note": "n"})
     done = sign(

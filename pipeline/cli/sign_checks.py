@@ -8,18 +8,18 @@ import functools
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.image.signing import SigningKey, load_key
+from pipeline.image.signing import Signer
 from pipeline.refs import ImageRef
 
 
 @functools.cache
-def _opened(path: Path, password: str | None) -> SigningKey:
+def _opened(path: Path, password: str | None) -> Signer:
+    from pipeline.image.keys import load_key  # cryptography: only when a key is given
+
     return load_key(path, password)  # scrypt takes half a second: once per run
 
 
-def sign_key(
-    path: Path | None, password: str | None, publish: ImageRef | None
-) -> SigningKey | None:
+def sign_key(path: Path | None, password: str | None, publish: ImageRef | None) -> Signer | None:
     """The key that signs what --publish pushes, if --sign-key names one."""
     if path is None:
         return None

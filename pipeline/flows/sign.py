@@ -19,10 +19,10 @@ import pipeline
 from pipeline.errors import RegistryError
 from pipeline.image import signing
 from pipeline.image.oci import ImageInfo, digest_of, read_blob
+from pipeline.image.signing import Attestation, Signed
 from pipeline.provenance import rfc3339
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
-from pipeline.registry.signatures import Attestation, Signed
 from pipeline.registry.threads import bounded
 from pipeline.settings import Settings
 

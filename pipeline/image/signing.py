@@ -1,39 +1,27 @@
-"""Signatures that cosign verifies, as bytes: the signing key (a cosign key file, or an EC P-256
-PEM), deterministic ECDSA P-256/SHA-256 signatures (RFC 6979: the same bytes signed again give
-the same signature, so a second publish adds nothing), the simple-signing payload of an image's
-signature, and in-toto statements in signed DSSE envelopes. No network: the registry room
-pushes them (pipeline.registry.signatures)."""
+"""Signatures that cosign verifies, as bytes: the simple-signing payload of an image's
+signature, in-toto statements, DSSE envelopes and Sigstore bundles (v0.3) of them, signed by a
+key that can sign (pipeline.image.keys opens one), and where they go (SignatureFormat). No
+network: the registry room pushes them (pipeline.registry.signatures, bundles). Light to
+import: the CLI reads SignatureFormat before any key is opened."""
 
 from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import json
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pipeline.errors import UsageError
 from pipeline.image.layout import dump
 
 SIGN_PASSWORD_ENV = "PIPELINE_SIGN_PASSWORD"
-# cosign generate-key-pair's PEM types (the older name first): JSON around a PKCS#8 key,
-# sealed with nacl/secretbox under a key that scrypt derives from the password.
-COSIGN_PEMS = ("ENCRYPTED COSIGN PRIVATE KEY", "ENCRYPTED SIGSTORE PRIVATE KEY")
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the statement of a bundle's signature
 DSSE = "application/vnd.dsse.envelope.v1+json"
 IN_TOTO = "application/vnd.in-toto+json"
 STATEMENT = "https://in-toto.io/Statement/v1"
-_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s+(.*?)\s*-----END \1-----", re.DOTALL)
-_ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
 class SignatureFormat(enum.StrEnum):
@@ -57,129 +45,34 @@ class SigningKeyError(UsageError):
     """--sign-key cannot be used: unreadable, not a key, a wrong password, not EC P-256."""
 
 
+class Signer(Protocol):
+    """What signs (pipeline.image.keys.SigningKey): DER ECDSA signatures, their check, and
+    the public key's hint."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def verifies(self, data: bytes, signature: bytes) -> bool: ...
+
+    @property
+    def hint(self) -> str: ...
+
+
 @dataclass(frozen=True)
-class SigningKey:
-    """An EC P-256 private key; its repr hides it."""
+class Attestation:
+    """An in-toto statement to sign and attach: its predicate type and its bytes."""
 
-    private: ec.EllipticCurvePrivateKey = field(repr=False)
-
-    def sign(self, data: bytes) -> bytes:
-        """The DER ECDSA signature of SHA-256(data), deterministic (RFC 6979)."""
-        return self.private.sign(data, _ECDSA)
-
-    def verifies(self, data: bytes, signature: bytes) -> bool:
-        try:
-            self.private.public_key().verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return False
-        return True
-
-    @property
-    def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @property
-    def hint(self) -> str:
-        """The public key's SHA-256, base64: a bundle's public-key hint, as cosign writes it."""
-        der = self.private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return base64.b64encode(hashlib.sha256(der).digest()).decode()
+    predicate_type: str
+    statement: bytes
 
 
-def _wrong_password(path: Path) -> SigningKeyError:
-    return SigningKeyError(f"--sign-key {path}: wrong password (check ${SIGN_PASSWORD_ENV})")
+@dataclass(frozen=True)
+class Signed:
+    """What signing wrote: each signed digest's `.sig` manifest digest and the `.att`'s
+    (legacy), the bundles' referrer manifests (bundle)."""
 
-
-def _open_cosign(body: bytes, password: str, path: Path) -> bytes:
-    """The PKCS#8 DER inside a cosign key file's JSON (kdf scrypt, cipher nacl/secretbox)."""
-    import nacl.exceptions  # only a cosign key file needs it
-    import nacl.secret
-
-    try:
-        sealed = json.loads(base64.b64decode(body))
-        kdf, cipher = sealed["kdf"], sealed["cipher"]
-        params = kdf["params"]
-        n, r, p = int(params["N"]), int(params["r"]), int(params["p"])
-        salt = base64.b64decode(kdf["salt"])
-        nonce = base64.b64decode(cipher["nonce"])
-        ciphertext = base64.b64decode(sealed["ciphertext"])
-        known = kdf["name"] == "scrypt" and cipher["name"] == "nacl/secretbox"
-    except (ValueError, KeyError, TypeError):
-        raise SigningKeyError(f"--sign-key {path}: not a cosign key file (its JSON)") from None
-    if not known:
-        raise SigningKeyError(
-            f"--sign-key {path}: sealed with {kdf['name']} and {cipher['name']}; only scrypt "
-            "and nacl/secretbox (cosign generate-key-pair's) are read"
-        )
-    secret = hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, dklen=32, maxmem=256 * r * n + (1 << 20)
-    )
-    try:
-        return bytes(nacl.secret.SecretBox(secret).decrypt(ciphertext, nonce))
-    except nacl.exceptions.CryptoError:
-        raise _wrong_password(path) from None
-
-
-def _open_pem(data: bytes, password: str | None, path: Path) -> object:
-    """A PEM private key; an encrypted PKCS#8 one opened with `password`."""
-    if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in data:
-        return serialization.load_pem_private_key(data, password=None)
-    if not password:
-        raise SigningKeyError(
-            f"--sign-key {path}: the key is encrypted: give its password in ${SIGN_PASSWORD_ENV}"
-        )
-    try:
-        return serialization.load_pem_private_key(data, password.encode())
-    except ValueError:
-        raise _wrong_password(path) from None
-
-
-def _private_key(data: bytes, password: str | None, path: Path) -> object:
-    found = _PEM.search(data)
-    if found is None:
-        raise SigningKeyError(
-            f"--sign-key {path}: not a PEM key: give a cosign key file (cosign "
-            "generate-key-pair) or an EC P-256 private key PEM"
-        )
-    kind = found.group(1).decode()
-    try:
-        if kind in COSIGN_PEMS:
-            der = _open_cosign(found.group(2), password or "", path)
-            return serialization.load_der_private_key(der, password=None)
-        return _open_pem(data, password, path)
-    except SigningKeyError:
-        raise
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningKeyError(f"--sign-key {path}: its {kind} is not a readable key") from None
-
-
-def load_key(path: Path, password: str | None) -> SigningKey:
-    """The key in `path`: a cosign key file, opened with `password`, or a PEM private key
-    (PKCS#8, encrypted or not, or SEC1). SigningKeyError, one line, if it cannot sign."""
-    if not path.is_file():
-        what = "does not exist" if not path.exists() else "is not a file"
-        raise SigningKeyError(
-            f"--sign-key {path} {what}: give the path of a key file (KMS URIs and keyless "
-            "signing are not supported)"
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SigningKeyError(f"--sign-key {path}: cannot read it ({err.strerror})") from None
-    key = _private_key(data, password, path)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            kind = f"an EC {key.curve.name}"
-        else:
-            kind = "an " + type(key).__name__.lstrip("_").removesuffix("PrivateKey")
-        raise SigningKeyError(
-            f"--sign-key {path}: {kind} key; cosign keys here are ECDSA P-256 (make one with "
-            "`cosign generate-key-pair`)"
-        )
-    return SigningKey(key)
+    signatures: dict[str, str]
+    attestations: str | None
+    bundles: tuple[str, ...] = ()
 
 
 def simple_signing(repository: str, digest: str) -> bytes:
@@ -222,7 +115,7 @@ def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:")
 
 
-def _dsse(body: bytes, key: SigningKey, **keyid: str) -> dict[str, object]:
+def _dsse(body: bytes, key: Signer, **keyid: str) -> dict[str, object]:
     signature = base64.b64encode(key.sign(pae(IN_TOTO, body))).decode()
     return {
         "payloadType": IN_TOTO,
@@ -231,13 +124,13 @@ def _dsse(body: bytes, key: SigningKey, **keyid: str) -> dict[str, object]:
     }
 
 
-def envelope(body: bytes, key: SigningKey) -> bytes:
+def envelope(body: bytes, key: Signer) -> bytes:
     """`body` (an in-toto statement) in a DSSE envelope signed by `key`, as cosign attaches
     it under the `.att` tag."""
     return dump(_dsse(body, key, keyid=""))
 
 
-def bundle(body: bytes, key: SigningKey) -> bytes:
+def bundle(body: bytes, key: Signer) -> bytes:
     """`body` (an in-toto statement) signed by `key` in a Sigstore bundle v0.3, as cosign v3
     writes one for a key: no transparency log entry, no timestamp, the key named by its hint."""
     dsse = _dsse(body, key)
@@ -254,7 +147,7 @@ def bundle(body: bytes, key: SigningKey) -> bytes:
     )
 
 
-def signed_by(document: bytes, key: SigningKey) -> bool:
+def signed_by(document: bytes, key: Signer) -> bool:
     """Whether the DSSE envelope `document` carries a signature `key` made."""
     try:
         found: dict[str, Any] = json.loads(document)

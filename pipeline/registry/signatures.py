@@ -19,6 +19,7 @@ from pipeline.errors import RegistryError
 from pipeline.image import signing
 from pipeline.image.layout import dump
 from pipeline.image.oci import digest_of
+from pipeline.image.signing import Attestation, Signed
 from pipeline.refs import ImageRef
 from pipeline.registry import bundles
 from pipeline.registry.access import Deadline, Login
@@ -30,24 +31,6 @@ SIGNATURE = "dev.cosignproject.cosign/signature"
 PREDICATE = "predicateType"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # cosign's: no wall clock in a signature's manifest
-
-
-@dataclass(frozen=True)
-class Attestation:
-    """An in-toto statement to sign and attach: its predicate type and its bytes."""
-
-    predicate_type: str
-    statement: bytes
-
-
-@dataclass(frozen=True)
-class Signed:
-    """What signing wrote: each signed digest's `.sig` manifest digest and the `.att`'s
-    (legacy), the bundles' referrer manifests (bundle)."""
-
-    signatures: dict[str, str]
-    attestations: str | None
-    bundles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +105,7 @@ def _attach(
     return digest_of(manifest)
 
 
-def _signature_by(key: signing.SigningKey, payload: bytes) -> Callable[[dict[str, Any]], bool]:
+def _signature_by(key: signing.Signer, payload: bytes) -> Callable[[dict[str, Any]], bool]:
     """Whether a `.sig` layer is `key`'s signature of `payload`."""
 
     def replaced(layer: dict[str, Any]) -> bool:
@@ -138,7 +121,7 @@ def _signature_by(key: signing.SigningKey, payload: bytes) -> Callable[[dict[str
 
 
 def _attestation_by(
-    client: Client, key: signing.SigningKey, predicate_type: str, directory: Path
+    client: Client, key: signing.Signer, predicate_type: str, directory: Path
 ) -> Callable[[dict[str, Any]], bool]:
     """Whether an `.att` layer is an attestation of `predicate_type` that `key` signed."""
 
@@ -154,7 +137,7 @@ def _attestation_by(
 
 def _legacy(
     client: Client,
-    key: signing.SigningKey,
+    key: signing.Signer,
     digests: Sequence[str],
     attestations: Sequence[Attestation],
     directory: Path,
@@ -182,7 +165,7 @@ def _legacy(
 
 def _bundled(
     client: Client,
-    key: signing.SigningKey,
+    key: signing.Signer,
     subjects: Sequence[dict[str, Any]],
     attestations: Sequence[Attestation],
     created: str | None,
@@ -203,7 +186,7 @@ def sign(
     ref: ImageRef,
     login: Login,
     deadline: Deadline,
-    key: signing.SigningKey,
+    key: signing.Signer,
     *,
     subjects: Sequence[dict[str, Any]],
     attestations: Sequence[Attestation],
