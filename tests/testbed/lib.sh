@@ -30,6 +30,7 @@ TB_REFERRERS_REGISTRY=127.0.0.1:5446
 TB_MODULE_HOST=192.0.2.1
 TB_MODULES=/var/lib/$TB_NAME-modules
 TB_TOKEN_SERVER=127.0.0.1:5445
+TB_ENGINE_GC_RESERVED=25GB # what the test bed's engine never prunes below (its GC, in engine.json)
 # The realm by a host name, as hosted registries name theirs (auth.docker.io): go-containerregistry
 # (cosign v3) refuses a realm on a loopback or private IP literal other than the registry's own.
 TB_TOKEN_REALM=https://localhost:5445/token
