@@ -34,11 +34,10 @@ import pytest
 import requests
 
 from pipeline.errors import RegistryError
-from pipeline.image.oci import REF_NAME
+from pipeline.image.oci import INDEX, REF_NAME
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.remote import push_image, push_sbom
-from pipeline.registry.transport import INDEX
 from pipeline.settings import Secret
 from tests.conftest import ROOT, PipelineRunner, Testbed, started
 from tests.proxy import faulty_proxy

@@ -17,12 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pipeline.errors import RegistryError
 from pipeline.image import signing
 from pipeline.image.keys import SigningKey
-from pipeline.image.oci import digest_of
+from pipeline.image.oci import INDEX, MANIFEST, digest_of
 from pipeline.image.signing import Attestation
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.signatures import sign
-from pipeline.registry.transport import INDEX, MANIFEST
 from tests.conftest import Testbed, put_blob
 
 SLSA = "https://slsa.dev/provenance/v1"

@@ -13,11 +13,10 @@ import pytest
 import requests
 
 from pipeline.errors import RegistryError
-from pipeline.image.oci import digest_of
+from pipeline.image.oci import MANIFEST, digest_of
 from pipeline.refs import parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.tagging import add_tags, manifest_bytes
-from pipeline.registry.transport import MANIFEST
 from tests.conftest import Testbed, put_blob
 
 REPOSITORY = "tagging/app"

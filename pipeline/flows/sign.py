@@ -18,7 +18,7 @@ from typing import Any
 import pipeline
 from pipeline.errors import RegistryError
 from pipeline.image import signing
-from pipeline.image.oci import ImageInfo, digest_of, read_blob
+from pipeline.image.oci import MANIFEST, ImageInfo, digest_of, read_blob
 from pipeline.image.signing import Attestation, Signed
 from pipeline.provenance import rfc3339
 from pipeline.refs import parse_image_ref
@@ -30,7 +30,6 @@ SLSA = "https://slsa.dev/provenance/v1"
 SPDX = "https://spdx.dev/Document"
 # What our build is and which parameters it takes: docs/build-type.md describes it.
 BUILD_TYPE = "tag:pipeline,2026:build-type/go-image/v1"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 LOCAL_BUILDER = "tag:pipeline,2026:builder/local"
 
 
@@ -194,7 +193,7 @@ def subjects(info: ImageInfo, tarball: Path) -> list[dict[str, Any]]:
     for manifest in info.manifests:
         if manifest.digest != info.digest:
             blob = read_blob(tarball, manifest.digest)
-            kind = json.loads(blob).get("mediaType", OCI_MANIFEST)
+            kind = json.loads(blob).get("mediaType", MANIFEST)
             found.append({"mediaType": kind, "digest": manifest.digest, "size": len(blob)})
     return found
 

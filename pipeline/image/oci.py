@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 REF_NAME = "org.opencontainers.image.ref.name"  # the annotation naming an image in a layout
-INDEX_TYPES = frozenset(
-    {
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    }
-)
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+INDEX_TYPES = frozenset({INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"})
 
 
 class OCIError(ValueError):

@@ -7,17 +7,14 @@ other tools listed there."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline.image import signing
-from pipeline.image.layout import dump
-from pipeline.image.oci import digest_of
+from pipeline.image.oci import INDEX
 from pipeline.registry.answers import check_answer
-from pipeline.registry.remote import EMPTY, merge_into_tag, upload
-from pipeline.registry.transport import INDEX, MANIFEST, Client
+from pipeline.registry.remote import push_referrer
+from pipeline.registry.transport import Client
 
 CONTENT = "dev.sigstore.bundle.content"
 PREDICATE = "dev.sigstore.bundle.predicateType"
@@ -47,38 +44,13 @@ def attach(
     image's descriptor), listed under the fallback tag unless the registry has the referrers
     API (`api`). The referrers' digests."""
     pushed: list[str] = []
-    fallback = str(subject["digest"]).replace(":", "-")
-    container = client.get_container(f"{client.ref.endpoint}/{client.ref.repository}:{fallback}")
-    with tempfile.TemporaryDirectory(prefix="pipeline-bundle-") as directory:
-        for index, (predicate_type, data) in enumerate(bundles):
-            what = f"push of the {predicate_type} bundle"
-            files = {"config": (b"{}", EMPTY), f"bundle-{index}": (data, signing.BUNDLE)}
-            layers = []
-            for name, (content, media_type) in files.items():
-                path = Path(directory) / name
-                path.write_bytes(content)
-                layers.append(upload(client, container, path, media_type, what))
-            annotations = {CONTENT: "dsse-envelope", PREDICATE: predicate_type}
-            if created is not None:
-                annotations[CREATED] = created
-            manifest = dump(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": MANIFEST,
-                    "artifactType": signing.BUNDLE,
-                    "config": layers[0],
-                    "layers": layers[1:],
-                    "subject": subject,
-                    "annotations": annotations,
-                }
-            )
-            digest = digest_of(manifest)
-            put = {"Content-Type": MANIFEST}
-            answer = client.do_request(client.manifest_url(digest), "PUT", manifest, put)
-            check_answer(answer, client.ref, what)
-            if not api:
-                entry = {"mediaType": MANIFEST, "digest": digest, "size": len(manifest),
-                         "artifactType": signing.BUNDLE}  # fmt: skip
-                merge_into_tag(client, fallback, entry)
-            pushed.append(digest)
+    for predicate_type, data in bundles:
+        annotations = {CONTENT: "dsse-envelope", PREDICATE: predicate_type}
+        if created is not None:
+            annotations[CREATED] = created
+        entry = push_referrer(
+            client, subject, data, media_type=signing.BUNDLE, annotations=annotations,
+            named=f"the {predicate_type} bundle", listed=not api,
+        )  # fmt: skip
+        pushed.append(str(entry["digest"]))
     return pushed

@@ -18,11 +18,11 @@ import oras.layout
 
 from pipeline.errors import RegistryError
 from pipeline.image.layout import dump
-from pipeline.image.oci import REF_NAME, digest_of, file_digest
+from pipeline.image.oci import INDEX, MANIFEST, REF_NAME, digest_of, file_digest
 from pipeline.refs import ImageRef
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors
-from pipeline.registry.transport import INDEX, MANIFEST, Client
+from pipeline.registry.transport import Client
 
 EMPTY = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
@@ -213,6 +213,53 @@ def _listed(client: Client, tag: str) -> list[dict[str, Any]]:
     return [m for m in manifests if isinstance(m, dict) and "digest" in m]
 
 
+def push_referrer(
+    client: Client,
+    subject: dict[str, Any],
+    data: bytes,
+    *,
+    media_type: str,
+    annotations: dict[str, str],
+    named: str,
+    layer_annotations: dict[str, str] | None = None,
+    listed: bool = True,
+) -> dict[str, Any]:
+    """Push `data` (of `media_type`, also the artifactType) as an OCI 1.1 referrer of the
+        image `subject` (its descriptor): an empty config, `data` as the one layer, PUT by its
+        digest; `listed`, also in the index under the fallback tag `sha256-<hex>`, beside what
+        other tools listed there (their manifests are in the registry already). Its entry there;
+    failures name it as `named` says ("the SBOM")."""
+    fallback = str(subject["digest"]).replace(":", "-")
+    what = f"push of {named}"
+    container = client.get_container(f"{client.ref.endpoint}/{client.ref.repository}:{fallback}")
+    with tempfile.TemporaryDirectory(prefix="pipeline-referrer-") as directory:
+        layers = []
+        for name, content, kind in (("config", b"{}", EMPTY), ("layer", data, media_type)):
+            path = Path(directory) / name
+            path.write_bytes(content)
+            layers.append(upload(client, container, path, kind, what))
+    if layer_annotations is not None:
+        layers[1] = {**layers[1], "annotations": layer_annotations}
+    manifest = dump(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": media_type,
+            "config": layers[0],
+            "layers": layers[1:],
+            "subject": subject,
+            "annotations": annotations,
+        }
+    )
+    entry = {"mediaType": MANIFEST, **_descriptor(manifest), "artifactType": media_type}
+    put = {"Content-Type": MANIFEST}
+    answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
+    check_answer(answer, client.ref, what)
+    if listed:
+        merge_into_tag(client, fallback, entry)
+    return entry
+
+
 def push_sbom(
     sbom: bytes,
     ref: ImageRef,
@@ -223,40 +270,15 @@ def push_sbom(
     media_type: str,
     created: str,
 ) -> str:
-    """Push `sbom` as a referrer of the image `subject` (its descriptor), and list it in the
-    index under the fallback tag `sha256-<hex>`, beside what other tools listed there
-    (signatures, attestations: their manifests are in the registry already). Return the tag."""
-    fallback = str(subject["digest"]).replace(":", "-")
-    with tempfile.TemporaryDirectory(prefix="pipeline-sbom-") as directory, one_line_errors(ref):
-        client = Client(ref, login, deadline)
-        container = client.get_container(f"{ref.endpoint}/{ref.repository}:{fallback}")
-        layers = []
-        for name, data, kind in (("config", b"{}", EMPTY), ("sbom", sbom, media_type)):
-            path = Path(directory) / name
-            path.write_bytes(data)
-            layers.append(upload(client, container, path, kind, "push of the SBOM"))
-        manifest = dump(
-            {
-                "schemaVersion": 2,
-                "mediaType": MANIFEST,
-                "artifactType": media_type,
-                "config": layers[0],
-                "layers": [
-                    {
-                        **layers[1],
-                        "annotations": {TITLE: "sbom.spdx.json"},
-                    }
-                ],
-                "subject": subject,
-                "annotations": {"org.opencontainers.image.created": created},
-            }
-        )
-        entry = {"mediaType": MANIFEST, **_descriptor(manifest), "artifactType": media_type}
-        put = {"Content-Type": MANIFEST}
-        answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
-        check_answer(answer, ref, "push of the SBOM")
-        merge_into_tag(client, fallback, entry)
-    return fallback
+    """Push `sbom` as a referrer of the image `subject` (its descriptor), listed under the
+    fallback tag `sha256-<hex>` (push_referrer). Return the tag."""
+    with one_line_errors(ref):
+        push_referrer(
+            Client(ref, login, deadline), subject, sbom, media_type=media_type,
+            annotations={"org.opencontainers.image.created": created}, named="the SBOM",
+            layer_annotations={TITLE: "sbom.spdx.json"},
+        )  # fmt: skip
+    return str(subject["digest"]).replace(":", "-")
 
 
 def merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:

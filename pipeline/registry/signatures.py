@@ -18,14 +18,14 @@ from typing import Any
 from pipeline.errors import RegistryError
 from pipeline.image import signing
 from pipeline.image.layout import dump
-from pipeline.image.oci import digest_of
+from pipeline.image.oci import INDEX, MANIFEST, digest_of
 from pipeline.image.signing import Attestation, Signed
 from pipeline.refs import ImageRef
 from pipeline.registry import bundles
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors
 from pipeline.registry.remote import download_blob, upload
-from pipeline.registry.transport import INDEX, MANIFEST, Client
+from pipeline.registry.transport import Client
 
 SIGNATURE = "dev.cosignproject.cosign/signature"
 PREDICATE = "predicateType"

@@ -20,12 +20,11 @@ import requests
 import requests.adapters
 
 from pipeline.errors import PASSWORD_ENV, RegistryError, auth_failed
+from pipeline.image.oci import INDEX, MANIFEST
 from pipeline.refs import ImageRef
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.answers import check_answer, one_line_errors, request_of
 
-INDEX = "application/vnd.oci.image.index.v1+json"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 TRIES = 4  # a request answered 429 or 502-504 is sent again, up to this many times in all
 _RETRIED = (429, 502, 503, 504)
 
