@@ -74,7 +74,9 @@ class ImageReport:
     loaded: str | None = None
     anatomy: Anatomy | None = None
     sbom: str | None = None  # the SPDX file beside the tarball
-    sbom_tag: str | None = None  # the registry tag the SBOM referrer is listed under
+    # The registry tag the SBOM referrer is listed under; None without an SBOM or where the
+    # registry's referrers API lists it.
+    sbom_tag: str | None = None
     provenance: str | None = None  # the SLSA provenance statement's file (--provenance)
     # --sign-key: each signed digest (the image's, then each platform's) → its signature
     # manifest (under the tag sha256-<hex>.sig); the attestations' manifest (….att)

@@ -282,14 +282,17 @@ def _put_foreign_signature(registry: str, repository: str, subject: dict[str, An
     return digest
 
 
-def _pushed_subject(testbed: Testbed, tmp_path: Path, repository: str) -> dict[str, Any]:
+def _pushed_subject(
+    testbed: Testbed, tmp_path: Path, repository: str, registry: str | None = None
+) -> dict[str, Any]:
+    registry = registry or testbed.registry
     tarball = tmp_path / "image.tar"
     digest = tiny_layout(tarball, "hello:1", unique().encode())
-    ref = parse_image_ref(f"{testbed.registry}/{repository}:1", option="--publish")
+    ref = parse_image_ref(f"{registry}/{repository}:1", option="--publish")
     push_image(
         tarball, ref, Login(None, None, None), Deadline.of(60), ref_name="hello:1", digest=digest
     )
-    size = len(requests.get(f"http://{testbed.registry}/v2/{repository}/manifests/1",
+    size = len(requests.get(f"http://{registry}/v2/{repository}/manifests/1",
                             headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
                             timeout=30).content)  # fmt: skip
     return {
@@ -326,6 +329,7 @@ def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
         media_type=SPDX,
         created=CREATED,
     )
+    assert tag is not None  # listed: this registry has no referrers API
     listed = _listed(inside, repository, tag)
     assert [m["artifactType"] for m in listed] == [
         "application/vnd.dev.cosign.artifact.sig.v1+json",
@@ -333,6 +337,38 @@ def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
     ]
     assert listed[0]["digest"] == signature
     assert listed[0]["annotations"] == {"dev.sigstore.cosign": "signature"}  # kept as it was
+
+
+def test_a_registry_with_the_referrers_api_lists_the_sbom_itself(
+    inside: Testbed, tmp_path: Path
+) -> None:
+    """It answers the SBOM's PUT with OCI-Subject: no fallback tag is written (nor waited
+    for), and the referrers API lists the SBOM."""
+    registry, repository = inside["TESTBED_REFERRERS_REGISTRY"], f"referrers/{unique()}"
+    subject = _pushed_subject(inside, tmp_path, repository, registry)
+    ref = parse_image_ref(f"{registry}/{repository}:1", option="--publish")
+    tag = push_sbom(
+        b'{"spdxVersion":"SPDX-2.3"}',
+        ref,
+        Login(None, None, None),
+        Deadline.of(60),
+        subject=subject,
+        media_type=SPDX,
+        created=CREATED,
+    )
+    assert tag is None
+    fallback = str(subject["digest"]).replace(":", "-")
+    answer = requests.get(
+        f"http://{registry}/v2/{repository}/manifests/{fallback}",
+        headers={"Accept": INDEX},
+        timeout=30,
+    )
+    assert answer.status_code == 404, answer.text
+    listing = requests.get(
+        f"http://{registry}/v2/{repository}/referrers/{subject['digest']}", timeout=30
+    )
+    assert listing.status_code == 200, listing.text
+    assert [m["artifactType"] for m in listing.json()["manifests"]] == [SPDX]
 
 
 def test_a_fallback_tag_that_cannot_be_read_is_an_error(inside: Testbed, tmp_path: Path) -> None:
@@ -367,14 +403,16 @@ def test_two_sbom_pushes_at_once_keep_both_entries(inside: Testbed, tmp_path: Pa
         start.wait()
         try:
             outcomes.append(
-                push_sbom(
-                    document,
-                    ref,
-                    Login(None, None, None),
-                    Deadline.of(60),
-                    subject=subject,
-                    media_type=SPDX,
-                    created=CREATED,
+                str(  # the tag: this registry has no referrers API
+                    push_sbom(
+                        document,
+                        ref,
+                        Login(None, None, None),
+                        Deadline.of(60),
+                        subject=subject,
+                        media_type=SPDX,
+                        created=CREATED,
+                    )
                 )
             )
         except RegistryError as err:

@@ -48,7 +48,7 @@ def attach(
         annotations = {CONTENT: "dsse-envelope", PREDICATE: predicate_type}
         if created is not None:
             annotations[CREATED] = created
-        entry = push_referrer(
+        entry, _ = push_referrer(
             client, subject, data, media_type=signing.BUNDLE, annotations=annotations,
             named=f"the {predicate_type} bundle", listed=not api,
         )  # fmt: skip

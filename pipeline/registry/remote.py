@@ -223,12 +223,15 @@ def push_referrer(
     named: str,
     layer_annotations: dict[str, str] | None = None,
     listed: bool = True,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str | None]:
     """Push `data` (of `media_type`, also the artifactType) as an OCI 1.1 referrer of the
-        image `subject` (its descriptor): an empty config, `data` as the one layer, PUT by its
-        digest; `listed`, also in the index under the fallback tag `sha256-<hex>`, beside what
-        other tools listed there (their manifests are in the registry already). Its entry there;
-    failures name it as `named` says ("the SBOM")."""
+    image `subject` (its descriptor): an empty config, `data` as the one layer, PUT by its
+    digest; `listed`, also in the index under the fallback tag `sha256-<hex>`, beside what
+    other tools listed there (their manifests are in the registry already), unless the
+    registry answers the PUT with OCI-Subject: then it has the referrers API and lists the
+    referrer itself (the distribution spec's rule), and no tag is written, nor waited for.
+    Its entry, and the fallback tag it is listed under (None if none); failures name it as
+    `named` says ("the SBOM")."""
     fallback = str(subject["digest"]).replace(":", "-")
     what = f"push of {named}"
     container = client.get_container(f"{client.ref.endpoint}/{client.ref.repository}:{fallback}")
@@ -255,9 +258,10 @@ def push_referrer(
     put = {"Content-Type": MANIFEST}
     answer = client.do_request(client.manifest_url(entry["digest"]), "PUT", manifest, put)
     check_answer(answer, client.ref, what)
-    if listed:
-        merge_into_tag(client, fallback, entry)
-    return entry
+    if not listed or answer.headers.get("OCI-Subject") == subject["digest"]:
+        return entry, None
+    merge_into_tag(client, fallback, entry)
+    return entry, fallback
 
 
 def push_sbom(
@@ -269,16 +273,17 @@ def push_sbom(
     subject: dict[str, Any],
     media_type: str,
     created: str,
-) -> str:
+) -> str | None:
     """Push `sbom` as a referrer of the image `subject` (its descriptor), listed under the
-    fallback tag `sha256-<hex>` (push_referrer). Return the tag."""
+    fallback tag `sha256-<hex>` where the registry has no referrers API (push_referrer).
+    Return that tag, or None where the registry lists the SBOM itself."""
     with one_line_errors(ref):
-        push_referrer(
+        _, tag = push_referrer(
             Client(ref, login, deadline), subject, sbom, media_type=media_type,
             annotations={"org.opencontainers.image.created": created}, named="the SBOM",
             layer_annotations={TITLE: "sbom.spdx.json"},
         )  # fmt: skip
-    return str(subject["digest"]).replace(":", "-")
+    return tag
 
 
 def merge_into_tag(client: Client, tag: str, entry: dict[str, Any]) -> None:

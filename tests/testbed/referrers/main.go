@@ -6,12 +6,16 @@
 // Its listing is completed here as the distribution spec says it: each entry's artifactType
 // is the manifest's own artifactType (go-containerregistry gives the config's media type
 // only), its annotations are the manifest's, and `?artifactType=` filters the list (saying
-// so in OCI-Filters-Applied).
+// so in OCI-Filters-Applied). A manifest pushed with a subject is answered with the
+// OCI-Subject header, as a registry with the API must answer it: clients then write no
+// fallback tag.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -92,6 +96,36 @@ func referrers(inner http.Handler, w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// withSubject serves a manifest PUT, adding OCI-Subject (the subject's digest) to a 201
+// answer when the manifest names a subject.
+func withSubject(inner http.Handler, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var pushed struct {
+		Subject *descriptor `json:"subject"`
+	}
+	answer := httptest.NewRecorder()
+	inner.ServeHTTP(answer, r)
+	for key, values := range answer.Header() {
+		w.Header()[key] = values
+	}
+	if answer.Code == http.StatusCreated && json.Unmarshal(body, &pushed) == nil && pushed.Subject != nil {
+		w.Header().Set("OCI-Subject", pushed.Subject.Digest)
+	}
+	w.WriteHeader(answer.Code)
+	w.Write(answer.Body.Bytes())
+}
+
+// isManifest: /v2/<name>/manifests/<reference>.
+func isManifest(path string) bool {
+	elems := strings.Split(strings.TrimPrefix(path, "/v2/"), "/")
+	return strings.HasPrefix(path, "/v2/") && len(elems) >= 3 && elems[len(elems)-2] == "manifests"
+}
+
 // isReferrers: /v2/<name>/referrers/<digest> (a repository may be named …/referrers too).
 func isReferrers(path string) bool {
 	elems := strings.Split(strings.TrimPrefix(path, "/v2/"), "/")
@@ -116,6 +150,10 @@ func main() {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && isReferrers(r.URL.Path) {
 			referrers(inner, w, r)
+			return
+		}
+		if r.Method == http.MethodPut && isManifest(r.URL.Path) {
+			withSubject(inner, w, r)
 			return
 		}
 		inner.ServeHTTP(w, r)
