@@ -17,7 +17,7 @@ from dagger import dag
 
 from pipeline.clock import Clock
 from pipeline.engine.session import Session, uploading
-from pipeline.flows import deliver, tarball
+from pipeline.flows import deliver, publish, tarball
 from pipeline.flows.reuse import Kept, foreseeable, foreseen
 from pipeline.image import buildinfo
 from pipeline.image.canonical import prime
@@ -120,8 +120,10 @@ async def variant(
             # The binary is copied out once `go build` is done, beside the image's last steps;
             # the layer that will hold it is compressed beside them too (normalise or
             # swap_last_layer find it in the memo by its digest). Meanwhile pyelftools is
-            # imported, for the SBOM's build info.
+            # imported, for the SBOM's build info, and oras and requests for a push.
             group.start_soon(anyio.to_thread.run_sync, buildinfo.load)
+            if settings.publish is not None:
+                group.start_soon(anyio.to_thread.run_sync, publish.load)
             group.start_soon(_sync_all, containers)
             facts = await _after_build(built, session, job.temp)
             layer = foreseen(settings, built, facts[1])

@@ -33,6 +33,12 @@ def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) 
     return sbom.build_sbom(found, subject)
 
 
+def load() -> None:
+    """Import what a push needs (oras and requests: about 0.2 s), in a thread beside the
+    build, so that the push does not wait for it."""
+    from pipeline.registry import remote, tagging  # noqa: F401
+
+
 async def publish(
     image: Image,
     settings: Settings,
