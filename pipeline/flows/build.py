@@ -58,14 +58,19 @@ async def _pin_bases(settings: Settings) -> tuple[Settings, dict[str, str]]:
 
 
 async def _after_build(built: Built, session: Session, temp: Path) -> tuple[str, bytes]:
-    """The binary as `go build` left it, copied out of the build stage with its directory
-    (Directory.export keeps modification times; nothing runs in a container). Its time, older
-    than the session if the build came from the cache, says "cold" (`go build` ran in this
-    session) or "warm"; its bytes hold the build info the SBOM is made from
+    """The binary as `go build` left it, copied out of the build stage in a directory of its
+    own (Directory.export keeps modification times; nothing runs in a container; the rest of
+    its directory, the other binaries of a shared build or naive's source, stays behind). Its
+    time, older than the session if the build came from the cache, says "cold" (`go build`
+    ran in this session) or "warm"; its bytes hold the build info the SBOM is made from
     (pipeline.image.buildinfo) and the layer the image will hold it in."""
     where = PurePosixPath(built.binary_path)
     copy = temp / "build-output"
-    await built.build_stage.directory(str(where.parent)).export(str(copy))
+    await (
+        built.build_stage.directory(str(where.parent))
+        .filter(include=[where.name])
+        .export(str(copy))
+    )
 
     def read() -> tuple[float, bytes]:
         binary = copy / where.name
