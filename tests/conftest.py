@@ -321,17 +321,31 @@ def children() -> Iterator[contextlib.ExitStack]:
         yield stack
 
 
+def go_tests() -> set[int]:
+    """The Go test binaries running (in an engine's containers), by pid. A test whose engine
+    was SIGKILLed leaves its own running for a while: a test counts only those it started."""
+    running = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and b"-test.timeout=" in (entry / "cmdline").read_bytes():
+                running.add(int(entry.name))
+    return running
+
+
 def engine_pid(testbed: Testbed) -> int:
     return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
 
 
 @pytest.fixture
 def engine_back(testbed: Testbed) -> Iterator[None]:
-    """The test bed's engine running again after the test, whatever it did to it."""
+    """The test bed's engine running again after the test, whatever it did to it: the engine
+    it stopped waited for until it has exited (a second engine cannot start on its state),
+    then `up`. An engine the test started again itself is running already: no wait."""
+    before = engine_pid(testbed)
     yield
     pid = engine_pid(testbed)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while pid == before and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.5)
     up = subprocess.run(
         [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False

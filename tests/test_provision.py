@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
+from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, go_tests, started
 
 SLOW_TEST = """package main
 
@@ -127,9 +127,15 @@ def _sessions_of(pid: int) -> list[int]:
     return found
 
 
-def _busy(runs: list[subprocess.Popen[str]]) -> None:
-    """Wait until every run is inside its slow go test (its session up, its test started)."""
-    time.sleep(12)
+def _busy(runs: list[subprocess.Popen[str]], before: set[int]) -> None:
+    """Wait until every run is inside its slow go test (its session up, its test started:
+    as many Go tests running as runs, besides those running `before`), within 120 s."""
+    deadline = time.monotonic() + 120
+    while len(go_tests() - before) < len(runs):
+        for run in runs:
+            assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the runs never reached their go test"
+        time.sleep(0.2)
     for run in runs:
         assert run.poll() is None, run.communicate()
         assert _sessions_of(run.pid), "no session child: the run has not connected"
@@ -145,13 +151,14 @@ def test_the_engine_gone_mid_build_ends_every_run_within_30s(
     children: contextlib.ExitStack,
     how: int,
 ) -> None:
+    before = go_tests()
     runs = [
         _start(
             children, pipeline, _slow_tree(tmp_path, f"src{n}"), tmp_path / f"out{n}" / "image.tar"
         )
         for n in range(2)
     ]
-    _busy(runs)
+    _busy(runs, before)
     os.kill(engine_pid(testbed), how)
     stopped = time.monotonic()
     for n, run in enumerate(runs):

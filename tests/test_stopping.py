@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, started
+from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, go_tests, started
 
 # Each test counts what build/ holds, and the processes it started: no other test at once.
 pytestmark = pytest.mark.alone
@@ -197,17 +197,6 @@ class _Descendants:
         self._thread.join()
 
 
-def _go_tests() -> set[int]:
-    """The Go test binaries running (in an engine's containers), by pid. A test whose engine
-    was SIGKILLed leaves its own running for a while: a test counts only those it started."""
-    running = set()
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and b"-test.timeout=" in (entry / "cmdline").read_bytes():
-                running.add(int(entry.name))
-    return running
-
-
 # Exit codes of the command as started: the pipeline's own, or `dagger run`'s (negative: it
 # ended by that signal). Ways of stopping: SIGINT and SIGHUP to the whole process group (a
 # terminal's Ctrl-C, a terminal closed), SIGTERM to the command alone (`kill PID`, a CI
@@ -280,7 +269,7 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
             *command,
         ]
     scratch_before = set((ROOT / "build").glob(".pipeline-*"))
-    tests_before = _go_tests()
+    tests_before = go_tests()
     stderr_file = tmp_path / "stderr"
     with (
         stderr_file.open("w") as err,
@@ -293,7 +282,7 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
                 top.wait(timeout=300)
             else:
                 deadline = time.monotonic() + 120
-                while not _go_tests() - tests_before:
+                while not go_tests() - tests_before:
                     assert top.poll() is None, stderr_file.read_text()
                     assert time.monotonic() < deadline, "the build never reached its go test"
                     time.sleep(0.2)
