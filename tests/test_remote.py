@@ -35,7 +35,7 @@ import requests
 
 from pipeline.errors import RegistryError
 from pipeline.image.oci import INDEX, REF_NAME
-from pipeline.refs import parse_image_ref
+from pipeline.refs import ImageRef, parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.remote import push_image, push_sbom
 from pipeline.settings import Secret
@@ -313,15 +313,10 @@ def _listed(testbed: Testbed, repository: str, tag: str) -> list[dict[str, Any]]
     return manifests
 
 
-def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
-    inside: Testbed, tmp_path: Path
-) -> None:
-    repository = f"referrers/{unique()}"
-    subject = _pushed_subject(inside, tmp_path, repository)
-    signature = _put_foreign_signature(inside.registry, repository, subject)
-    ref = parse_image_ref(f"{inside.registry}/{repository}:1", option="--publish")
-    tag = push_sbom(
-        b'{"spdxVersion":"SPDX-2.3"}',
+def _sbom_to(ref: ImageRef, subject: dict[str, Any], document: bytes) -> str | None:
+    """push_sbom of `document` as an SPDX referrer of `subject`, anonymously."""
+    return push_sbom(
+        document,
         ref,
         Login(None, None, None),
         Deadline.of(60),
@@ -329,6 +324,16 @@ def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
         media_type=SPDX,
         created=CREATED,
     )
+
+
+def test_the_sbom_joins_other_tools_referrers_without_their_blobs(
+    inside: Testbed, tmp_path: Path
+) -> None:
+    repository = f"referrers/{unique()}"
+    subject = _pushed_subject(inside, tmp_path, repository)
+    signature = _put_foreign_signature(inside.registry, repository, subject)
+    ref = parse_image_ref(f"{inside.registry}/{repository}:1", option="--publish")
+    tag = _sbom_to(ref, subject, b'{"spdxVersion":"SPDX-2.3"}')
     assert tag is not None  # listed: this registry has no referrers API
     listed = _listed(inside, repository, tag)
     assert [m["artifactType"] for m in listed] == [
@@ -347,15 +352,7 @@ def test_a_registry_with_the_referrers_api_lists_the_sbom_itself(
     registry, repository = inside["TESTBED_REFERRERS_REGISTRY"], f"referrers/{unique()}"
     subject = _pushed_subject(inside, tmp_path, repository, registry)
     ref = parse_image_ref(f"{registry}/{repository}:1", option="--publish")
-    tag = push_sbom(
-        b'{"spdxVersion":"SPDX-2.3"}',
-        ref,
-        Login(None, None, None),
-        Deadline.of(60),
-        subject=subject,
-        media_type=SPDX,
-        created=CREATED,
-    )
+    tag = _sbom_to(ref, subject, b'{"spdxVersion":"SPDX-2.3"}')
     assert tag is None
     fallback = str(subject["digest"]).replace(":", "-")
     answer = requests.get(
@@ -381,15 +378,7 @@ def test_a_fallback_tag_that_cannot_be_read_is_an_error(inside: Testbed, tmp_pat
     with faulty_proxy(inside.registry, broken) as (proxy, _):
         ref = parse_image_ref(f"{proxy}/{repository}:1", option="--publish")
         with pytest.raises(RegistryError, match=r"reading the tag sha256-\w+ .* HTTP 500"):
-            push_sbom(
-                b"{}",
-                ref,
-                Login(None, None, None),
-                Deadline.of(60),
-                subject=subject,
-                media_type=SPDX,
-                created=CREATED,
-            )
+            _sbom_to(ref, subject, b"{}")
 
 
 def test_two_sbom_pushes_at_once_keep_both_entries(inside: Testbed, tmp_path: Path) -> None:
@@ -404,15 +393,7 @@ def test_two_sbom_pushes_at_once_keep_both_entries(inside: Testbed, tmp_path: Pa
         try:
             outcomes.append(
                 str(  # the tag: this registry has no referrers API
-                    push_sbom(
-                        document,
-                        ref,
-                        Login(None, None, None),
-                        Deadline.of(60),
-                        subject=subject,
-                        media_type=SPDX,
-                        created=CREATED,
-                    )
+                    _sbom_to(ref, subject, document)
                 )
             )
         except RegistryError as err:
