@@ -726,3 +726,88 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
             assert version.returncode == 0, version.stderr[-2000:]
     finally:
         stop_fresh_runner()
+
+
+PLANTED_RULES = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:CNI-0a1b - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 10.87.0.5/32 -m comment --comment "name: \\"dagger\\" id: \\"abc\\"" -j CNI-0a1b
+-A CNI-0a1b -d 10.87.0.0/16 -m comment --comment "name: \\"dagger\\" id: \\"abc\\"" -j ACCEPT
+-A CNI-0a1b ! -d 224.0.0.0/4 -m comment --comment "name: \\"dagger\\" id: \\"abc\\"" -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:CNI-FORWARD - [0:0]
+:CNI-ADMIN - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD
+-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN
+-A CNI-FORWARD -s 10.87.0.5/32 -j ACCEPT
+-A CNI-FORWARD -d 10.87.0.5/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+"""  # what the bridge and firewall plugins leave for one namespace, beside Docker's rules
+
+
+def test_a_killed_engines_network_is_forgotten_before_the_next_engine_starts(
+    tmp_path: Path,
+) -> None:
+    """cni_forget (tests/testbed/lib.sh), which `up` runs before it starts an engine, in a
+    namespace of the test's own: what a killed engine's network left (the CNI plugins'
+    iptables chains and rules, its IP leases and cached results, its DNS names) is gone;
+    Docker's rules, another network's leases and the dnsmasq pidfile stay."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    name = f"pipeline-test-cni-{uuid.uuid4().hex[:8]}"
+    netns = f"/run/netns/{name}"
+    cni, dnsname = tmp_path / "cni", tmp_path / "dnsname"
+    planted = {
+        cni / "networks" / "dagger" / "10.87.0.5": "abc",
+        cni / "networks" / "dagger" / "last_reserved_ip.0": "10.87.0.5",
+        cni / "networks" / "runner" / "10.88.0.7": "def",
+        cni / "results" / "dagger-abc-eth0": "{}",
+        cni / "results" / "cni-loopback-abc-lo": "{}",
+        cni / "results" / "runner-def-eth0": "{}",
+        cni / "results" / "cni-loopback-def-lo": "{}",
+        dnsname / "dagger" / "addnhosts": "10.87.0.5 abc\n",
+        dnsname / "dagger" / "pidfile": "4242\n",
+    }
+    for path, content in planted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    states = {"TESTBED_CNI_STATE": str(cni), "TESTBED_DNSNAME_STATE": str(dnsname)}
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        inside = ["nsenter", f"--net={netns}"]
+        subprocess.run([*inside, "iptables-restore"], input=PLANTED_RULES, text=True, check=True)
+        forgot = subprocess.run(
+            ["bash", "-c", '. tests/testbed/lib.sh && cni_forget "$1" dagger', "bash", netns],
+            cwd=ROOT,
+            env={**os.environ, **states},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert forgot.returncode == 0, forgot.stderr
+        rules = subprocess.run(
+            [*inside, "iptables-save"], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    assert "CNI" not in rules, rules
+    assert "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER" in rules
+    assert "-A FORWARD -j DOCKER-USER" in rules
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [
+        "cni/networks/runner/10.88.0.7",
+        "cni/results/cni-loopback-def-lo",
+        "cni/results/runner-def-eth0",
+        "dnsname/dagger/addnhosts",
+        "dnsname/dagger/pidfile",
+    ]
+    assert (dnsname / "dagger" / "addnhosts").read_text() == ""
