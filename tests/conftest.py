@@ -401,6 +401,15 @@ def disruptive(item: pytest.Item) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
+def kills_engine(item: pytest.Item) -> bool:
+    """Whether the test SIGKILLs the engine (marked `disruptive(kills=True)`): the engine
+    then finds its state unclean at the next start and throws its cache away, so every
+    build after it is cold. The disruptive tests that stop it gracefully (it keeps its
+    cache) or prune it run before these."""
+    marker = item.get_closest_marker("disruptive")
+    return bool(marker and marker.kwargs.get("kills"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("engine"):
@@ -408,8 +417,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.user_properties.append(("engine", True))
         if disruptive(item) and not item.get_closest_marker("disruptive"):
             item.add_marker(pytest.mark.disruptive)  # so that `-m disruptive` selects it
-    # The disruptive tests last, in their order: the others share a warm engine.
-    items[:] = sorted(items, key=disruptive)
+    # The disruptive tests last, in their order, those that SIGKILL the engine after the
+    # others: the others share a warm engine.
+    items[:] = sorted(items, key=lambda item: (disruptive(item), kills_engine(item)))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

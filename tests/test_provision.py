@@ -142,7 +142,13 @@ def _busy(runs: list[subprocess.Popen[str]], before: set[int]) -> None:
 
 
 @pytest.mark.engine
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.disruptive(kills=True)),
+        pytest.param(signal.SIGTERM, id="SIGTERM"),
+    ],
+)
 def test_the_engine_gone_mid_build_ends_every_run_within_30s(
     pipeline: PipelineRunner,
     testbed: Testbed,

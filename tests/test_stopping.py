@@ -229,8 +229,10 @@ GONE = "error: the `dagger run` that held this run's session is gone"
 @pytest.mark.parametrize(
     ("way", "under"),
     [
-        # The engine killed: disruptive (conftest runs those last).
-        pytest.param(w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive] * (w == "engine gone"))
+        # The engine SIGKILLed: disruptive (conftest runs those last).
+        pytest.param(
+            w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive(kills=True)] * (w == "engine gone")
+        )
         for w, u in WAYS
     ],
 )
