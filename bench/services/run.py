@@ -7,7 +7,8 @@ each sample, so all three binaries are built again.
 - `docker`: three `docker build`s of bench/Dockerfile, one per main package, each then
   `docker save`d (Debian's docker has no `buildx bake`), as ours (export)'s peer;
 - `ours (publish)`: the same run pushing the three images; its peer is
-- `ko`: one `ko build -B` of the three import paths, pushed.
+- `ko`: one `ko build -B` of the three import paths, pushed, each with its SBOM (ko's
+  default, `--sbom=spdx`), as ours pushes one.
 
 Same go, flags (CGO_ENABLED=0 -trimpath -s -w) and bases on every side. Each side builds once,
 untimed, before the samples (its caches warm, its bases pulled); then the sides take turns
@@ -113,7 +114,7 @@ def _ko(ws: Workspace, source: Path) -> float:
         }
     )
     command = [
-        str(ws.ko), "build", "-B", "--insecure-registry", "--sbom=none",
+        str(ws.ko), "build", "-B", "--insecure-registry", "--sbom=spdx",
         f"--platform={ws.platform}", *(f"./cmd/{s}" for s in SERVICES),
     ]  # fmt: skip
     return timed(command, cwd=source, env=env)
