@@ -4,6 +4,8 @@ build starts, so `--help` and bad flags answer at once."""
 
 from __future__ import annotations
 
+import atexit
+import gc
 import inspect
 import os
 import shlex
@@ -274,4 +276,9 @@ def verify_command(
 
 def main() -> None:
     """Entry point: `python -m pipeline`."""
+    # Registered first, so it runs last, once every exit handler has: the objects the run
+    # made are moved out of the garbage collector's reach, and the interpreter's last
+    # collections do not walk them (the engine's schema and the SDK's types: 0.14 s of a
+    # three-image run's 1.85 s). Everything the run writes is closed before then.
+    atexit.register(gc.freeze)
     app(prog_name="pipeline")
