@@ -761,8 +761,8 @@ def test_a_killed_engines_network_is_forgotten_before_the_next_engine_starts(
 ) -> None:
     """cni_forget (tests/testbed/lib.sh), which `up` runs before it starts an engine, in a
     namespace of the test's own: what a killed engine's network left (the CNI plugins'
-    iptables chains and rules, its IP leases and cached results, its DNS names) is gone;
-    Docker's rules, another network's leases and the dnsmasq pidfile stay."""
+    iptables chains and rules, its IP leases and cached results, its DNS names and its
+    dnsmasq) is gone; Docker's rules, another network's leases and the dnsmasq pidfile stay."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     name = f"pipeline-test-cni-{uuid.uuid4().hex[:8]}"
@@ -778,15 +778,21 @@ def test_a_killed_engines_network_is_forgotten_before_the_next_engine_starts(
         cni / "results" / "cni-loopback-def-lo": "{}",
         dnsname / "dagger" / "addnhosts": "10.87.0.5 abc\n",
         dnsname / "dagger" / "pidfile": "4242\n",
+        dnsname / "dagger" / "dnsmasq.conf": "port=0\n",  # no DNS: it only waits
     }
     for path, content in planted.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     states = {"TESTBED_CNI_STATE": str(cni), "TESTBED_DNSNAME_STATE": str(dnsname)}
+    server: subprocess.Popen[bytes] | None = None
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         inside = ["nsenter", f"--net={netns}"]
         subprocess.run([*inside, "iptables-restore"], input=PLANTED_RULES, text=True, check=True)
+        conf = dnsname / "dagger" / "dnsmasq.conf"
+        server = subprocess.Popen(
+            [*inside, "dnsmasq", "--keep-in-foreground", "-u", "root", f"--conf-file={conf}"]
+        )  # the engine's, left behind: it outlives the engine
         forgot = subprocess.run(
             ["bash", "-c", '. tests/testbed/lib.sh && cni_forget "$1" dagger', "bash", netns],
             cwd=ROOT,
@@ -797,8 +803,12 @@ def test_a_killed_engines_network_is_forgotten_before_the_next_engine_starts(
         rules = subprocess.run(
             [*inside, "iptables-save"], capture_output=True, text=True, check=True
         ).stdout
+        stopped = server.wait(timeout=10)
     finally:
+        if server is not None and server.poll() is None:
+            server.kill()
         subprocess.run(["ip", "netns", "del", name], check=False)
+    assert stopped == 0, "the network's dnsmasq was not stopped"
     assert "CNI" not in rules, rules
     assert "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER" in rules
     assert "-A FORWARD -j DOCKER-USER" in rules
@@ -808,6 +818,7 @@ def test_a_killed_engines_network_is_forgotten_before_the_next_engine_starts(
         "cni/results/cni-loopback-def-lo",
         "cni/results/runner-def-eth0",
         "dnsname/dagger/addnhosts",
+        "dnsname/dagger/dnsmasq.conf",
         "dnsname/dagger/pidfile",
     ]
     assert (dnsname / "dagger" / "addnhosts").read_text() == ""

@@ -162,10 +162,10 @@ cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 	# start) kept, forgotten. A killed engine releases none of it, and its namespace here
 	# outlives it, unlike an engine's container: its iptables rules (each later iptables call
 	# reads them all: with 16k rules, 15-50 ms a call, 52 s of CPU in the disruptive tests),
-	# its IP leases, the CNI plugins' cached results, its DNS names. NETNS holds no other
-	# CNI network (each engine has a namespace of its own), so every CNI chain and rule there
-	# is NETWORK's.
-	local netns=$1 network=$2 table result id
+	# its IP leases, the CNI plugins' cached results, its DNS names and server. NETNS holds no
+	# other CNI network (each engine has a namespace of its own), so every CNI chain and rule
+	# there is NETWORK's.
+	local netns=$1 network=$2 table result id pid i
 	if [ -e "$netns" ]; then
 		for table in nat filter; do
 			# shellcheck disable=SC2016
@@ -180,9 +180,19 @@ cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 		rm -f "$result" "$TB_CNI_STATE/results/cni-loopback-${id%-*}-lo"
 	done
 	rm -rf "${TB_CNI_STATE:?}/networks/$network"
-	# The dnsmasq died with its engine (its parent-death signal); its pidfile stays, since the
-	# next engine starts a dnsmasq and adds its first namespace at once, and may not wait for
-	# a new one.
+	# The engine's dnsmasq outlives it (its parent-death signal does not reach it here): it
+	# would hold the DNS port, so that the next engine's own exits, or linger in a namespace
+	# deleted since (one for each fresh runner). Stopped, and waited for. Its pidfile stays:
+	# the next engine starts a dnsmasq and adds its first namespace at once, and without a
+	# pidfile that fails ("open .../pidfile: no such file or directory").
+	for pid in $(pgrep -f "dnsmasq .*--conf-file=(/var)?$TB_DNSNAME_STATE/$network/dnsmasq.conf"); do
+		kill "$pid" 2>/dev/null || continue
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	done
 	if [ -e "$TB_DNSNAME_STATE/$network/addnhosts" ]; then
 		: >"$TB_DNSNAME_STATE/$network/addnhosts"
 	fi
