@@ -400,7 +400,6 @@ def disruptive(item: pytest.Item) -> bool:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
 def kills_engine(item: pytest.Item) -> bool:
     """Whether the test SIGKILLs the engine (marked `disruptive(kills=True)`): the engine
     then finds its state unclean at the next start and throws its cache away, so every
@@ -410,6 +409,7 @@ def kills_engine(item: pytest.Item) -> bool:
     return bool(marker and marker.kwargs.get("kills"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("engine"):
