@@ -154,9 +154,17 @@ runner_disk_on() {
 	fi
 }
 
-# stop_runner_engine: the fresh runner's engine killed (its state is thrown away: a graceful
-# stop would spend up to 25 s writing its cache out first) and its dockerd stopped (TERM, then
-# KILL after 30 s).
+# end_pid PID SIGNAL SECONDS: PID sent SIGNAL, waited for SECONDS at most, then KILLed.
+end_pid() {
+	local pid=$1 signal=$2 seconds=$3 i
+	kill -s "$signal" "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < seconds * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+}
+
 cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 	# What an engine's containers network NETWORK (its netns pool, 128 namespaces at each
 	# start) kept, forgotten. A killed engine releases none of it, and its namespace here
@@ -165,7 +173,7 @@ cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 	# its IP leases, the CNI plugins' cached results, its DNS names and server. NETNS holds no
 	# other CNI network (each engine has a namespace of its own), so every CNI chain and rule
 	# there is NETWORK's.
-	local netns=$1 network=$2 table result id pid i
+	local netns=$1 network=$2 table result id pid
 	if [ -e "$netns" ]; then
 		for table in nat filter; do
 			# shellcheck disable=SC2016
@@ -186,31 +194,23 @@ cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 	# the next engine starts a dnsmasq and adds its first namespace at once, and without a
 	# pidfile that fails ("open .../pidfile: no such file or directory").
 	for pid in $(pgrep -f "dnsmasq .*--conf-file=(/var)?$TB_DNSNAME_STATE/$network/dnsmasq.conf"); do
-		kill "$pid" 2>/dev/null || continue
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$pid" 2>/dev/null || true
+		end_pid "$pid" TERM 5
 	done
 	if [ -e "$TB_DNSNAME_STATE/$network/addnhosts" ]; then
 		: >"$TB_DNSNAME_STATE/$network/addnhosts"
 	fi
 }
 
+# stop_runner_engine: the fresh runner's engine killed (its state is thrown away: a graceful
+# stop would spend up to 25 s writing its cache out first) and its dockerd stopped (TERM, then
+# KILL after 30 s).
 stop_runner_engine() {
-	local pidf pid i signal
+	local pidf signal
 	for pidf in /run/$TB_NAME/runner-engine.pid /run/$TB_NAME/runner-dockerd.pid; do
 		pid_alive "$pidf" || continue
-		pid=$(cat "$pidf")
 		signal=TERM
 		[ "$pidf" = "/run/$TB_NAME/runner-engine.pid" ] && signal=KILL
-		kill -s "$signal" "$pid" 2>/dev/null || true
-		for ((i = 0; i < 150; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -9 "$pid" 2>/dev/null || true
+		end_pid "$(cat "$pidf")" "$signal" 30
 		rm -f "$pidf"
 	done
 }
