@@ -61,6 +61,24 @@ def test_env_file_has_everything(testbed: Testbed) -> None:
     )
 
 
+def test_a_name_lookup_in_the_namespace_fails_at_once(testbed: Testbed) -> None:
+    """No uplink, and no nameserver either: the host's are unreachable from the namespace, so a
+    lookup fails at once (cosign v2's TUF check waited 10 s on one that never answered)."""
+    assert testbed.env["TESTBED_NETNS"]  # the testbed fixture: this process runs inside it
+    servers = [
+        line.split()[1]
+        for line in Path("/etc/resolv.conf").read_text().splitlines()
+        if line.startswith("nameserver") and ":" not in line
+    ]
+    for server in servers:
+        route = subprocess.run(["ip", "route", "get", server], capture_output=True, text=True)
+        assert route.returncode != 0, f"{server} is routed: {route.stdout}"
+    looked_up = subprocess.run(
+        ["getent", "hosts", "tuf-repo-cdn.sigstore.dev"], capture_output=True, timeout=5
+    )
+    assert looked_up.returncode != 0
+
+
 @pytest.mark.engine
 def test_env_file_gives_the_engine_both_ways(testbed: Testbed) -> None:
     if testbed.env.get("TESTBED_ENGINE") != "1":

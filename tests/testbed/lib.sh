@@ -92,6 +92,38 @@ spawn_in_netns() {
 	exec nsenter --net="$TB_NETNS" unshare --mount --propagation private "$@"
 }
 
+# netns_make NAME: the network namespace /run/netns/NAME with lo and TB_BRIDGE, made if it is
+# missing (it has no uplink), then offline as netns_offline says.
+netns_make() {
+	local netns=/run/netns/$1
+	if ! nsenter --net="$netns" true 2>/dev/null; then
+		ip netns add "$1" || return 1
+		nsenter --net="$netns" sh -ec "
+			ip link set lo up
+			ip link add $TB_BRIDGE type bridge
+			ip addr add $TB_BRIDGE_ADDR dev $TB_BRIDGE
+			ip link set $TB_BRIDGE up
+			ip route add default via $TB_GATEWAY dev $TB_BRIDGE onlink
+		"
+	fi
+	netns_offline "$netns"
+}
+
+# netns_offline NETNS: the host's nameservers (/etc/resolv.conf, which processes in NETNS read
+# too) unreachable from NETNS, so that a name lookup there fails at once, as on a machine whose
+# network is down. Behind the default route nothing answers, and a lookup waited out the
+# resolver's timeouts: cosign v2's check for Sigstore's TUF root took 10 s per call. Again on
+# every `up` (idempotent): the host's nameservers may have changed since the namespace was made.
+netns_offline() {
+	local netns=$1 server
+	for server in $(awk '$1 == "nameserver" { print $2 }' /etc/resolv.conf 2>/dev/null); do
+		case $server in
+		*:*) nsenter --net="$netns" ip -6 route replace unreachable "$server/128" 2>/dev/null || true ;;
+		*) nsenter --net="$netns" ip route replace unreachable "$server/32" ;;
+		esac
+	done
+}
+
 pid_alive() {
 	[ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
