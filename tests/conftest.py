@@ -336,6 +336,16 @@ def engine_pid(testbed: Testbed) -> int:
     return int(Path(testbed["TESTBED_ENGINE_PID"]).read_text().strip())
 
 
+def ended(pid: int) -> bool:
+    """The process has exited: gone, or a zombie (this machine's init reaps orphans, such as
+    the test bed's engine, only every two seconds or so)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
 @pytest.fixture
 def engine_back(testbed: Testbed) -> Iterator[None]:
     """The test bed's engine running again after the test, whatever it did to it: the engine
@@ -345,12 +355,33 @@ def engine_back(testbed: Testbed) -> Iterator[None]:
     yield
     pid = engine_pid(testbed)
     deadline = time.monotonic() + 60
-    while pid == before and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while pid == before and time.monotonic() < deadline and not ended(pid):
         time.sleep(0.5)
     up = subprocess.run(
         [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
     )
     assert up.returncode == 0, up.stderr[-2000:]
+
+
+@dataclass(frozen=True)
+class DoomedEngine:
+    """An engine a test may SIGKILL: a fresh runner's. Killed, an engine throws its whole
+    cache away at its next start; the test bed's own engine keeps what the tests built (and
+    the next run of the suite finds it warm)."""
+
+    pid: int
+    pipeline: PipelineRunner  # `python -m pipeline` against it
+
+
+@pytest.fixture
+def doomed_engine(engine_env: dict[str, str]) -> Iterator[DoomedEngine]:
+    """A fresh runner's engine, for the test to kill; the runner is stopped after the test."""
+    said = start_fresh_runner()
+    try:
+        env = {**engine_env, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"]}
+        yield DoomedEngine(int(said["runner engine pid"]), PipelineRunner(env))
+    finally:
+        stop_fresh_runner()
 
 
 @pytest.fixture
@@ -393,20 +424,11 @@ TALLY_ENV = "PIPELINE_TESTS_TALLY"
 
 
 def disruptive(item: pytest.Item) -> bool:
-    """Whether the test kills, restarts or prunes the test bed's engine: marked so, or it
-    asks for the engine back afterwards. Every test after one starts from an emptied cache."""
+    """Whether the test restarts the test bed's engine, or kills or prunes a fresh runner's
+    (which other tests use too): marked so, or it asks for the engine back afterwards."""
     return bool(item.get_closest_marker("disruptive")) or "engine_back" in getattr(
         item, "fixturenames", ()
     )
-
-
-def kills_engine(item: pytest.Item) -> bool:
-    """Whether the test SIGKILLs the engine (marked `disruptive(kills=True)`): the engine
-    then finds its state unclean at the next start and throws its cache away, so every
-    build after it is cold. The disruptive tests that stop it gracefully (it keeps its
-    cache) or prune it run before these."""
-    marker = item.get_closest_marker("disruptive")
-    return bool(marker and marker.kwargs.get("kills"))
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: engine_back's tests are marked
@@ -417,9 +439,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.user_properties.append(("engine", True))
         if disruptive(item) and not item.get_closest_marker("disruptive"):
             item.add_marker(pytest.mark.disruptive)  # so that `-m disruptive` selects it
-    # The disruptive tests last, in their order, those that SIGKILL the engine after the
-    # others: the others share a warm engine.
-    items[:] = sorted(items, key=lambda item: (disruptive(item), kills_engine(item)))
+    # The disruptive tests last, in their order: the others share a warm engine.
+    items[:] = sorted(items, key=disruptive)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -5,7 +5,8 @@ next run after a restart builds. (One client killed mid-build while the others f
 fault pass of `python -m bench load`, which tests/test_bench_load.py runs against the engine:
 it was here too, and the bench's check now also waits for the killed client's session child.)
 
-The engine tests here stop the test bed's engine and start it again (tests/testbed/up)."""
+The engine tests here stop the test bed's engine and start it again (tests/testbed/up), or kill
+a fresh runner's (a killed engine wipes its cache at its next start)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, go_tests, started
+from tests.conftest import (
+    ROOT,
+    DoomedEngine,
+    PipelineRunner,
+    Testbed,
+    ended,
+    engine_pid,
+    go_tests,
+    started,
+)
 
 SLOW_TEST = """package main
 
@@ -145,18 +155,25 @@ def _busy(runs: list[subprocess.Popen[str]], before: set[int]) -> None:
 @pytest.mark.parametrize(
     "how",
     [
-        pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.disruptive(kills=True)),
-        pytest.param(signal.SIGTERM, id="SIGTERM"),
+        # SIGKILLed, an engine wipes its cache at its next start: a fresh runner's is killed.
+        pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.disruptive),
+        # Stopped gracefully, it keeps its cache: the test bed's own, started again after.
+        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.disruptive),
     ],
 )
 def test_the_engine_gone_mid_build_ends_every_run_within_30s(
-    pipeline: PipelineRunner,
     testbed: Testbed,
     tmp_path: Path,
-    engine_back: None,
     children: contextlib.ExitStack,
+    request: pytest.FixtureRequest,
     how: int,
 ) -> None:
+    if how == signal.SIGKILL:
+        doomed: DoomedEngine = request.getfixturevalue("doomed_engine")
+        pipeline, pid = doomed.pipeline, doomed.pid
+    else:
+        request.getfixturevalue("engine_back")
+        pipeline, pid = request.getfixturevalue("pipeline"), engine_pid(testbed)
     before = go_tests()
     runs = [
         _start(
@@ -165,7 +182,7 @@ def test_the_engine_gone_mid_build_ends_every_run_within_30s(
         for n in range(2)
     ]
     _busy(runs, before)
-    os.kill(engine_pid(testbed), how)
+    os.kill(pid, how)
     stopped = time.monotonic()
     for n, run in enumerate(runs):
         _, stderr = run.communicate(timeout=60)
@@ -194,7 +211,7 @@ def test_after_a_restart_the_next_run_builds(
     host = pipeline.env["_EXPERIMENTAL_DAGGER_RUNNER_HOST"]  # unix://, or tls:// to stunnel
     assert down.stderr.strip().startswith(f"error: no Dagger engine at {host} ("), down.stderr
     pid = engine_pid(testbed)
-    while Path(f"/proc/{pid}").exists():
+    while not ended(pid):
         time.sleep(0.5)
     up = subprocess.run(
         [str(ROOT / "tests/testbed/up")], capture_output=True, text=True, check=False

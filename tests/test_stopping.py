@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PipelineRunner, Testbed, engine_pid, go_tests, started
+from tests.conftest import ROOT, DoomedEngine, PipelineRunner, Testbed, go_tests, started
 
 # Each test counts what build/ holds, and the processes it started: no other test at once.
 pytestmark = pytest.mark.alone
@@ -229,10 +229,8 @@ GONE = "error: the `dagger run` that held this run's session is gone"
 @pytest.mark.parametrize(
     ("way", "under"),
     [
-        # The engine SIGKILLed: disruptive (conftest runs those last).
-        pytest.param(
-            w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive(kills=True)] * (w == "engine gone")
-        )
+        # The engine SIGKILLed, a fresh runner's: disruptive (the fresh runner is one).
+        pytest.param(w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive] * (w == "engine gone"))
         for w, u in WAYS
     ],
 )
@@ -248,8 +246,10 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
     exit code, how long from the stop until the command and every process it started have
     ended, one line that says why, the previous tarball as it was (unless done), and no
     temporary directory in build/ or beside --output."""
-    if way == "engine gone":
-        request.getfixturevalue("engine_back")
+    doomed: DoomedEngine | None = None
+    if way == "engine gone":  # a fresh runner's: a killed engine wipes its cache at its next start
+        doomed = request.getfixturevalue("doomed_engine")
+        pipeline = doomed.pipeline
     source = tmp_path / "src"
     shutil.copytree(ROOT / "go-src", source)
     if way == "failure":
@@ -290,8 +290,8 @@ def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
                     time.sleep(0.2)
                 time.sleep(1)
                 stopped = time.monotonic()
-                if way == "engine gone":
-                    os.kill(engine_pid(testbed), signal.SIGKILL)
+                if doomed is not None:
+                    os.kill(doomed.pid, signal.SIGKILL)
                 elif way == "SIGTERM":
                     top.send_signal(signal.SIGTERM)
                 else:

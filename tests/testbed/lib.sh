@@ -129,8 +129,18 @@ netns_offline() {
 	done
 }
 
+# pid_running PID: PID is a process that has not ended. A zombie has ended: this machine's
+# init reaps orphans only every two seconds or so (a daemon whose starter has exited is one),
+# and `kill -0` finds them until then.
+pid_running() {
+	local state
+	state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+# pid_alive PIDFILE: the process PIDFILE names is running.
 pid_alive() {
-	[ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+	[ -s "$1" ] && pid_running "$(cat "$1")"
 }
 
 # The runner host of the engine through the TLS terminator, with the test client's certificate.
@@ -196,7 +206,7 @@ end_pid() {
 	local pid=$1 signal=$2 seconds=$3 i
 	kill -s "$signal" "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < seconds * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		pid_running "$pid" || return 0
 		sleep 0.1
 	done
 	kill -9 "$pid" 2>/dev/null || true
