@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, DoomedEngine, PipelineRunner, Testbed, go_tests, started
+from tests.conftest import ROOT, DoomedEngine, PipelineRunner, go_tests, started
 
 # Each test counts what build/ holds, and the processes it started: no other test at once.
 pytestmark = pytest.mark.alone
@@ -236,7 +236,6 @@ GONE = "error: the `dagger run` that held this run's session is gone"
 )
 def test_however_a_run_ends_it_ends_in_seconds_and_leaves_nothing(
     pipeline: PipelineRunner,
-    testbed: Testbed,
     tmp_path: Path,
     request: pytest.FixtureRequest,
     way: str,
