@@ -199,6 +199,11 @@ def go_images(testbed: Testbed) -> dict[str, str]:
     }
 
 
+def unique() -> str:
+    """A name no earlier run used: for repositories in the test bed's registries."""
+    return f"{time.time_ns()}".encode().hex()[-16:]
+
+
 def start_fresh_runner() -> dict[str, str]:
     """`tests/testbed/up --fresh-runner` (a new runner's engine and dockerd, on emptied
     state): what it says, `runner host` and `runner docker`. stop_fresh_runner() ends it."""

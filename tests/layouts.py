@@ -1,6 +1,7 @@
 """Fixed OCI layouts made here from constant bytes, as the engine exports them, and a base's
 layer as its registry serves it: what the image room's tests (canonical, normalise, diff,
-layer_cache) normalise, with the golden digests the pinned compressor makes."""
+layer_cache) normalise, with the golden digests the pinned compressor makes; and a tiny image
+to push (tiny_layout), for the registry room's tests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.image.canonical import GZIP_LAYER
-from pipeline.image.oci import BaseLayers
+from pipeline.image.oci import REF_NAME, BaseLayers
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -222,3 +223,50 @@ def retarred(tar: bytes) -> bytes:
             info.name = f"./{info.name}"
             new.addfile(info, io.BytesIO(stream.read()))
     return buffer.getvalue()
+
+
+def digested(data: bytes) -> tuple[str, bytes]:
+    """The digest of `data`, and `data`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def tiny_layout(path: Path, ref_name: str, content: bytes) -> str:
+    """An OCI layout tarball at `path` with one image (one gzip layer holding `content`),
+    named `ref_name`; the image manifest's digest."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    layer = gzip.compress(raw.getvalue(), mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [digested(raw.getvalue())[0]]},
+        }
+    ).encode()
+    blobs = dict([digested(layer), digested(config)])
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digested(config)[0],
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": digested(layer)[0],
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    digest, _ = digested(manifest)
+    blobs[digest] = manifest
+    top = {"mediaType": MANIFEST, "digest": digest, "size": len(manifest)}
+    _write(path, blobs, {**top, "annotations": {REF_NAME: ref_name}})
+    return digest

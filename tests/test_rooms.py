@@ -1,5 +1,6 @@
 """The rooms' contracts (pyproject.toml's importlinter, checked by tests/run): they hold for
-pipeline/ as it is, and they break on a wrong import, so the check is one that can fail."""
+pipeline/ as it is, and they break on a wrong import, so the check is one that can fail; and
+no module of pipeline/ is over 300 lines."""
 
 from __future__ import annotations
 
@@ -61,3 +62,17 @@ def test_a_wrong_import_breaks_a_contract(copy: Path, module: str, wrong: str, b
     checked = _lint(copy)
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert f"{broken} BROKEN" in checked.stdout
+
+
+MOST_LINES = 300  # a module past this is two concerns in one room: split it
+
+
+def test_no_module_is_longer_than_most_lines() -> None:
+    modules = sorted((ROOT / "pipeline").rglob("*.py"))
+    assert len(modules) > 50
+    long = {
+        str(m.relative_to(ROOT)): n
+        for m in modules
+        if (n := len(m.read_text().splitlines())) > MOST_LINES
+    }
+    assert long == {}, f"over {MOST_LINES} lines: {long}"

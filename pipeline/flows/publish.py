@@ -36,7 +36,7 @@ def sbom_document(binary: bytes, settings: Settings, info: ImageInfo, tag: str) 
 def load() -> None:
     """Import what a push needs (oras and requests: about 0.2 s), in a thread beside the
     build, so that the push does not wait for it."""
-    from pipeline.registry import remote, tagging  # noqa: F401
+    from pipeline.registry import referrers, remote, tagging  # noqa: F401
 
 
 async def publish(
@@ -52,6 +52,7 @@ async def publish(
     repository where it is on the same registry, not sent. The pushed reference with its
     digest, the SBOM's fallback tag (None without an SBOM) and the image's blob bytes sent."""
     from pipeline.registry import (  # oras and requests: only a push needs them
+        referrers,
         remote,
         tagging,
     )
@@ -83,7 +84,7 @@ async def publish(
         if document is None or settings.provenance is None:
             return pushed, None, sent
         subject = {"mediaType": info.media_type, "digest": info.digest, "size": info.size}
-        tag = remote.push_sbom(
+        tag = referrers.push_sbom(
             document,
             ref,
             login,

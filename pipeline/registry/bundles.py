@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.image import signing
 from pipeline.image.oci import INDEX
 from pipeline.registry.answers import check_answer
-from pipeline.registry.remote import push_referrer
+from pipeline.registry.referrers import push_referrer
 from pipeline.registry.transport import Client
 
 CONTENT = "dev.sigstore.bundle.content"
