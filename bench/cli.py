@@ -88,7 +88,7 @@ from bench.options import (
 from bench.services import run as services
 from bench.shared import baseline as baselines
 from bench.shared import machine
-from bench.shared.programs import PROGRAMS, BenchError, install_ko
+from bench.shared.programs import PROGRAMS, REPO, BenchError, install_ko
 from bench.shared.sides import Workspace
 from bench.shared.tables import table
 from bench.signing import run as signing
@@ -198,6 +198,12 @@ def main(
     pipeline runs at once against one engine."""
     if ctx.invoked_subcommand is not None:
         _refuse_speed_flags(ctx)
+    try:  # every scenario's `python -m pipeline` runs from this repository's pipeline/
+        baselines.compile_ahead(REPO)
+    except BenchError as err:
+        Console(stderr=True).print(f"bench: {err}", highlight=False, markup=False)
+        raise typer.Exit(code=1) from None
+    if ctx.invoked_subcommand is not None:
         return
     console, log = Console(), Console(stderr=True)
     try:

@@ -1,8 +1,11 @@
 """bench/shared/baseline.py: pipeline/ as committed at a revision, extracted byte for byte (and
-again, afresh, over the first copy), is what `python -m pipeline` run from there imports."""
+again, afresh, over the first copy), is what `python -m pipeline` run from there imports; and
+compile_ahead byte-compiles a copy of pipeline/ as `pip install` would."""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +44,17 @@ def test_baseline_extracts_the_committed_pipeline_and_python_imports_it(tmp_path
         check=True,
     )
     assert Path(where.stdout.strip()) == copy / "__init__.py"
+
+
+def test_the_pipeline_a_side_runs_is_byte_compiled_as_an_installed_one(tmp_path: Path) -> None:
+    """compile_ahead leaves a current .pyc beside every module (what `pip install` does), so
+    that a timed run compiles nothing, even where PYTHONDONTWRITEBYTECODE is set."""
+    copy = tmp_path / "copy"
+    shutil.copytree(
+        ROOT / "pipeline", copy / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    modules = sorted((copy / "pipeline").rglob("*.py"))
+    assert not list((copy / "pipeline").rglob("*.pyc"))
+    baselines.compile_ahead(copy)
+    for module in modules:
+        assert Path(importlib.util.cache_from_source(str(module))).is_file(), module
