@@ -1,16 +1,13 @@
-"""Reaching an engine, and noticing when it goes: the `dagger session` child is started here,
-not by the SDK, so that the connect is bounded, an engine that goes away ends the run within
-seconds, and the child never outlives the run.
+"""Reaching an engine: the `dagger session` child is started here, not by the SDK, so that the
+connect is bounded, an engine that goes away ends the run within seconds (pipeline.engine.
+watchdog notices; a child whose engine is gone is killed, not waited for), and the child never
+outlives the run.
 
 The SDK starts the same child itself when no session is given, but waits without a bound for
 its first line (the CLI retries a refused engine until its own timeout) and, at the end,
 300 s for it to exit (a child whose engine died never does). Given DAGGER_SESSION_PORT and
 DAGGER_SESSION_TOKEN, as `dagger run` gives them, the SDK connects to that session instead:
-that is how ours is handed over.
-
-The watchdog probes the engine's address (`_EXPERIMENTAL_DAGGER_RUNNER_HOST`) every second:
-a unix socket or a TCP port that refuses, or a TLS terminator that closes the connection at
-once (its engine behind it gone), PROBE_FAILURES times in a row, is an engine gone."""
+that is how ours is handed over."""
 
 from __future__ import annotations
 
@@ -32,17 +29,16 @@ import anyio
 import anyio.to_thread
 
 from pipeline import stopping
-from pipeline.dagger_run import dagger_run_parent, under_dagger_run
+from pipeline.dagger_run import under_dagger_run
 from pipeline.engine.address import Address, from_env
-from pipeline.errors import EngineGone, EngineUnavailable
+from pipeline.errors import EngineUnavailable
 
 # Seconds until the session's first line, where the engine is already running at an address
 # we probed (the CLI would retry a refused one for 10 minutes). An engine the CLI starts itself
 # (image://, the default) may first be pulled: that wait is the CLI's own.
 CONNECT_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 5.0  # seconds a closed session may take to exit before it is killed
-PROBE_EVERY = 1.0
-PROBE_FAILURES = 3
+CLOSE_QUICK = 0.5  # past this, a session whose engine is gone (it never exits) is killed
 ASK_TIMEOUT = 60.0
 
 
@@ -187,17 +183,32 @@ class Child:
                 if process.poll() is None and process.stdin is not None:
                     with contextlib.suppress(OSError):
                         process.stdin.close()
-                try:
-                    await anyio.to_thread.run_sync(process.wait, CLOSE_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    await anyio.to_thread.run_sync(process.wait)
+                await self._end(process)
             await anyio.to_thread.run_sync(self.asked.wait)
             if process is not None and process.stdout is not None:
                 process.stdout.close()
             if self.forget_at_once is not None:
                 stopping.forget(self.forget_at_once)
             self.directory.cleanup()
+
+    async def _end(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait for the child to exit (its stdin closed): CLOSE_QUICK seconds, then, while the
+        engine's address answers, up to CLOSE_TIMEOUT in all; then kill it."""
+        if not await _exits(process, CLOSE_QUICK):
+            gone = self.address is not None and await _unanswered(self.address)
+            if gone or not await _exits(process, CLOSE_TIMEOUT - CLOSE_QUICK):
+                process.kill()
+                await anyio.to_thread.run_sync(process.wait)
+
+
+async def _exits(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return await anyio.to_thread.run_sync(process.wait, seconds) is not None
+    return False
+
+
+async def _unanswered(address: Address) -> bool:
+    return await anyio.to_thread.run_sync(address.probe) is not None
 
 
 def _ask(params: dict[str, object], query: str) -> dict[str, object] | None:
@@ -267,31 +278,3 @@ async def session(address: Address | None) -> AsyncIterator[Child | None]:
             yield child
     finally:
         await child.close()
-
-
-async def watchdog(address: Address | None, child: Child | None) -> None:
-    """Return never; raise EngineGone once the engine's address stops answering
-    PROBE_FAILURES times in a row, our session child exits, or the `dagger run` whose
-    session we use is gone (killed: it ends on SIGTERM or SIGHUP without passing it on)."""
-    failures: list[str] = []
-    parent = dagger_run_parent()
-    while True:
-        await anyio.sleep(PROBE_EVERY)
-        if parent is not None and os.getppid() != parent:
-            raise EngineGone(
-                "the `dagger run` that held this run's session is gone: nothing was written"
-            )
-        if child is not None and child.returncode is not None:
-            raise EngineGone(
-                f"the Dagger session ended during the run (exit {child.returncode}): "
-                "nothing was written; run again once the engine is back"
-            )
-        if address is None:
-            continue
-        why = await anyio.to_thread.run_sync(address.probe, abandon_on_cancel=True)
-        failures = [*failures, why] if why else []
-        if len(failures) >= PROBE_FAILURES:
-            raise EngineGone(
-                f"the Dagger engine at {address.text} went away during the run ({failures[-1]}):"
-                " nothing was written; run again once it is back"
-            )

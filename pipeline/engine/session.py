@@ -23,7 +23,7 @@ from gql.transport.exceptions import TransportError
 
 from pipeline import stopping
 from pipeline.clock import StepHook
-from pipeline.engine import provision, schema
+from pipeline.engine import provision, schema, watchdog
 from pipeline.engine.address import Address, from_env
 from pipeline.errors import (
     BuildFailed,
@@ -269,7 +269,7 @@ async def in_session(
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.
-                    group.start_soon(provision.watchdog, address, child)
+                    group.start_soon(watchdog.watchdog, address, child)
                     result = await body(session)
                     group.cancel_scope.cancel()
                     return result
