@@ -79,6 +79,17 @@ def test_a_name_lookup_in_the_namespace_fails_at_once(testbed: Testbed) -> None:
     assert looked_up.returncode != 0
 
 
+def test_the_module_host_is_in_a_session_of_its_own(testbed: Testbed) -> None:
+    """apache signals its whole process group when it stops: started in its caller's, it ended
+    the caller of `down` (.ci/run, when its own `up` had started it)."""
+    assert testbed.env["TESTBED_NETNS"]
+    pid = int(Path("/run/pipeline-testbed/module-host.pid").read_text())
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp session ...
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "apache2"
+    assert int(fields[2]) == int(fields[3]) == pid, stat
+
+
 @pytest.mark.engine
 def test_env_file_gives_the_engine_both_ways(testbed: Testbed) -> None:
     if testbed.env.get("TESTBED_ENGINE") != "1":
