@@ -196,14 +196,13 @@ def main(
     """Time our pipeline against `docker build` and ko, side by side: same programs, same
     bases, same machine. Prints medians and ratios; writes every sample as JSON. `load`: many
     pipeline runs at once against one engine."""
-    if ctx.invoked_subcommand is not None:
-        _refuse_speed_flags(ctx)
     try:  # every scenario's `python -m pipeline` runs from this repository's pipeline/
         baselines.compile_ahead(REPO)
     except BenchError as err:
         Console(stderr=True).print(f"bench: {err}", highlight=False, markup=False)
         raise typer.Exit(code=1) from None
     if ctx.invoked_subcommand is not None:
+        _refuse_speed_flags(ctx)
         return
     console, log = Console(), Console(stderr=True)
     try:
