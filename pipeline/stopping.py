@@ -7,7 +7,9 @@ one line and exits 128 + the signal's number (130, 143, 129). A second signal en
 process at once: what was registered with `at_once` is done (children killed, temporary
 directories removed), then it exits with the same code, the cleanup of the first left where it
 was. A second signal within ECHO seconds of the first is the same stop said twice (a
-terminal's Ctrl-C reaches `dagger run` too, which passes it on as SIGTERM) and does nothing.
+terminal's Ctrl-C reaches `dagger run` too, which passes it on as SIGTERM) and does nothing,
+but for naming it: a SIGINT among the two is Ctrl-C's, the cause, whichever came first (the
+SIGTERM passed on can overtake the terminal's own SIGINT).
 
 The handlers are installed explicitly, SIGINT's too: a process started in the background by a
 non-interactive shell inherits SIGINT ignored, and Python would then never raise
@@ -94,8 +96,11 @@ def _end_now(signum: int) -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     now = time.monotonic()
     if _received:
-        if now - _received[0][1] >= ECHO:
+        _, when = _received[0]
+        if now - when >= ECHO:
             _end_now(signum)
+        elif signum == signal.SIGINT:  # Ctrl-C's, overtaken by its SIGTERM passed on
+            _received[0] = (signum, when)
         return
     _received.append((signum, now))
     if _cancellers:
