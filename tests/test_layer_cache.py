@@ -1,6 +1,7 @@
 """pipeline.image.layer_cache: a layer compressed by one run is not compressed again by the next,
 the image is the same byte for byte; a file cut short is compressed again, never used; only
-the newest files are kept."""
+the newest files are kept. A big layer read by one run (its sizes and files) is not read
+again by the next, and the image read back is the same."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.image import canonical, layer_cache
-from pipeline.image.layer_cache import Kept
+from pipeline.image import canonical, layer_cache, oci
+from pipeline.image.layer_cache import Kept, Scanned
 from pipeline.image.normalise import normalise
+from pipeline.image.oci import Layer, read_image
 from tests.layouts import GOLDEN_DIGEST, GOLDEN_EPOCH, exported
 
 KEY = "sha256:" + "a" * 64
@@ -72,3 +74,81 @@ def test_the_next_run_compresses_nothing_and_writes_the_same_image(
                       memo=Kept(cache))  # fmt: skip
     assert again == GOLDEN_DIGEST
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+
+
+# --- what read_image learns of a layer ---------------------------------------------------
+
+BIG = Layer(KEY, "application/vnd.oci.image.layer.v1.tar+gzip", 1000,
+            layer_cache.SCANNED_FROM, {"usr/local/go/bin/go": 7, "usr/local/go": 0})  # fmt: skip
+
+
+def test_the_memos_live_under_the_cache(tmp_path: Path) -> None:
+    kept, scanned = layer_cache.memos(tmp_path)
+    assert kept.where == layer_cache.directory(tmp_path)
+    assert scanned.where == tmp_path / f"scans-{layer_cache.SCANS}"
+
+
+def test_a_big_layer_read_by_one_run_is_known_to_the_next(tmp_path: Path) -> None:
+    Scanned(tmp_path)[KEY] = BIG
+    later = Scanned(tmp_path)
+    assert KEY in later
+    assert later[KEY] == BIG
+    assert later[KEY].files == BIG.files
+    assert "sha256:" + "c" * 64 not in later
+    assert [p.name.endswith(".json") for p in tmp_path.iterdir()] == [True]
+
+
+def test_a_small_layer_is_read_again_rather_than_kept(tmp_path: Path) -> None:
+    small = Layer(KEY, BIG.media_type, 10, layer_cache.SCANNED_FROM - 1, {"app": 9})
+    scanned = Scanned(tmp_path)
+    scanned[KEY] = small
+    assert scanned[KEY] == small  # for the session
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+    assert KEY not in Scanned(tmp_path)
+
+
+@pytest.mark.parametrize("damage", [b'{"media_type": "x"', b"[]"])
+def test_a_scan_cut_short_or_changed_is_not_used_and_goes(tmp_path: Path, damage: bytes) -> None:
+    Scanned(tmp_path)[KEY] = BIG
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(damage)
+    later = Scanned(tmp_path)
+    assert KEY not in later
+    with pytest.raises(KeyError):
+        later[KEY]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_next_run_reads_no_layer_and_learns_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every layer kept (the threshold lowered to 0); the second read_image, with a new memo
+    on the same directory, inflates nothing and says the same, files included."""
+    image = exported(tmp_path)
+    monkeypatch.setattr(layer_cache, "SCANNED_FROM", 0)
+    first = read_image(image, Scanned(tmp_path / "scans"))
+    assert len(list((tmp_path / "scans").iterdir())) == len(first.manifests[0].layers)
+
+    def fail(*args: object) -> None:
+        raise AssertionError("read a layer the run before had read")
+
+    monkeypatch.setattr(oci, "_scan_layer", fail)
+    again = read_image(image, Scanned(tmp_path / "scans"))
+    assert again == first
+    assert [la.files for la in again.manifests[0].layers] == [
+        la.files for la in first.manifests[0].layers
+    ]
+
+
+def test_a_layer_known_by_its_digest_takes_the_media_type_and_size_this_image_gives(
+    tmp_path: Path,
+) -> None:
+    """The same bytes can be named by another manifest's media type (Docker's, say)."""
+    image = exported(tmp_path)
+    first = read_image(image)
+    layer = first.manifests[0].layers[0]
+    memo = Scanned(tmp_path / "scans")
+    memo[layer.digest] = Layer(layer.digest, "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                               1, layer.uncompressed, layer.files)  # fmt: skip
+    again = read_image(image, memo)
+    assert again.manifests[0].layers[0] == layer

@@ -57,7 +57,8 @@ class Session:
     # Each base's layers for a platform, as its registry serves them (pipeline.registry.bases): a
     # pinned base never changes, so read once per session.
     bases: dict[tuple[str, str], BaseLayers] = field(default_factory=dict)
-    layers: dict[str, Layer] = field(default_factory=dict)  # each layer read once
+    # Each layer read once (in memory; in_session's, big ones, kept between runs too).
+    layers: MutableMapping[str, Layer] = field(default_factory=dict)
     # Each layer recompressed once (in memory; in_session's kept between runs too).
     compressed: MutableMapping[str, tuple[bytes, str]] = field(default_factory=dict)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -264,8 +265,8 @@ async def in_session(
             connected = True
             try:
                 native = parse_platform(str(await dag.default_platform()))
-                kept = layer_cache.Kept(layer_cache.directory(cache_home(os.environ)))
-                session = Session(native, temp, hook, compressed=kept)
+                kept, scanned = layer_cache.memos(cache_home(os.environ))
+                session = Session(native, temp, hook, compressed=kept, layers=scanned)
                 async with anyio.create_task_group() as group:
                     group.start_soon(_engine_clock, session)
                     # An engine that goes away ends the run here, within seconds.

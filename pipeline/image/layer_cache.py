@@ -12,12 +12,18 @@ changed is compressed again (and the file replaced), never put into an image. Fi
 written whole (a temporary name, then renamed) from the thread that compressed the layer;
 the KEEP newest are kept. A cache that cannot be read or written costs the compression it
 would have saved, nothing else.
+
+`Scanned` keeps what read_image learns of a big layer (its sizes and its files) the same way,
+by the layer's digest, in `scans-<version>/<digest>.<sha256 of the file>.json`: the Go image's
+layer is 663MB of tar to inflate and list, again in each run that reads a naive or builder
+image. What a scan says depends on the blob's bytes alone, which its digest names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator, MutableMapping
@@ -25,8 +31,11 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline.image.canonical import LEVEL
+from pipeline.image.oci import Layer
 
 KEEP = 16  # files kept (the newest): base layers and the last binaries of a few programs
+SCANS = 1  # the version of the scans' file format
+SCANNED_FROM = 32 << 20  # uncompressed bytes from which a layer's scan is kept (less: read again)
 
 
 def directory(cache: Path) -> Path:
@@ -34,8 +43,34 @@ def directory(cache: Path) -> Path:
     return cache / f"layers-{metadata.version('deflate')}-{LEVEL}"
 
 
+def memos(cache: Path) -> tuple[Kept, Scanned]:
+    """The session's memos of compressed and of scanned layers, kept under `cache`."""
+    return Kept(directory(cache)), Scanned(cache / f"scans-{SCANS}")
+
+
 def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:")
+
+
+def _keep(where: Path, name: str, data: bytes) -> None:
+    """`data` written whole as `where`/`name` (a temporary name, then renamed), and only the
+    KEEP newest files of its kind (its suffix) left; nothing if the directory is unusable."""
+    with contextlib.suppress(OSError):
+        where.mkdir(parents=True, exist_ok=True)
+        # Not outputs.atomic_path: its umask dance is not for a worker thread beside others
+        # that write files.
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=where)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, where / name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        suffix = Path(name).suffix
+        kept = sorted(where.glob(f"*{suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEEP:]:
+            old.unlink(missing_ok=True)
 
 
 class Kept(MutableMapping[str, tuple[bytes, str]]):
@@ -71,22 +106,71 @@ class Kept(MutableMapping[str, tuple[bytes, str]]):
     def __setitem__(self, key: str, value: tuple[bytes, str]) -> None:
         self.memory[key] = value
         data, diff_id = value
-        name = f"{_hex(key)}.{_hex(diff_id)}.{hashlib.sha256(data).hexdigest()}.gz"
-        with contextlib.suppress(OSError):
-            self.where.mkdir(parents=True, exist_ok=True)
-            # Whole or not at all (not outputs.atomic_path: its umask dance is not for a
-            # worker thread beside others that write files).
-            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.where)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, self.where / name)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            kept = sorted(self.where.glob("*.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
-            for old in kept[KEEP:]:
-                old.unlink(missing_ok=True)
+        _keep(
+            self.where, f"{_hex(key)}.{_hex(diff_id)}.{hashlib.sha256(data).hexdigest()}.gz", data
+        )
+
+    def __delitem__(self, key: str) -> None:
+        del self.memory[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.memory)
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+
+class Scanned(MutableMapping[str, Layer]):
+    """Layer digest → its Layer (read_image's memo), in memory for the session and, for a
+    layer of SCANNED_FROM bytes or more, on disk."""
+
+    def __init__(self, where: Path) -> None:
+        self.where = where
+        self.memory: dict[str, Layer] = {}
+
+    def _load(self, key: str) -> Layer | None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            for path in self.where.glob(f"{_hex(key)}.*.json"):
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() == path.name.split(".")[1]:
+                    path.touch()  # the newest: kept longest
+                    found = json.loads(data)
+                    return Layer(
+                        digest=key,
+                        media_type=str(found["media_type"]),
+                        compressed=int(found["compressed"]),
+                        uncompressed=int(found["uncompressed"]),
+                        files={str(k): int(v) for k, v in found["files"].items()},
+                    )
+                path.unlink(missing_ok=True)  # cut short or changed
+        return None
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        if key not in self.memory and (found := self._load(key)) is not None:
+            self.memory[key] = found
+        return key in self.memory
+
+    def __getitem__(self, key: str) -> Layer:
+        if key not in self:
+            raise KeyError(key)
+        return self.memory[key]
+
+    def __setitem__(self, key: str, value: Layer) -> None:
+        self.memory[key] = value
+        if value.uncompressed < SCANNED_FROM:
+            return
+        data = json.dumps(
+            {
+                "media_type": value.media_type,
+                "compressed": value.compressed,
+                "uncompressed": value.uncompressed,
+                "files": value.files,
+            },
+            sort_keys=True,
+        ).encode()
+        _keep(self.where, f"{_hex(key)}.{hashlib.sha256(data).hexdigest()}.json", data)
 
     def __delitem__(self, key: str) -> None:
         del self.memory[key]

@@ -61,7 +61,7 @@ class _Normaliser:
         layout: Layout,
         epoch: int | None,
         memo: MutableMapping[str, tuple[bytes, str]],
-        layers: dict[str, Layer],
+        layers: MutableMapping[str, Layer],
         bases: Bases,
     ) -> None:
         self.old = layout
@@ -178,7 +178,7 @@ def normalise(
     epoch: int | None,
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None = None,
-    layers: dict[str, Layer] | None = None,
+    layers: MutableMapping[str, Layer] | None = None,
     bases: Bases | None = None,
 ) -> str:
     """Write the reproducible form of the image tarball `source` to `destination`; return
@@ -199,7 +199,7 @@ def _normalise(
     epoch: int | None,
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None,
-    layers: dict[str, Layer] | None,
+    layers: MutableMapping[str, Layer] | None,
     bases: Bases,
 ) -> str:
     memo = {} if memo is None else memo
@@ -241,7 +241,7 @@ def swap_last_layer(
     epoch: int,
     ref_name: str,
     memo: MutableMapping[str, tuple[bytes, str]] | None = None,
-    layers: dict[str, Layer] | None = None,
+    layers: MutableMapping[str, Layer] | None = None,
     bases: Bases | None = None,
 ) -> str:
     """Write to `destination` what normalise writes for an image that is `previous` (a

@@ -14,7 +14,8 @@ import io
 import json
 import tarfile
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -196,7 +197,7 @@ def layer_of(tar: bytes, *, digest: str, media_type: str, compressed: int) -> La
 
 
 class _Archive:
-    def __init__(self, tar: tarfile.TarFile, memo: dict[str, Layer]) -> None:
+    def __init__(self, tar: tarfile.TarFile, memo: MutableMapping[str, Layer]) -> None:
         self._tar = tar
         self.memo = memo
         self._members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
@@ -224,8 +225,10 @@ class _Archive:
 
     def layer(self, descriptor: dict[str, Any]) -> Layer:
         digest, media_type = descriptor["digest"], descriptor["mediaType"]
-        if digest in self.memo:
-            return self.memo[digest]
+        if digest in self.memo:  # the blob's bytes read before: as this manifest names them
+            return replace(
+                self.memo[digest], media_type=media_type, compressed=int(descriptor["size"])
+            )
         uncompressed, files = _scan_layer(self._open(_blob_name(digest)), media_type)
         self.memo[digest] = Layer(
             digest=digest,
@@ -284,7 +287,7 @@ def read_blob(path: Path, digest: str) -> bytes:
         raise OCIError(f"{path}: not a readable OCI image tarball ({err})") from err
 
 
-def read_image(path: Path, memo: dict[str, Layer] | None = None) -> ImageInfo:
+def read_image(path: Path, memo: MutableMapping[str, Layer] | None = None) -> ImageInfo:
     """Read the OCI layout in the tarball at `path`. Layers already in `memo` (by digest) are
     not read again; those read are added to it."""
     try:
