@@ -379,11 +379,18 @@ class DoomedEngine:
 
 
 @pytest.fixture
-def doomed_engine(engine_env: dict[str, str]) -> Iterator[DoomedEngine]:
-    """A fresh runner's engine, for the test to kill; the runner is stopped after the test."""
+def doomed_engine(engine_env: dict[str, str], testbed: Testbed) -> Iterator[DoomedEngine]:
+    """A fresh runner's engine, for the test to kill; the runner is stopped after the test.
+    Its runs build on the test bed's Go image on busybox: a fresh runner pulls its Go image
+    first, and that one is 67MB to golang:1.26's 232MB (what is tested is the engine going
+    away, on any Go image)."""
     said = start_fresh_runner()
     try:
-        env = {**engine_env, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"]}
+        env = {
+            **engine_env,
+            "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"],
+            "PIPELINE_GO_IMAGE": testbed["TESTBED_GO_BUSYBOX_IMAGE"],
+        }
         yield DoomedEngine(int(said["runner engine pid"]), PipelineRunner(env))
     finally:
         stop_fresh_runner()
