@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Iterator, MutableMapping
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 from pipeline.image.canonical import LEVEL
 from pipeline.image.oci import Layer
@@ -36,6 +37,8 @@ from pipeline.image.oci import Layer
 KEEP = 16  # files kept (the newest): base layers and the last binaries of a few programs
 SCANS = 1  # the version of the scans' file format
 SCANNED_FROM = 32 << 20  # uncompressed bytes from which a layer's scan is kept (less: read again)
+
+V = TypeVar("V")
 
 
 def directory(cache: Path) -> Path:
@@ -73,12 +76,48 @@ def _keep(where: Path, name: str, data: bytes) -> None:
             old.unlink(missing_ok=True)
 
 
-class Kept(MutableMapping[str, tuple[bytes, str]]):
-    """Layer digest → (canonical gzip, diff_id), in memory for the session and on disk."""
+class _Memo(MutableMapping[str, V]):
+    """Layer digest → V, in memory for the session and (as `_save` decides) in files under
+    `where`, found again by `_load`."""
 
     def __init__(self, where: Path) -> None:
         self.where = where
-        self.memory: dict[str, tuple[bytes, str]] = {}
+        self.memory: dict[str, V] = {}
+
+    def _load(self, key: str) -> V | None:
+        raise NotImplementedError
+
+    def _save(self, key: str, value: V) -> None:
+        raise NotImplementedError
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        if key not in self.memory and (found := self._load(key)) is not None:
+            self.memory[key] = found
+        return key in self.memory
+
+    def __getitem__(self, key: str) -> V:
+        if key not in self:
+            raise KeyError(key)
+        return self.memory[key]
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.memory[key] = value
+        self._save(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.memory[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.memory)
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+
+class Kept(_Memo[tuple[bytes, str]]):
+    """Layer digest → (canonical gzip, diff_id)."""
 
     def _load(self, key: str) -> tuple[bytes, str] | None:
         with contextlib.suppress(OSError, ValueError):
@@ -91,45 +130,18 @@ class Kept(MutableMapping[str, tuple[bytes, str]]):
                 path.unlink(missing_ok=True)  # cut short or changed
         return None
 
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        if key not in self.memory and (found := self._load(key)) is not None:
-            self.memory[key] = found
-        return key in self.memory
-
-    def __getitem__(self, key: str) -> tuple[bytes, str]:
-        if key not in self:
-            raise KeyError(key)
-        return self.memory[key]
-
-    def __setitem__(self, key: str, value: tuple[bytes, str]) -> None:
-        self.memory[key] = value
+    def _save(self, key: str, value: tuple[bytes, str]) -> None:
         data, diff_id = value
-        _keep(
-            self.where, f"{_hex(key)}.{_hex(diff_id)}.{hashlib.sha256(data).hexdigest()}.gz", data
-        )
-
-    def __delitem__(self, key: str) -> None:
-        del self.memory[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.memory)
-
-    def __len__(self) -> int:
-        return len(self.memory)
+        name = f"{_hex(key)}.{_hex(diff_id)}.{hashlib.sha256(data).hexdigest()}.gz"
+        _keep(self.where, name, data)
 
 
-class Scanned(MutableMapping[str, Layer]):
-    """Layer digest → its Layer (read_image's memo), in memory for the session and, for a
-    layer of SCANNED_FROM bytes or more, on disk."""
-
-    def __init__(self, where: Path) -> None:
-        self.where = where
-        self.memory: dict[str, Layer] = {}
+class Scanned(_Memo[Layer]):
+    """Layer digest → its Layer (read_image's memo); on disk for a layer of SCANNED_FROM
+    bytes or more."""
 
     def _load(self, key: str) -> Layer | None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             for path in self.where.glob(f"{_hex(key)}.*.json"):
                 data = path.read_bytes()
                 if hashlib.sha256(data).hexdigest() == path.name.split(".")[1]:
@@ -145,38 +157,14 @@ class Scanned(MutableMapping[str, Layer]):
                 path.unlink(missing_ok=True)  # cut short or changed
         return None
 
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, str):
-            return False
-        if key not in self.memory and (found := self._load(key)) is not None:
-            self.memory[key] = found
-        return key in self.memory
-
-    def __getitem__(self, key: str) -> Layer:
-        if key not in self:
-            raise KeyError(key)
-        return self.memory[key]
-
-    def __setitem__(self, key: str, value: Layer) -> None:
-        self.memory[key] = value
+    def _save(self, key: str, value: Layer) -> None:
         if value.uncompressed < SCANNED_FROM:
             return
-        data = json.dumps(
-            {
-                "media_type": value.media_type,
-                "compressed": value.compressed,
-                "uncompressed": value.uncompressed,
-                "files": value.files,
-            },
-            sort_keys=True,
-        ).encode()
+        found = {
+            "media_type": value.media_type,
+            "compressed": value.compressed,
+            "uncompressed": value.uncompressed,
+            "files": value.files,
+        }
+        data = json.dumps(found, sort_keys=True).encode()
         _keep(self.where, f"{_hex(key)}.{hashlib.sha256(data).hexdigest()}.json", data)
-
-    def __delitem__(self, key: str) -> None:
-        del self.memory[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.memory)
-
-    def __len__(self) -> int:
-        return len(self.memory)
