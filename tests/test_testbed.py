@@ -733,9 +733,14 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
     testbed: Testbed, engine_env: dict[str, str]
 ) -> None:
     """`up --fresh-runner`: a second engine and dockerd on emptied state, in a namespace whose
-    registry serves what the test bed's does; started again, it is empty again."""
+    registry serves what the test bed's does; started again, it is empty again. Between the
+    two, the runner's namespace is deleted (a `down` cut short): its registry lives on, in the
+    old namespace, and the second start must serve one in the new."""
+    runner_netns = Path(testbed["TESTBED_NETNS"]).name + "-runner"  # lib.sh's TB_RUNNER
     try:
-        for _ in range(2):
+        for n in range(2):
+            if n:
+                subprocess.run(["ip", "netns", "del", runner_netns], check=True)
             said = start_fresh_runner()
             docker = [testbed["TESTBED_DOCKER"], "-H", said["runner docker"]]
             images = subprocess.run(
