@@ -1,13 +1,15 @@
 """Where files go. Result files are written whole or not at all: to a temporary name in the
 destination's directory, renamed into place only when complete. What is kept between runs
-(the schema, compressed layers, the bases' blobs) is under the user's cache directory."""
+(the schema, compressed and scanned layers, the bases' blobs) is under the user's cache
+directory: a layer or blob is used only while its file hashes to its name; the newest kept."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline import stopping
@@ -20,6 +22,28 @@ def cache_home(env: Mapping[str, str]) -> Path:
     # The XDG spec: a relative path is invalid and is to be ignored.
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
     return root / "pipeline"
+
+
+def kept_bytes(path: Path, sha256: str) -> bytes | None:
+    """The bytes of a file kept between runs, if they still hash to `sha256` (hex); the file is
+    then the newest (kept longest). None if it is gone, unreadable, cut short or changed (then
+    it is removed)."""
+    with contextlib.suppress(OSError):
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == sha256:
+            path.touch()
+            return data
+        path.unlink(missing_ok=True)
+    return None
+
+
+def keep_newest(paths: Iterable[Path], count: int) -> None:
+    """Remove all but the `count` newest (last modified) of `paths`; nothing if they cannot be
+    listed."""
+    with contextlib.suppress(OSError):
+        ordered = sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in ordered[count:]:
+            old.unlink(missing_ok=True)
 
 
 def check_destination(path: Path, *, option: str) -> None:

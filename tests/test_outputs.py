@@ -1,14 +1,23 @@
-"""pipeline.outputs: a result file appears whole, with a normal mode, or not at all."""
+"""pipeline.outputs: a result file appears whole, with a normal mode, or not at all; a file
+kept between runs is used only while it hashes to its name, and only the newest are kept."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import OutputError
-from pipeline.outputs import atomic_path, cache_home, check_destination, write_text
+from pipeline.outputs import (
+    atomic_path,
+    cache_home,
+    check_destination,
+    keep_newest,
+    kept_bytes,
+    write_text,
+)
 
 
 def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
@@ -75,3 +84,30 @@ def test_check_destination_unwritable(tmp_path: Path) -> None:
 def test_the_cache_directory(env: dict[str, str], want: Path) -> None:
     got = cache_home(env)
     assert got == want, f"got {got}, want {want}"
+
+
+def test_a_kept_file_is_read_while_it_hashes_to_its_name_and_becomes_the_newest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kept"
+    path.write_bytes(b"blob")
+    os.utime(path, (1, 1))
+    assert kept_bytes(path, hashlib.sha256(b"blob").hexdigest()) == b"blob"
+    assert path.stat().st_mtime > 1
+
+
+def test_a_kept_file_changed_or_gone_is_not_read_and_goes(tmp_path: Path) -> None:
+    path = tmp_path / "kept"
+    path.write_bytes(b"blo")  # cut short
+    assert kept_bytes(path, hashlib.sha256(b"blob").hexdigest()) is None
+    assert not path.exists()
+    assert kept_bytes(path, hashlib.sha256(b"blob").hexdigest()) is None
+
+
+def test_only_the_newest_files_are_kept(tmp_path: Path) -> None:
+    for n in range(5):
+        (tmp_path / f"{n}.json").write_text(str(n))
+        os.utime(tmp_path / f"{n}.json", (n, n))
+    (tmp_path / "other.gz").write_text("not of this kind")
+    keep_newest(tmp_path.glob("*.json"), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.json", "4.json", "other.gz"]

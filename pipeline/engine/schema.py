@@ -51,7 +51,7 @@ from graphql.utilities import IntrospectionQuery
 
 from pipeline.engine.provision import ENGINE_QUERY
 from pipeline.errors import OutputError
-from pipeline.outputs import cache_home, write_text
+from pipeline.outputs import cache_home, keep_newest, write_text
 
 SDK_VERSION = "0.21.11"  # the dagger-io whose hook this is written for (tests/test_schema.py)
 CLIENT_NAME = "GraphQLClient"  # the name dagger.client._session makes its gql client by
@@ -117,12 +117,7 @@ def save(path: Path, key: Key, introspection: Mapping[str, Any]) -> None:
     document = {"key": asdict(key), "introspection": introspection}
     with contextlib.suppress(OutputError):
         write_text(path, json.dumps(document, separators=(",", ":")))
-    with contextlib.suppress(OSError):
-        saved = sorted(
-            path.parent.glob("schema-*.json"), key=lambda p: p.stat().st_mtime, reverse=True
-        )
-        for old in saved[KEEP:]:
-            old.unlink(missing_ok=True)
+    keep_newest(path.parent.glob("schema-*.json"), KEEP)
 
 
 async def _ask(params: _session.ConnectParams, query: str) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from pipeline.image.canonical import LEVEL
 from pipeline.image.oci import Layer
+from pipeline.outputs import keep_newest, kept_bytes
 
 KEEP = 16  # files kept (the newest): base layers and the last binaries of a few programs
 SCANS = 1  # the version of the scans' file format
@@ -70,10 +71,7 @@ def _keep(where: Path, name: str, data: bytes) -> None:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        suffix = Path(name).suffix
-        kept = sorted(where.glob(f"*{suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in kept[KEEP:]:
-            old.unlink(missing_ok=True)
+        keep_newest(where.glob(f"*{Path(name).suffix}"), KEEP)
 
 
 class _Memo(MutableMapping[str, V]):
@@ -123,11 +121,8 @@ class Kept(_Memo[tuple[bytes, str]]):
         with contextlib.suppress(OSError, ValueError):
             for path in self.where.glob(f"{_hex(key)}.*.gz"):
                 _, diff_id, digest, _ = path.name.split(".")
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() == digest:
-                    path.touch()  # the newest: kept longest
+                if (data := kept_bytes(path, digest)) is not None:
                     return data, f"sha256:{diff_id}"
-                path.unlink(missing_ok=True)  # cut short or changed
         return None
 
     def _save(self, key: str, value: tuple[bytes, str]) -> None:
@@ -143,9 +138,7 @@ class Scanned(_Memo[Layer]):
     def _load(self, key: str) -> Layer | None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             for path in self.where.glob(f"{_hex(key)}.*.json"):
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() == path.name.split(".")[1]:
-                    path.touch()  # the newest: kept longest
+                if (data := kept_bytes(path, path.name.split(".")[1])) is not None:
                     found = json.loads(data)
                     return Layer(
                         digest=key,
@@ -154,7 +147,6 @@ class Scanned(_Memo[Layer]):
                         uncompressed=int(found["uncompressed"]),
                         files={str(k): int(v) for k, v in found["files"].items()},
                     )
-                path.unlink(missing_ok=True)  # cut short or changed
         return None
 
     def _save(self, key: str, value: Layer) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.image.oci import BaseLayers, digest_of, is_index, platform_of, same_platform
+from pipeline.outputs import kept_bytes
 from pipeline.refs import ImageRef, Platform, parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.settings import Settings
@@ -90,12 +91,8 @@ class _Reader:
     def kept_path(self, digest: str) -> Path | None:
         """The kept file of `digest`, if its bytes still hash to it."""
         path = self.kept / digest.removeprefix("sha256:")
-        with contextlib.suppress(OSError):
-            if digest_of(path.read_bytes()) == digest:
-                path.touch()  # the newest: kept longest
-                return path
-            path.unlink()  # cut short or changed: fetched again
-        return None
+        # Cut short or changed: removed, and fetched again.
+        return path if kept_bytes(path, digest.removeprefix("sha256:")) is not None else None
 
     def _keep(self, digest: str, write: Any) -> Path:
         """Write a blob with `write(path)` under a temporary name, then give it its own."""
