@@ -21,6 +21,7 @@ image. What a scan says depends on the blob's bytes alone, which its digest name
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
@@ -82,11 +83,11 @@ class _Memo(MutableMapping[str, V]):
         self.where = where
         self.memory: dict[str, V] = {}
 
-    def _load(self, key: str) -> V | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load(self, key: str) -> V | None: ...
 
-    def _save(self, key: str, value: V) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _save(self, key: str, value: V) -> None: ...
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
