@@ -69,7 +69,11 @@ def base_mismatches(tarball: Path, bases: Bases) -> list[str]:
     serves them (`bases`, by platform): each layer whose descriptor (digest, size, media
     type) is not the base manifest's, or whose diff_id is not the base config's. Empty when
     every platform's image holds its base as it is (and when there are no bases: scratch)."""
-    layout = Layout.read(tarball)
+    with Layout.read(tarball) as layout:
+        return _mismatches(layout, bases)
+
+
+def _mismatches(layout: Layout, bases: Bases) -> list[str]:
     found = []
     for platform, manifest in _images(layout, layout.index["manifests"][0]).items():
         config = layout.json(manifest["config"]["digest"])
@@ -94,7 +98,11 @@ def base_mismatches(tarball: Path, bases: Bases) -> list[str]:
 def differences(first: Path, second: Path) -> list[str]:
     """What differs between two image tarballs: platforms, config fields, layers and, in a
     layer, which files and how. Empty when the images are the same."""
-    a, b = Layout.read(first), Layout.read(second)
+    with Layout.read(first) as a, Layout.read(second) as b:
+        return _differences(a, b)
+
+
+def _differences(a: Layout, b: Layout) -> list[str]:
     if a.index == b.index:
         return []
     found: list[str] = []

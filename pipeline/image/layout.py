@@ -1,16 +1,19 @@
-"""An OCI image layout in memory, as Container.export writes it and as we write it back:
-index.json and blobs by digest, read from a tarball; canonical JSON; a tarball written in a
-fixed order with fixed metadata; and the base an image is made on, by its platform."""
+"""An OCI image layout, as Container.export writes it and as we write it back: index.json and
+blobs by digest, read from a tarball (each blob when it is asked for); canonical JSON; a
+tarball written in a fixed order with fixed metadata; and the base an image is made on, by its
+platform."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.image.oci import BaseLayers, OCIError, platform_of, same_platform
 
@@ -22,30 +25,70 @@ def dump(document: object) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class _Blobs(MutableMapping[str, bytes]):
+    """A layout tarball's blobs by digest, each read from the file when asked for: an engine's
+    export of a Go image holds its 663 MB base layer uncompressed, which normalise does not
+    read when it knows that layer already. The file stays open while they are read (a file
+    put in its place meanwhile is not the one indexed). Blobs set here are held in memory."""
+
+    def __init__(self, file: BinaryIO, places: dict[str, tuple[int, int]]) -> None:
+        self.file = file
+        self.places = places  # digest → (offset, size) in the file
+        self.held: dict[str, bytes] = {}
+
+    def __getitem__(self, digest: str) -> bytes:
+        if digest in self.held:
+            return self.held[digest]
+        offset, size = self.places[digest]
+        data = os.pread(self.file.fileno(), size, offset)  # threads read at once: no seek
+        if len(data) != size:
+            raise OCIError(f"{self.file.name}: blob {digest} is cut short")
+        return data
+
+    def __setitem__(self, digest: str, data: bytes) -> None:
+        self.held[digest] = data
+
+    def __delitem__(self, digest: str) -> None:
+        found = self.held.pop(digest, None) is not None
+        if self.places.pop(digest, None) is None and not found:
+            raise KeyError(digest)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.held.keys() | self.places.keys())
+
+    def __len__(self) -> int:
+        return len(self.held.keys() | self.places.keys())
+
+
 @dataclass
 class Layout:
-    """An OCI layout in memory: index.json and blobs by digest."""
+    """An OCI layout: index.json and blobs by digest."""
 
     index: dict[str, Any]
-    blobs: dict[str, bytes]
+    blobs: MutableMapping[str, bytes]
 
     @classmethod
-    def read(cls, path: Path) -> Layout:
-        blobs: dict[str, bytes] = {}
+    @contextlib.contextmanager
+    def read(cls, path: Path) -> Iterator[Layout]:
+        """The layout in the (uncompressed) tarball at `path`, its blobs read from it while
+        the block lasts."""
+        places: dict[str, tuple[int, int]] = {}
         index: dict[str, Any] | None = None
-        with tarfile.open(path) as tar:
-            for member in tar:
-                name = member.name.removeprefix("./")
-                stream = tar.extractfile(member) if member.isfile() else None
-                if stream is None:
-                    continue
-                if name == "index.json":
-                    index = json.loads(stream.read())
-                elif name.startswith("blobs/sha256/"):
-                    blobs["sha256:" + name.rsplit("/", 1)[1]] = stream.read()
-        if index is None:
-            raise OCIError(f"{path}: no index.json")
-        return cls(index, blobs)
+        with path.open("rb") as file:
+            with tarfile.open(fileobj=file, mode="r:") as tar:
+                for member in tar:
+                    name = member.name.removeprefix("./")
+                    if not member.isfile():
+                        continue
+                    if name == "index.json":
+                        stream = tar.extractfile(member)
+                        index = json.loads(stream.read()) if stream else None
+                    elif name.startswith("blobs/sha256/"):
+                        digest = "sha256:" + name.rsplit("/", 1)[1]
+                        places[digest] = (member.offset_data, member.size)
+            if index is None:
+                raise OCIError(f"{path}: no index.json")
+            yield cls(index, _Blobs(file, places))
 
     def json(self, digest: str) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.blobs[digest])

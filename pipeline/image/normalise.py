@@ -189,8 +189,8 @@ def normalise(
     pipeline.image.layer_cache's files); each layer of the image is added to `layers` as
     pipeline.image.oci.read_image would read it (by its new digest), so that reading the image back
     inflates none of them again."""
-    layout = Layout.read(source)
-    return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
+    with Layout.read(source) as layout:
+        return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
 
 
 def _normalise(
@@ -249,35 +249,35 @@ def swap_last_layer(
     whose tar is `tar`; return its digest. The image is `previous` made again with that layer
     (compressed, or taken from `memo` by the tar's digest) and the config's last diff_id set
     to the tar's: what the engine's export of it holds, normalised."""
-    layout = Layout.read(previous)
-    (top,) = layout.index["manifests"]
-    manifest = layout.json(top["digest"])
-    if is_index(manifest, top):
-        raise OCIError(f"{previous}: an image of several platforms")
-    config = layout.json(manifest["config"]["digest"])
-    kept = {  # the layers that stay are canonical already: themselves, with their diff_ids
-        layer["digest"]: (layout.blobs[layer["digest"]], diff_id)
-        for layer, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
-    }
-    digest = digest_of(tar)
-    layout.blobs[digest] = tar
-    config["rootfs"]["diff_ids"][-1] = digest
-    manifest["layers"][-1] = {
-        **manifest["layers"][-1],
-        "mediaType": "application/vnd.oci.image.layer.v1.tar",
-        "digest": digest,
-        "size": len(tar),
-    }
+    with Layout.read(previous) as layout:
+        (top,) = layout.index["manifests"]
+        manifest = layout.json(top["digest"])
+        if is_index(manifest, top):
+            raise OCIError(f"{previous}: an image of several platforms")
+        config = layout.json(manifest["config"]["digest"])
+        kept = {  # the layers that stay are canonical already: themselves, with their diff_ids
+            layer["digest"]: (layout.blobs[layer["digest"]], diff_id)
+            for layer, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
+        }
+        digest = digest_of(tar)
+        layout.blobs[digest] = tar
+        config["rootfs"]["diff_ids"][-1] = digest
+        manifest["layers"][-1] = {
+            **manifest["layers"][-1],
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest,
+            "size": len(tar),
+        }
 
-    def put(document: dict[str, Any]) -> dict[str, Any]:
-        data = dump(document)
-        layout.blobs[digest_of(data)] = data
-        return {"digest": digest_of(data), "size": len(data)}
+        def put(document: dict[str, Any]) -> dict[str, Any]:
+            data = dump(document)
+            layout.blobs[digest_of(data)] = data
+            return {"digest": digest_of(data), "size": len(data)}
 
-    manifest["config"] = {**manifest["config"], **put(config)}
-    layout.index["manifests"] = [{**top, **put(manifest)}]
-    memo = ChainMap(kept, {} if memo is None else memo)
-    return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
+        manifest["config"] = {**manifest["config"], **put(config)}
+        layout.index["manifests"] = [{**top, **put(manifest)}]
+        memo = ChainMap(kept, {} if memo is None else memo)
+        return _normalise(layout, destination, epoch, ref_name, memo, layers, bases or {})
 
 
 def _docker_manifest(
