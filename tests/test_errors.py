@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import commands
-from tests.conftest import ROOT, PipelineRunner, Ran, Testbed, started
+from tests.conftest import ROOT, PipelineRunner, Ran, Testbed, go_tests, started
 
 FAST = ("--no-test", "--runtime-image", "busybox:1.35")
 
@@ -259,6 +259,7 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
     output.parent.mkdir()
     output.write_bytes(b"the previous good tarball")
     before = snapshot(ROOT / "build")
+    tests_before = go_tests()
     with started(
         pipeline.command(
             "builder",
@@ -274,7 +275,12 @@ def test_interrupt_leaves_nothing_half_done(pipeline: PipelineRunner, tmp_path: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as process:
-        time.sleep(8)
+        deadline = time.monotonic() + 120
+        while not go_tests() - tests_before:  # mid-way: in its slow go test
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the build never reached its go test"
+            time.sleep(0.2)
+        time.sleep(1)
         os.killpg(process.pid, signal.SIGINT)  # what ^C in a terminal does
         _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
