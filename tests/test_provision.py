@@ -158,7 +158,7 @@ def _busy(runs: list[subprocess.Popen[str]], before: set[int]) -> None:
         # SIGKILLed, an engine wipes its cache at its next start: a fresh runner's is killed.
         pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.disruptive),
         # Stopped gracefully, it keeps its cache: the test bed's own, started again after.
-        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.disruptive),
+        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.restarts),
     ],
 )
 def test_the_engine_gone_mid_build_ends_every_run_within_30s(
