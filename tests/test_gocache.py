@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import dagger
 import pytest
 import requests
+from dagger import dag
 
 from pipeline.cli.checks import check_cache_ref, check_registry_auth
 from pipeline.flows.cache_artifact import (
@@ -484,6 +487,64 @@ def test_the_module_cache_travels_for_sources_not_vendored(
                       source=source)  # fmt: skip
     assert again["go_cache"]["started_from"] == "registry"
     assert again["images"][0]["digest"] == first["images"][0]["digest"]
+
+
+# A helper image whose `sh` takes 5 s over the volumes' probe, and only over it (busybox's sh
+# otherwise): it stands for an engine that runs the unpack of a downloaded cache first.
+SLOW_PROBE_SH = """#!/bin/sh
+case "$2" in *"then echo engine; else echo none"*) sleep 5 ;; esac
+exec /bin/sh "$@"
+"""
+
+
+def _slow_probe_helper(testbed: Testbed, engine_env: dict[str, str]) -> str:
+    """The helper image above, published to the plain registry: its reference by digest."""
+
+    async def publish() -> str:
+        async with dagger.connection(dagger.Config(log_output=None)):
+            return await (
+                dag.container()
+                .from_("busybox:1.35")
+                .with_new_file("/usr/local/bin/sh", SLOW_PROBE_SH, permissions=0o755)
+                .with_env_variable("PATH", "/usr/local/bin:/bin")
+                .publish(f"{testbed.registry}/ci/slow-probe-helper:{unique()}")
+            )
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in engine_env.items() if "DAGGER" in k})
+    try:
+        return anyio.run(publish)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.mark.engine
+def test_an_unpack_quicker_than_the_probe_is_still_a_restore(
+    pipeline: PipelineRunner, testbed: Testbed, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The probe of the volumes and the unpack of a downloaded cache both run in the helper
+    image: the unpack waits for the probe's answer. Run at once, the unpack of a small cache
+    filled the volumes first, the probe found them warm, and the run said it started from
+    the engine's volumes, not from the registry (test_the_module_cache_travels... failed so
+    in CI)."""
+    helper = _slow_probe_helper(testbed, engine_env)
+    repository = f"ci/quick-unpack-{unique()}"
+    seed = f"{testbed.registry}/{repository}:seed"
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    ref = parse_image_ref(seed, option="--cache-from")
+    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
+    push_artifact(
+        [(empty, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
+        Deadline.of(60), artifact_type=ARTIFACT, annotations={},
+    )  # fmt: skip
+    ran, report = _build(
+        pipeline, tmp_path, "quick", "--cache-from", seed, "--helper-image", helper
+    )
+    assert report["go_cache"]["started_from"] == "registry", ran.stderr
+    assert _warnings(ran) == []
 
 
 @pytest.mark.engine

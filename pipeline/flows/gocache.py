@@ -85,13 +85,15 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
     On a new runner the engine's pull of the Go image is most of the wait, and nothing here
     needs that image: the artifact is downloaded, inflated and sent to the engine, and
     unpacked (after a look at the volumes) in the small helper image, while the Go image is
-    pulled (bracket). Beside it a probe looks at the volumes; if they are warm, the
-    download and the unpack are dropped."""
+    pulled (bracket). Beside the download a probe looks at the volumes: if they are warm, the
+    download and the unpack are dropped; the unpack waits for its answer (run at once, a
+    quick unpack could fill the volumes before the probe looked, which then took our own
+    restore for the engine's)."""
     ref = settings.cache_from
     option, warned = ("--cache-from", ref) if ref is not None else ("--cache-to", settings.cache_to)
     assert warned is not None
     restored: list[GoCache] = []
-    pinned = anyio.Event()
+    probed = anyio.Event()  # the volumes found empty: the unpack may fill them
     helper: list[str] = []
 
     async def pull_and_unpack(ref: ImageRef) -> None:
@@ -112,7 +114,7 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         except OSError as err:  # the host's disk
             restored.append(_not_restored(ref, f"could not inflate it ({err})"))
             return
-        await pinned.wait()
+        await probed.wait()
         restored.append(await _unpack(settings, helper[0], ref, source, tars, size))
 
     async with anyio.create_task_group() as group:
@@ -121,7 +123,6 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         try:
             helper.append(await _helper(settings, session))
             probe = cache_steps.probe(helper[0], settings)
-            pinned.set()
             found = (await exec_step(probe.stdout(), helper[0], "sh -c <probe>")).strip()
         except (PipelineError, dagger.QueryError) as err:
             group.cancel_scope.cancel()
@@ -132,6 +133,7 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         if ref is None or found == "engine":
             group.cancel_scope.cancel()
             return GoCache(started_from=found)
+        probed.set()
     return restored[0]
 
 
