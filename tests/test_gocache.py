@@ -254,6 +254,25 @@ def _members(testbed: Testbed, repository: str, layer: dict[str, Any]) -> dict[s
         return {m.name: m.size for m in tar.getmembers() if m.isfile()}
 
 
+def _seed(reference: str, layers: list[tuple[Path, str]]) -> None:
+    """A Go cache for golang:1.26 on linux/amd64 pushed to `reference` (a --cache-from), made
+    of `layers` (file, media type) as they are, without a login."""
+    ref = parse_image_ref(reference, option="--cache-from")
+    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
+    push_artifact(
+        layers, ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
+        Deadline.of(60), artifact_type=ARTIFACT, annotations={},
+    )  # fmt: skip
+
+
+def _empty_layer(tmp: Path) -> Path:
+    """An empty gzipped tarball: a build cache with nothing in it."""
+    empty = tmp / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    return empty
+
+
 @pytest.mark.engine
 def test_a_cold_run_saves_and_a_fresh_engine_restores_to_the_same_digest(
     pipeline: PipelineRunner, testbed: Testbed, tmp_path: Path, fresh_runner: dict[str, str]
@@ -375,14 +394,9 @@ def test_without_a_usable_cache_the_build_goes_on_with_one_warning(
     missing = f"{testbed.registry}/{repository}:missing"
     corrupt = f"{testbed.registry}/{repository}:corrupt"
     closed = f"127.0.0.1:5009/{repository}:main"  # nothing listens there
-    ref = parse_image_ref(corrupt, option="--cache-from")
-    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
     junk = tmp_path / "go-build.tar.gz"
     junk.write_bytes(gzip.compress(b"not a tar archive, though gzipped" * 100))
-    push_artifact(
-        [(junk, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
-        Deadline.of(60), artifact_type=ARTIFACT, annotations={},
-    )  # fmt: skip
+    _seed(corrupt, [(junk, BUILD_LAYER)])
     _, plain = _build(pipeline, tmp_path, "plain")
     cases = {
         "missing": (["--cache-from", missing], "does not exist"),
@@ -423,12 +437,7 @@ def test_verify_catches_a_poisoned_cache(
                 data, changed = data.replace(b"Hello ", b"Jello "), changed + 1
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
     assert changed, "no compiled entry holds the greeting"
-    ref = parse_image_ref(bad, option="--cache-from")
-    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
-    push_artifact(
-        [(poisoned, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)),
-        Login(None, None, None), Deadline.of(60), artifact_type=ARTIFACT, annotations={},
-    )  # fmt: skip
+    _seed(bad, [(poisoned, BUILD_LAYER)])
     ran = pipeline("verify", *BASES, "--cache-from", bad, "--json", str(tmp_path / "v.json"))
     assert ran.returncode == 1, ran.stdout + ran.stderr
     verdict = json.loads((tmp_path / "v.json").read_text())
@@ -465,16 +474,9 @@ def test_the_module_cache_travels_for_sources_not_vendored(
     module comes from the cache, and the cache it saves must carry it on."""
     repository = f"ci/mods-{unique()}"
     seed, saved = f"{testbed.registry}/{repository}:seed", f"{testbed.registry}/{repository}:ci"
-    empty = tmp_path / "empty.tar.gz"
-    with tarfile.open(empty, "w:gz"):
-        pass
-    ref = parse_image_ref(seed, option="--cache-from")
-    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
-    push_artifact(
-        [(empty, BUILD_LAYER), (_module_cache_artifact(tmp_path), MOD_LAYER)], ref,
-        cache_tag(ref, settings, (AMD64,)), Login(None, None, None), Deadline.of(60),
-        artifact_type=ARTIFACT, annotations={},
-    )  # fmt: skip
+    _seed(
+        seed, [(_empty_layer(tmp_path), BUILD_LAYER), (_module_cache_artifact(tmp_path), MOD_LAYER)]
+    )
     source = ROOT / "tests/fixtures/withdeps"
     _, first = _build(pipeline, tmp_path, "first", "--name", "withdeps", "--cache-from", seed,
                       "--cache-to", saved, source=source)  # fmt: skip
@@ -531,15 +533,7 @@ def test_an_unpack_quicker_than_the_probe_is_still_a_restore(
     helper = _slow_probe_helper(testbed, engine_env)
     repository = f"ci/quick-unpack-{unique()}"
     seed = f"{testbed.registry}/{repository}:seed"
-    empty = tmp_path / "empty.tar.gz"
-    with tarfile.open(empty, "w:gz"):
-        pass
-    ref = parse_image_ref(seed, option="--cache-from")
-    settings = Settings(variant=Variant.MULTISTAGE, go_image="golang:1.26")
-    push_artifact(
-        [(empty, BUILD_LAYER)], ref, cache_tag(ref, settings, (AMD64,)), Login(None, None, None),
-        Deadline.of(60), artifact_type=ARTIFACT, annotations={},
-    )  # fmt: skip
+    _seed(seed, [(_empty_layer(tmp_path), BUILD_LAYER)])
     ran, report = _build(
         pipeline, tmp_path, "quick", "--cache-from", seed, "--helper-image", helper
     )
