@@ -92,3 +92,34 @@ def test_json_is_canonical_and_the_tarball_fixed(tmp_path: Path) -> None:
     with tarfile.open(one) as tar:
         assert [m.name for m in tar.getmembers()] == ["blobs", "blobs/sha256", "a", "b"]
         assert {m.mtime for m in tar.getmembers()} == {1700000000}
+
+
+def test_a_blob_read_in_parts_is_whole_and_asking_for_it_reads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read returns at most 2 GiB on Linux: the blob is read until it is whole. Whether
+    a blob is there is answered from the index alone."""
+    path = exported(tmp_path)
+    whole = _digests(path)
+    real = os.pread
+
+    def in_parts(fd: int, size: int, offset: int) -> bytes:
+        return real(fd, min(size, 1000), offset)
+
+    with Layout.read(path) as layout:
+        monkeypatch.setattr(os, "pread", in_parts)
+        assert {d: layout.blobs[d] for d in whole} == whole
+
+        def no_read(fd: int, size: int, offset: int) -> bytes:
+            raise AssertionError("read a blob to say whether it is there")
+
+        monkeypatch.setattr(os, "pread", no_read)
+        assert all(d in layout.blobs for d in whole)
+        assert "sha256:" + "0" * 64 not in layout.blobs
+
+
+def test_a_tarball_cut_short_is_not_an_image(tmp_path: Path) -> None:
+    path = exported(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2 + 100])
+    with pytest.raises(OCIError, match="not an image tarball"), Layout.read(path):
+        pass

@@ -85,8 +85,8 @@ def file_layer(path: str, data: bytes, *, mtime: int) -> bytes | None:
 
 def prime(memo: MutableMapping[str, tuple[bytes, str]], tar: bytes) -> None:
     """Compress the layer `tar` now, as normalise would once the engine exports it: a layer
-    expected in an image, compressed beside the export (normalise takes it from `memo`, by
-    its digest uncompressed, as the engine's uncompressed export names it)."""
+    expected in an image, compressed beside the export (normalise takes it from `memo` by
+    its digest uncompressed: the layer's diff_id in the exported image's config)."""
     digest = digest_of(tar)
     if digest not in memo:
         memo[digest] = gzip_layer(tar), digest

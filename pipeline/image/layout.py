@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipeline.image.oci import BaseLayers, OCIError, platform_of, same_platform
+from pipeline.image.oci import BaseLayers, OCIError, is_index, platform_of, same_platform
 
 Bases = Mapping[str, BaseLayers]  # platform (os/architecture[/variant]) → its base's layers
 
@@ -26,10 +26,11 @@ def dump(document: object) -> bytes:
 
 
 class _Blobs(MutableMapping[str, bytes]):
-    """A layout tarball's blobs by digest, each read from the file when asked for: an engine's
-    export of a Go image holds its 663 MB base layer uncompressed, which normalise does not
-    read when it knows that layer already. The file stays open while they are read (a file
-    put in its place meanwhile is not the one indexed). Blobs set here are held in memory."""
+    """A layout tarball's blobs by digest, each read from the file when asked for: of an
+    engine's export of a Go image, normalise reads its own layers and the base's layer only
+    where it needs them, and never the whole tarball into memory. The file stays open while
+    they are read (a file put in its place meanwhile is not the one indexed). Blobs set here
+    are held in memory."""
 
     def __init__(self, file: BinaryIO, places: dict[str, tuple[int, int]]) -> None:
         self.file = file
@@ -40,10 +41,17 @@ class _Blobs(MutableMapping[str, bytes]):
         if digest in self.held:
             return self.held[digest]
         offset, size = self.places[digest]
-        data = os.pread(self.file.fileno(), size, offset)  # threads read at once: no seek
-        if len(data) != size:
-            raise OCIError(f"{self.file.name}: blob {digest} is cut short")
-        return data
+        parts, done = [], 0
+        while done < size:  # one read returns at most 2 GiB on Linux
+            part = os.pread(self.file.fileno(), size - done, offset + done)  # threads: no seek
+            if not part:
+                raise OCIError(f"{self.file.name}: blob {digest} is cut short")
+            parts.append(part)
+            done += len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def __contains__(self, digest: object) -> bool:  # without reading the blob
+        return digest in self.held or digest in self.places
 
     def __setitem__(self, digest: str, data: bytes) -> None:
         self.held[digest] = data
@@ -75,17 +83,20 @@ class Layout:
         places: dict[str, tuple[int, int]] = {}
         index: dict[str, Any] | None = None
         with path.open("rb") as file:
-            with tarfile.open(fileobj=file, mode="r:") as tar:
-                for member in tar:
-                    name = member.name.removeprefix("./")
-                    if not member.isfile():
-                        continue
-                    if name == "index.json":
-                        stream = tar.extractfile(member)
-                        index = json.loads(stream.read()) if stream else None
-                    elif name.startswith("blobs/sha256/"):
-                        digest = "sha256:" + name.rsplit("/", 1)[1]
-                        places[digest] = (member.offset_data, member.size)
+            try:
+                with tarfile.open(fileobj=file, mode="r:") as tar:
+                    for member in tar:
+                        name = member.name.removeprefix("./")
+                        if not member.isfile():
+                            continue
+                        if name == "index.json":
+                            stream = tar.extractfile(member)
+                            index = json.loads(stream.read()) if stream else None
+                        elif name.startswith("blobs/sha256/"):
+                            digest = "sha256:" + name.rsplit("/", 1)[1]
+                            places[digest] = (member.offset_data, member.size)
+            except tarfile.TarError as err:  # not a tarball, or one cut short
+                raise OCIError(f"{path}: not an image tarball ({err})") from err
             if index is None:
                 raise OCIError(f"{path}: no index.json")
             yield cls(index, _Blobs(file, places))
@@ -102,6 +113,24 @@ def base_of(config: dict[str, Any], bases: Bases) -> BaseLayers | None:
     if bases and not found:
         raise OCIError(f"no base layers for its {platform} image (only {', '.join(bases)})")
     return found[0] if found else None
+
+
+def own_layers(
+    layout: Layout, descriptor: dict[str, Any], bases: Bases
+) -> Iterator[tuple[str, str]]:
+    """The digests and diff_ids of the layers under `descriptor` (a manifest, or an index of
+    them) that the base did not give."""
+    document = layout.json(descriptor["digest"])
+    if is_index(document, descriptor):
+        for manifest in document["manifests"]:
+            yield from own_layers(layout, manifest, bases)
+    else:
+        config = layout.json(document["config"]["digest"])
+        base = base_of(config, bases)
+        skipped = len(base.layers) if base else 0
+        diff_ids = config["rootfs"]["diff_ids"][skipped:]
+        for layer, diff_id in zip(document["layers"][skipped:], diff_ids, strict=True):
+            yield layer["digest"], diff_id
 
 
 def write_tar(destination: Path, files: dict[str, bytes], epoch: int) -> None:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 from collections import ChainMap
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pipeline.image import canonical
 from pipeline.image.canonical import GZIP_LAYER, LAYER_TYPES
-from pipeline.image.layout import Bases, Layout, base_of, dump, write_tar
+from pipeline.image.layout import Bases, Layout, base_of, dump, own_layers, write_tar
 from pipeline.image.oci import (
     REF_NAME,
     BaseLayers,
@@ -40,19 +40,6 @@ from pipeline.image.oci import (
     plain,
 )
 from pipeline.provenance import rfc3339
-
-
-def _own_layers(layout: Layout, descriptor: dict[str, Any], bases: Bases) -> Iterator[str]:
-    """The digests of the layers under `descriptor` (a manifest, or an index of them) that
-    the base did not give."""
-    document = layout.json(descriptor["digest"])
-    if is_index(document, descriptor):
-        for manifest in document["manifests"]:
-            yield from _own_layers(layout, manifest, bases)
-    else:
-        base = base_of(layout.json(document["config"]["digest"]), bases)
-        skipped = len(base.layers) if base else 0
-        yield from (layer["digest"] for layer in document["layers"][skipped:])
 
 
 class _Normaliser:
@@ -204,7 +191,14 @@ def _normalise(
 ) -> str:
     memo = {} if memo is None else memo
     (top,) = layout.index["manifests"]  # Dagger exports one image per tarball
-    missing = [d for d in dict.fromkeys(_own_layers(layout, top, bases)) if d not in memo]
+    missing = []
+    for digest, diff_id in dict.fromkeys(own_layers(layout, top, bases)):
+        if digest in memo:
+            continue
+        if diff_id in memo:  # compressed ahead of the export (canonical.prime), by its tar
+            memo[digest] = memo[diff_id]
+        else:
+            missing.append(digest)
 
     def recompress(digest: str) -> None:
         memo[digest] = canonical.layer(layout.blobs[digest])
