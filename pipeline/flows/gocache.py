@@ -114,8 +114,7 @@ async def restore(settings: Settings, session: Session, platforms: Sequence[Plat
         except OSError as err:  # the host's disk
             restored.append(_not_restored(ref, f"could not inflate it ({err})"))
             return
-        await probed.wait()
-        restored.append(await _unpack(settings, helper[0], ref, source, tars, size))
+        restored.append(await _unpack(settings, helper, probed, ref, source, tars, size))
 
     async with anyio.create_task_group() as group:
         if ref is not None:
@@ -142,17 +141,24 @@ def _not_restored(ref: ImageRef, cause: str) -> GoCache:
 
 
 async def _unpack(
-    settings: Settings, helper: str, ref: ImageRef, source: str, files: list[Path], size: int
+    settings: Settings,
+    helper: list[str],
+    probed: anyio.Event,
+    ref: ImageRef,
+    source: str,
+    files: list[Path],
+    size: int,
 ) -> GoCache:
     """The downloaded tarballs (inflated) unpacked into the build's volumes, in the helper
-    image, if they are still empty. They are sent to the engine first, while it may still be
-    pulling the images."""
+    image (helper[0], there once `probed` is set), once the probe found them empty. They are
+    sent to the engine first, while it may still be pulling the images."""
     try:
         uploaded = {
             path.name: await dag.host().file(str(path), no_cache=True).sync() for path in files
         }
-        done = cache_steps.unpack(helper, settings, uploaded)
-        outcome = (await exec_step(done.stdout(), helper, "sh -c <restore script>")).strip()
+        await probed.wait()
+        done = cache_steps.unpack(helper[0], settings, uploaded)
+        outcome = (await exec_step(done.stdout(), helper[0], "sh -c <restore script>")).strip()
     except PipelineError as err:
         return _not_restored(ref, str(err))
     except dagger.QueryError as err:
