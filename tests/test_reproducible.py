@@ -169,22 +169,19 @@ def test_one_digest_whatever_the_engine_remembers(
     not their blobs, and exports them re-tarred); build; build on a fresh runner; prune that
     one (its bases pulled again); build there again: every image's digest and tarball, byte
     for byte, the same each time. (The fresh runner's engine is pruned, not the test bed's,
-    whose cache the next run of the suite finds warm.) The two engines' rounds run at once:
-    the test bed's engine is restarted while the fresh runner builds."""
-    env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": start_fresh_runner()["runner host"]}
-
-    def on_the_fresh_runner() -> tuple[dict[str, tuple[str, bytes]], ...]:
-        fresh = build_sequence(pipeline, source, tmp_path / "fresh", env)
-        prune_engine({**engine_env, **env})
-        return fresh, build_sequence(pipeline, source, tmp_path / "pruned", env)
-
+    whose cache the next run of the suite finds warm.) The fresh runner's first round runs
+    while the test bed's engine builds, restarts and builds again; the prune (it sets the
+    process's environment for the SDK) and the last round after them."""
     try:
+        env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": start_fresh_runner()["runner host"]}
         with ThreadPoolExecutor(1) as pool:
-            elsewhere = pool.submit(on_the_fresh_runner)
+            elsewhere = pool.submit(build_sequence, pipeline, source, tmp_path / "fresh", env)
             first = build_sequence(pipeline, source, tmp_path / "first")
             restart_engine(testbed)
             kept = build_sequence(pipeline, source, tmp_path / "kept")
-            fresh, pruned = elsewhere.result()
+            fresh = elsewhere.result()
+        prune_engine({**engine_env, **env})
+        pruned = build_sequence(pipeline, source, tmp_path / "pruned", env)
     finally:
         stop_fresh_runner()
     for name in SEQUENCE:
