@@ -21,11 +21,13 @@ import sys
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import dagger
 import pytest
 import requests
 
@@ -197,6 +199,27 @@ def go_images(testbed: Testbed) -> dict[str, str]:
         "busybox": testbed["TESTBED_GO_BUSYBOX_IMAGE"],
         "bare": testbed["TESTBED_GO_BARE_IMAGE"],
     }
+
+
+T = TypeVar("T")
+
+
+def in_session(engine_env: dict[str, str], work: Callable[[], Awaitable[T]]) -> T:
+    """`work()` awaited in a Dagger session on the engine of `engine_env`: the SDK reads the
+    engine's address from this process's environment, set so while the session lasts and
+    then as it was."""
+
+    async def session() -> T:
+        async with dagger.connection(dagger.Config(log_output=None)):
+            return await work()
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in engine_env.items() if "DAGGER" in k})
+    try:
+        return anyio.run(session)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def unique() -> str:

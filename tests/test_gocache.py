@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import dagger
 import pytest
 import requests
 from dagger import dag
@@ -52,6 +50,7 @@ from tests.conftest import (
     Ran,
     Testbed,
     go_images,
+    in_session,
     start_fresh_runner,
     stop_fresh_runner,
 )
@@ -502,23 +501,16 @@ exec /bin/sh "$@"
 def _slow_probe_helper(testbed: Testbed, engine_env: dict[str, str]) -> str:
     """The helper image above, published to the plain registry: its reference by digest."""
 
-    async def publish() -> str:
-        async with dagger.connection(dagger.Config(log_output=None)):
-            return await (
-                dag.container()
-                .from_("busybox:1.35")
-                .with_new_file("/usr/local/bin/sh", SLOW_PROBE_SH, permissions=0o755)
-                .with_env_variable("PATH", "/usr/local/bin:/bin")
-                .publish(f"{testbed.registry}/ci/slow-probe-helper:{unique()}")
-            )
-
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in engine_env.items() if "DAGGER" in k})
-    try:
-        return anyio.run(publish)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return in_session(
+        engine_env,
+        lambda: (
+            dag.container()
+            .from_("busybox:1.35")
+            .with_new_file("/usr/local/bin/sh", SLOW_PROBE_SH, permissions=0o755)
+            .with_env_variable("PATH", "/usr/local/bin:/bin")
+            .publish(f"{testbed.registry}/ci/slow-probe-helper:{unique()}")
+        ),
+    )
 
 
 @pytest.mark.engine

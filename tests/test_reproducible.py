@@ -31,8 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import anyio
-import dagger
 import pytest
 from dagger import dag
 from spdx_tools.spdx.parser.parse_anything import parse_file
@@ -46,6 +44,7 @@ from tests.conftest import (
     Testbed,
     ended,
     go_images,
+    in_session,
     start_fresh_runner,
     stop_fresh_runner,
 )
@@ -82,18 +81,7 @@ def restart_engine(testbed: Testbed) -> None:
 
 def prune_engine(engine_env: dict[str, str]) -> None:
     """Empty the engine's cache: the bases are pulled again, their blobs with them."""
-
-    async def prune() -> None:
-        async with dagger.connection(dagger.Config(log_output=None)):
-            await dag.engine().local_cache().prune()
-
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in engine_env.items() if "DAGGER" in k})
-    try:
-        anyio.run(prune)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    in_session(engine_env, lambda: dag.engine().local_cache().prune())
 
 
 def build(
