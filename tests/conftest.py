@@ -227,11 +227,12 @@ def unique() -> str:
     return f"{time.time_ns()}".encode().hex()[-16:]
 
 
-def start_fresh_runner() -> dict[str, str]:
+def start_fresh_runner(*options: str) -> dict[str, str]:
     """`tests/testbed/up --fresh-runner` (a new runner's engine and dockerd, on emptied
-    state): what it says, `runner host` and `runner docker`. stop_fresh_runner() ends it."""
+    state; `--kept`: the engine's on the kept one, if any): what it says, `runner host` and
+    `runner docker` (and `runner state`). stop_fresh_runner() ends it."""
     up = subprocess.run(
-        [str(ROOT / "tests" / "testbed" / "up"), "--fresh-runner"],
+        [str(ROOT / "tests" / "testbed" / "up"), "--fresh-runner", *options],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert up.returncode == 0, up.stderr[-2000:]
@@ -403,20 +404,49 @@ class DoomedEngine:
 
 @pytest.fixture
 def doomed_engine(engine_env: dict[str, str], testbed: Testbed) -> Iterator[DoomedEngine]:
-    """A fresh runner's engine, for the test to kill; the runner is stopped after the test.
-    Its runs build on the test bed's Go image on busybox: a fresh runner pulls its Go image
-    first, and that one is 67MB to golang:1.26's 232MB (what is tested is the engine going
-    away, on any Go image)."""
-    said = start_fresh_runner()
+    """A runner's engine that has built before (_doomed_runner), for the test to kill; the
+    runner is stopped after the test. Its runs build on the test bed's Go image on busybox,
+    67MB to golang:1.26's 232MB, the one a first warm-up pulls (what is tested is the engine
+    going away, on any Go image)."""
     try:
-        env = {
-            **engine_env,
-            "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"],
-            "PIPELINE_GO_IMAGE": testbed["TESTBED_GO_BUSYBOX_IMAGE"],
-        }
+        said = _doomed_runner(engine_env, testbed)
+        env = _on_runner(engine_env, testbed, said)
         yield DoomedEngine(int(said["runner engine pid"]), PipelineRunner(env))
     finally:
         stop_fresh_runner()
+
+
+def _on_runner(
+    engine_env: dict[str, str], testbed: Testbed, said: dict[str, str]
+) -> dict[str, str]:
+    return {
+        **engine_env,
+        "_EXPERIMENTAL_DAGGER_RUNNER_HOST": said["runner host"],
+        "PIPELINE_GO_IMAGE": testbed["TESTBED_GO_BUSYBOX_IMAGE"],
+    }
+
+
+def _doomed_runner(engine_env: dict[str, str], testbed: Testbed) -> dict[str, str]:
+    """A fresh runner whose engine starts on the kept state (`up --fresh-runner --kept`): that
+    of a runner's engine that has built what the doomed engines' runs build (the Go image
+    pulled, go vet's and go test's standard library compiled), and then stopped. Its runs
+    reach their go test in seconds, not after 15 s of pulling and compiling. Where there is
+    none (the first time, or another engine binary's), the builds run on an empty one, which
+    is kept (`down --fresh-runner --keep`), and the runner started again on it."""
+    said = start_fresh_runner("--kept")
+    if said["runner state"] == "kept state":
+        return said
+    warm = PipelineRunner(_on_runner(engine_env, testbed, said))
+    for variant in ("builder", "multistage"):
+        ran = warm(variant, "--source", str(ROOT / "go-src"), "--runtime-image", "busybox:1.35",
+                   "--no-run", "--no-output")  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+    down = [str(ROOT / "tests" / "testbed" / "down"), "--fresh-runner", "--keep"]
+    kept = subprocess.run(down, capture_output=True, text=True, check=False)
+    assert kept.returncode == 0, kept.stderr
+    said = start_fresh_runner("--kept")
+    assert said["runner state"] == "kept state", said
+    return said
 
 
 @pytest.fixture

@@ -26,7 +26,14 @@ import httpx
 import pytest
 from dagger import dag
 
-from tests.conftest import NO_ENGINE, ROOT, Testbed, start_fresh_runner, stop_fresh_runner
+from tests.conftest import (
+    NO_ENGINE,
+    ROOT,
+    DoomedEngine,
+    Testbed,
+    start_fresh_runner,
+    stop_fresh_runner,
+)
 
 ENV_KEYS = (
     "DOCKER_HOST",
@@ -778,6 +785,23 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
             assert version.returncode == 0, version.stderr[-2000:]
     finally:
         stop_fresh_runner()
+
+
+@pytest.mark.disruptive  # the fresh runner is one
+@pytest.mark.engine
+def test_a_kept_runner_starts_on_what_its_engine_had_built(
+    doomed_engine: DoomedEngine, tmp_path: Path
+) -> None:
+    """`up --fresh-runner --kept` (the doomed engines'): its engine starts on the state another
+    one left after the same build (`down --fresh-runner --keep`), and finds the build in its
+    cache: not an empty state, nor one the engine threw away at its start."""
+    report = tmp_path / "report.json"
+    ran = doomed_engine.pipeline(
+        "multistage", "--source", str(ROOT / "go-src"), "--runtime-image", "busybox:1.35",
+        "--no-run", "--no-output", "--json", str(report),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(report.read_text())["cache"] == "warm"
 
 
 PLANTED_RULES = """*nat

@@ -253,6 +253,37 @@ cni_forget() { # cni_forget NETNS NETWORK: only while no engine runs on NETWORK
 	fi
 }
 
+# A fresh runner's engine's state, kept (down --fresh-runner --keep) for the runners of the tests
+# that kill their engine (up --fresh-runner --kept), and which engine binary left it (.engine).
+TB_KEPT_RUNNER=$TB_STATE/kept-runner-engine
+
+# engine_binary: the installed engine, as size and modification time (a state another build of
+# the engine left is not started on).
+engine_binary() {
+	stat -L -c '%s %Y' "$(command -v dagger-engine)"
+}
+
+# keep_runner_state: the fresh runner's engine stopped gracefully (within 60 s: it writes its
+# cache out) and its state directory copied to TB_KEPT_RUNNER (beside it first, then renamed):
+# a state an engine starts on again, as after a restart.
+keep_runner_state() {
+	local pidf=/run/$TB_NAME/runner-engine.pid pid i
+	pid_alive "$pidf" || die "no fresh runner's engine is running: nothing to keep"
+	pid=$(cat "$pidf")
+	kill -TERM "$pid"
+	for ((i = 0; i < 600; i++)); do
+		pid_running "$pid" || break
+		sleep 0.1
+	done
+	! pid_running "$pid" || die "the fresh runner's engine did not stop within 60 s: nothing kept"
+	rm -f "$pidf"
+	rm -rf "$TB_KEPT_RUNNER.tmp" "$TB_KEPT_RUNNER.engine"
+	cp -a "$TB_RUNNER_ROOT/engine" "$TB_KEPT_RUNNER.tmp"
+	rm -rf "$TB_KEPT_RUNNER"
+	mv "$TB_KEPT_RUNNER.tmp" "$TB_KEPT_RUNNER"
+	engine_binary >"$TB_KEPT_RUNNER.engine"
+}
+
 # stop_runner_engine: the fresh runner's engine killed (its state is thrown away: a graceful
 # stop would spend up to 25 s writing its cache out first) and its dockerd stopped (TERM, then
 # KILL after 30 s).
