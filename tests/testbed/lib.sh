@@ -148,6 +148,14 @@ pid_alive() {
 	[ -s "$1" ] && pid_running "$(cat "$1")"
 }
 
+# engine_alive PIDFILE: the process PIDFILE names is running and is a Dagger engine. A stopped
+# engine's pid may be another process's a moment later (pid_max is 32768 here, and the tests'
+# builds go through that many in minutes): then `up` took it for the engine, running, and
+# started none (CI run 18 of stop 39: the restarted engine never came back).
+engine_alive() {
+	pid_alive "$1" && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = dagger-engine ]
+}
+
 # The runner host of the engine through the TLS terminator, with the test client's certificate.
 engine_tls_host() {
 	local d=$TB_STATE/tls
@@ -268,7 +276,7 @@ engine_binary() {
 # a state an engine starts on again, as after a restart.
 keep_runner_state() {
 	local pidf=/run/$TB_NAME/runner-engine.pid pid i
-	pid_alive "$pidf" || die "no fresh runner's engine is running: nothing to keep"
+	engine_alive "$pidf" || die "no fresh runner's engine is running: nothing to keep"
 	pid=$(cat "$pidf")
 	kill -TERM "$pid"
 	for ((i = 0; i < 600; i++)); do
@@ -290,9 +298,12 @@ keep_runner_state() {
 stop_runner_engine() {
 	local pidf signal
 	for pidf in /run/$TB_NAME/runner-engine.pid /run/$TB_NAME/runner-dockerd.pid; do
-		pid_alive "$pidf" || continue
 		signal=TERM
-		[ "$pidf" = "/run/$TB_NAME/runner-engine.pid" ] && signal=KILL
+		if [ "$pidf" = "/run/$TB_NAME/runner-engine.pid" ]; then
+			signal=KILL # not another process's, if a test killed the engine (engine_alive)
+			engine_alive "$pidf" || { rm -f "$pidf"; continue; }
+		fi
+		pid_alive "$pidf" || continue
 		end_pid "$(cat "$pidf")" "$signal" 30
 		rm -f "$pidf"
 	done
