@@ -313,8 +313,11 @@ def clock_file(tmp_path: Path) -> Iterator[Path]:
     stop = threading.Event()
 
     def stamp() -> None:
+        # Written beside it, then renamed: written in place, the engine's copy of the tree
+        # could find it cut to 0 bytes mid-write ("size changed ... during sync", CI run 19).
         while not stop.is_set():
-            (source / "stamp.txt").write_text(str(time.time_ns()))
+            (source / ".stamp.txt").write_text(str(time.time_ns()))
+            (source / ".stamp.txt").replace(source / "stamp.txt")
             time.sleep(0.02)
 
     (source / "stamp.txt").write_text(str(time.time_ns()))
