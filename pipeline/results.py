@@ -30,7 +30,8 @@ The JSON document (`--json PATH`) has this shape (schema_version 1):
      "go_cache": {"started_from": "none" | "engine" | "registry",
                   "restored_from": "REG/REPO:TAG" | null, "restored_size": N | null,
                   "saved_to": "REG/REPO:TAG@sha256:..." | null, "saved_size": N | null,
-                  "warnings": ["...", ...]} | null}
+                  "warnings": ["...", ...],
+                  "kept": bool (saved_to was the tag's already: the build was warm)} | null}
 
 A run of several images (a config file's [images.NAME] tables) writes one document for them:
 
@@ -95,6 +96,7 @@ class GoCache:
     saved_to: str | None = None  # registry/repository:tag@digest, after --cache-to
     saved_size: int | None = None  # bytes of the artifact's layers
     warnings: tuple[str, ...] = ()  # each a cache that could not be used, and why
+    kept: bool = False  # saved_to was there before: the build came from the engine's cache
 
     def summary(self) -> str:
         """`go cache: started from 127.0.0.1:5000/c:main-… (12.1MB); saved 12.3MB to …`"""
@@ -104,7 +106,12 @@ class GoCache:
             text = {"none": "started empty", "engine": "started from the engine's own"}.get(
                 self.started_from, self.started_from
             )
-        if self.saved_to is not None:
+        if self.saved_to is not None and self.kept:
+            text += (
+                f"; kept the {human_size(self.saved_size or 0)} at {self.saved_to} (the build"
+                " came from the engine's cache: nothing new to save)"
+            )
+        elif self.saved_to is not None:
             text += f"; saved {human_size(self.saved_size or 0)} to {self.saved_to}"
         return f"go cache: {text}"
 

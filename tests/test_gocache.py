@@ -40,11 +40,13 @@ from pipeline.flows.cache_artifact import (
     merge,
 )
 from pipeline.flows.gocache import cache_tag
+from pipeline.recipe import cache_steps
 from pipeline.recipe.cache_steps import module_files
 from pipeline.recipe.stages import cache_volumes
 from pipeline.refs import Platform, SettingsError, parse_image_ref
 from pipeline.registry.access import Deadline, Login
 from pipeline.registry.remote import push_artifact
+from pipeline.results import human_size
 from pipeline.settings import Secret, Settings, Variant
 from tests.conftest import (
     ROOT,
@@ -396,6 +398,51 @@ def test_a_runner_saves_only_what_its_build_used(
     assert set(after) - set(before), "commit 2 made no entries of its own"
     assert sum(after.values()) <= 1.1 * sum(before.values())
     assert len(after) <= 1.1 * len(before)
+
+
+# Every file in the build cache volume made two hours old: as an hour after the run that filled
+# it, whose entries Go will not touch again until it uses them.
+AGE_ENTRIES = 'find "$GOCACHE" -type f -exec touch -c -d "@$(( $(date +%s) - 7200 ))" {} +'
+
+
+@pytest.mark.engine
+def test_a_build_from_the_engines_cache_keeps_the_cache_at_the_tag(
+    pipeline: PipelineRunner, testbed: Testbed, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A CI job run again for the same commit, an hour later, on the same engine: its build
+    comes from the engine's cache, no `go build` runs and no entry is used, so there is
+    nothing to save. The cache at the tag stays as the first run saved it, not replaced by
+    an almost empty one."""
+    ref = f"{testbed.registry}/ci/again-{unique()}:main"
+    _, first = _build(pipeline, tmp_path, "first", "--cache-to", ref)
+    assert first["cache"] == "cold"
+    saved = first["go_cache"]["saved_to"]
+    assert saved
+    assert not first["go_cache"]["kept"]
+    settings = Settings(
+        variant=Variant.MULTISTAGE, cache_to=parse_image_ref(ref, option="--cache-to")
+    )
+    in_session(
+        engine_env,
+        lambda: (
+            cache_steps.caches("busybox:1.35", settings)
+            .with_exec(["sh", "-c", AGE_ENTRIES])
+            .stdout()
+        ),
+    )
+    ran, again = _build(pipeline, tmp_path, "again", "--cache-to", ref)
+    assert again["cache"] == "warm"
+    assert again["go_cache"]["started_from"] == "engine"
+    assert again["go_cache"]["kept"] is True
+    assert again["go_cache"]["saved_to"] == saved
+    assert again["go_cache"]["saved_size"] == first["go_cache"]["saved_size"]
+    shown = " ".join(ran.stdout.split())  # as printed, lines wrapped at COLUMNS
+    size = human_size(first["go_cache"]["saved_size"])
+    assert f"; kept the {size} at {saved} (the build came from the engine's cache" in shown, shown
+    name, _, digest = saved.partition("@")
+    raw = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{name}")
+    assert raw.returncode == 0, raw.stderr
+    assert "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest() == digest
 
 
 @pytest.mark.engine

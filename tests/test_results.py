@@ -67,3 +67,14 @@ def test_the_module_describes_every_key_the_json_has() -> None:
     described = results.__doc__ or ""
     missing = sorted(k for k in keys(data) if f'"{k}"' not in described)
     assert missing == [], missing
+
+
+def test_a_kept_cache_is_not_said_to_be_saved() -> None:
+    saved_to = "127.0.0.1:5000/c:main-linux-amd64-go-0123@sha256:" + "cd" * 32
+    kept = GoCache("engine", saved_to=saved_to, saved_size=12_300_000, kept=True).summary()
+    assert kept == (
+        f"go cache: started from the engine's own; kept the 12.3MB at {saved_to} (the build"
+        " came from the engine's cache: nothing new to save)"
+    )
+    pushed = GoCache("engine", saved_to=saved_to, saved_size=12_300_000).summary()
+    assert pushed == f"go cache: started from the engine's own; saved 12.3MB to {saved_to}"

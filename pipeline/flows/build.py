@@ -89,12 +89,13 @@ async def variant(
     session: Session,
     *,
     dissect_images: bool,
-    beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    beside: Callable[[str], Coroutine[Any, Any, None]] | None = None,
     kept: Kept | None = None,
     together: tuple[str, ...] = (),
 ) -> RunReport:
     """Build one variant and export, load, publish and run it as the settings say; `beside`
-    starts once the build has succeeded and runs beside the rest (cancelled if that fails).
+    starts once the build has succeeded, with its "cold" or "warm", and runs beside the rest
+    (cancelled if that fails).
     With `kept` (--watch), the image is made from the tag's last one where it can be, and
     kept for the next. `together`: the main packages one `go build` makes with this one's
     (pipeline.flows.run.images)."""
@@ -147,7 +148,7 @@ async def variant(
     if beside is None:
         return await deliver.variant(job, made, dissect_images=dissect_images)
     async with anyio.create_task_group() as group:
-        group.start_soon(beside)
+        group.start_soon(beside, made.cache)
         report = await deliver.variant(job, made, dissect_images=dissect_images)
     return report  # noqa: RET504 (returned inside the group, mypy sees no return)
 

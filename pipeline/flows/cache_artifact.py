@@ -96,6 +96,20 @@ async def pull(settings: Settings, ref: ImageRef, tag: str, directory: Path) -> 
     return files
 
 
+async def standing(settings: Settings, ref: ImageRef, tag: str) -> tuple[str, int] | None:
+    """The digest and layers' bytes of the cache tagged `tag` under `ref`, None if there is
+    none (nothing is downloaded)."""
+    from pipeline.registry import remote
+
+    def look(login: Login, deadline: Deadline) -> tuple[str, int] | None:
+        try:
+            return remote.artifact_at(ref, tag, login, deadline, artifact_type=ARTIFACT)
+        except remote.NotFound:
+            return None
+
+    return await _through_registry(settings, ref, look)
+
+
 def merge(directory: Path, name: str) -> Path:
     """The tarballs `directory`/<name>.*.tar (the save script's batches) as one tarball
     `directory`/<name>: regular files only, sorted by name, without times or owners, so that

@@ -180,16 +180,22 @@ async def save(
     session: Session,
     platforms: Sequence[Platform],
     started: GoCache,
+    built: str,
 ) -> GoCache:
     """After a successful build: push the cache entries it used to --cache-to. `started` (what
-    restore said) comes back with what was saved, or with one more warning."""
+    restore said) comes back with what was saved, or with one more warning. A `built` "warm"
+    came from the engine's cache: no entry was used, so the cache at the tag stands (`kept`),
+    not replaced by an almost empty one."""
     ref = settings.cache_to
     assert ref is not None
     await session.clock.wait()
     modules = tree.module and not tree.vendored
-    directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.temp))
     tag = cache_tag(ref, settings, platforms)
     try:
+        if built == "warm" and (there := await cache_artifact.standing(settings, ref, tag)):
+            at = f"{ref.qualified}:{tag}@{there[0]}"
+            return replace(started, saved_to=at, saved_size=there[1], kept=True)
+        directory = Path(tempfile.mkdtemp(prefix="cache-to-", dir=session.temp))
         helper = await _helper(settings, session)
         listed = await _used_modules(settings, tree) if modules else None
         since = int(session.started) - WINDOW
@@ -257,18 +263,19 @@ class Bracket:
         return self.saved_to or self.started
 
     @property
-    def save(self) -> Callable[[], Coroutine[Any, Any, None]] | None:
-        """The save to --cache-to, where the run saves."""
+    def save(self) -> Callable[[str], Coroutine[Any, Any, None]] | None:
+        """The save to --cache-to, where the run saves: called with the build's "cold" or
+        "warm" (save)."""
         if self.started is None or self.settings.cache_to is None:
             return None
         return self._save
 
-    async def _save(self) -> None:  # beside the export and publish: the compile is done
+    async def _save(self, built: str) -> None:  # beside the export and publish
         assert self.started is not None
         with self.clock.step("save cache") as running:
             platforms = self.settings.platforms or (self.session.native,)
             self.saved_to = await save(
-                self.settings, self.tree, self.session, platforms, self.started
+                self.settings, self.tree, self.session, platforms, self.started, built
             )
             running.size = self.saved_to.saved_size
 

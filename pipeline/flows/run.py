@@ -84,9 +84,11 @@ async def images(
             async with anyio.create_task_group() as group:
                 for index in range(len(jobs)):
                     group.start_soon(one, index)
-            built = all(isinstance(o, RunReport) for o in outcomes.values())
-            if built and cache.save is not None:
-                await cache.save()
+            reports = [o for o in outcomes.values() if isinstance(o, RunReport)]
+            if len(reports) == len(outcomes) and cache.save is not None:
+                # Warm only if every image's build came from the engine's cache.
+                warm = all(r.cache == "warm" for r in reports)
+                await cache.save("warm" if warm else "cold")
         found = [outcomes[i] for i in range(len(jobs))]
         if isinstance(found[0], RunReport):  # the run's own steps, once
             found[0] = cache.around(found[0], tested)

@@ -139,6 +139,41 @@ class NotFound(RegistryError):
     """The registry has no manifest under the tag asked for."""
 
 
+def _artifact_manifest(
+    client: Client, ref: ImageRef, tag: str, artifact_type: str
+) -> tuple[str, list[tuple[str, int, str]]]:
+    """The digest of the artifact tagged `tag` and its layers (digest, size, media type).
+    NotFound if there is none; RegistryError if it is not an `artifact_type`."""
+    answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
+    if answer.status_code == 404:
+        raise NotFound(f"{ref.qualified}:{tag} does not exist (yet)")
+    check_answer(answer, ref, f"reading {ref.repository}:{tag}")
+    try:
+        manifest = answer.json()
+        found = manifest.get("artifactType")
+        layers = [
+            (str(la["digest"]), int(la["size"]), str(la["mediaType"])) for la in manifest["layers"]
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RegistryError(f"{ref.qualified}:{tag} is not an OCI manifest") from None
+    if found != artifact_type:
+        raise RegistryError(
+            f"{ref.qualified}:{tag} is not a {artifact_type} (its artifactType: {found or 'none'})"
+        )
+    return digest_of(answer.content), layers
+
+
+def artifact_at(
+    ref: ImageRef, tag: str, login: Login, deadline: Deadline, *, artifact_type: str
+) -> tuple[str, int]:
+    """The digest of the artifact tagged `tag` under `ref`'s repository and its layers' bytes,
+    without pulling them. NotFound if there is none."""
+    with one_line_errors(ref):
+        client = Client(ref, login, deadline, actions="pull")
+        digest, layers = _artifact_manifest(client, ref, tag, artifact_type)
+    return digest, sum(size for _, size, _ in layers)
+
+
 def pull_artifact(
     ref: ImageRef,
     tag: str,
@@ -153,24 +188,7 @@ def pull_artifact(
     if there is none; RegistryError if it is not an `artifact_type` or a blob is corrupt."""
     with one_line_errors(ref):
         client = Client(ref, login, deadline, actions="pull")
-        answer = client.do_request(client.manifest_url(tag), "GET", headers={"Accept": MANIFEST})
-        if answer.status_code == 404:
-            raise NotFound(f"{ref.qualified}:{tag} does not exist (yet)")
-        check_answer(answer, ref, f"reading {ref.repository}:{tag}")
-        try:
-            manifest = answer.json()
-            found = manifest.get("artifactType")
-            layers = [
-                (str(la["digest"]), int(la["size"]), str(la["mediaType"]))
-                for la in manifest["layers"]
-            ]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise RegistryError(f"{ref.qualified}:{tag} is not an OCI manifest") from None
-        if found != artifact_type:
-            raise RegistryError(
-                f"{ref.qualified}:{tag} is not a {artifact_type} (its artifactType: "
-                f"{found or 'none'})"
-            )
+        _, layers = _artifact_manifest(client, ref, tag, artifact_type)
         pulled = []
         for index, (digest, size, media_type) in enumerate(layers):
             path = directory / f"layer-{index}"
