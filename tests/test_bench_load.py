@@ -204,11 +204,13 @@ def test_the_runs_environment_names_the_engine_and_holds_no_password(
     monkeypatch.setenv("PIPELINE_PLATFORM", "linux/arm64")
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     monkeypatch.setenv("TESTBED_AUTH_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PIPELINE_REGISTRY_MIRROR", "docker.io=127.0.0.1:5000")
     env = environment(_reach(), tmp_path / "src")
     assert env["_EXPERIMENTAL_DAGGER_RUNNER_HOST"].startswith("tls://127.0.0.1:8443?")
     assert env["_EXPERIMENTAL_DAGGER_CLI_BIN"] == "/usr/local/bin/dagger"
     assert env["GIT_CEILING_DIRECTORIES"] == str(tmp_path / "src")
-    assert not [k for k in env if k.startswith("PIPELINE_")], "no inherited PIPELINE_*"
+    # No inherited PIPELINE_* but the engine's mirrors (where every run reads its bases).
+    assert [k for k in env if k.startswith("PIPELINE_")] == ["PIPELINE_REGISTRY_MIRROR"]
     assert PASSWORD not in env.values()
     assert _reach().address == "tls://127.0.0.1:8443 (mutual TLS)"
     assert PASSWORD not in json.dumps(_options(tmp_path).described())

@@ -18,6 +18,7 @@ from pipeline.results import human_size
 from tests.conftest import ROOT, PipelineRunner, Testbed
 
 BASES = ("--runtime-image", "busybox:1.35", "--runtime-image", "scratch")
+MIRROR_ENV = "PIPELINE_REGISTRY_MIRROR"  # the test bed's: docker.io=its plain registry
 
 
 @pytest.mark.parametrize(
@@ -39,20 +40,40 @@ def test_parse_budget() -> None:
 
 
 @pytest.fixture(scope="module")
-def first(pipeline: PipelineRunner, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def first(
+    pipeline: PipelineRunner, testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A compare as on a new machine whose engine pulls docker.io through a mirror: no blob
+    kept (a cache directory of its own), the mirror given by the flag alone."""
     out = tmp_path_factory.mktemp("compare")
-    ran = pipeline(
+    unmirrored = PipelineRunner({k: v for k, v in pipeline.env.items() if k != MIRROR_ENV})
+    ran = unmirrored(
         "compare",
         *BASES,
+        "--registry-mirror",
+        f"docker.io={testbed.registry}",
         "--json",
         str(out / "c.json"),
         "--markdown",
         str(out / "c.md"),
         "--chart",
         str(out / "c.svg"),
+        extra_env={"XDG_CACHE_HOME": str(out / "cache")},
     )
     assert ran.returncode == 0, ran.stderr
     return {"out": out, "stdout": ran.stdout, "json": json.loads((out / "c.json").read_text())}
+
+
+@pytest.mark.engine
+def test_an_empty_blob_store_reads_the_bases_through_the_mirror(
+    first: dict[str, Any], testbed: Testbed
+) -> None:
+    """The bases' manifests (and their layers) came from the mirror into the run's own store:
+    without --registry-mirror, compare asked docker.io itself (CI run on a new machine:
+    `registry docker.io unreachable`)."""
+    kept = {p.name for p in (first["out"] / "cache/pipeline/blobs/sha256").iterdir()}
+    for base in ("TESTBED_GOLANG_DIGEST", "TESTBED_BUSYBOX_DIGEST"):
+        assert testbed[base].removeprefix("sha256:") in kept, base
 
 
 @pytest.fixture(scope="module")

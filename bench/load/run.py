@@ -11,7 +11,9 @@ stderr then holds only errors) with its own --name, --output and --json, and its
 the registry; age runs with --no-run (without arguments it prints its usage and exits 1).
 Every run gets the same environment: the engine's address and the dagger CLI, git kept out of
 the sources' copies (GIT_CEILING_DIRECTORIES: no revision label that a commit elsewhere could
-change), no inherited PIPELINE_* variable; the --publish run alone gets the password, in
+change), no inherited PIPELINE_* variable but PIPELINE_REGISTRY_MIRROR (how the engine pulls,
+not what a run builds: without it a run on an engine that pulls docker.io through a mirror reads
+its bases' layers from docker.io); the --publish run alone gets the password, in
 PIPELINE_REGISTRY_PASSWORD.
 
 The passes, each into a directory of its own under WORK/load/out/ (the tarballs deleted after
@@ -62,6 +64,7 @@ from bench.shared.sides import engine_call, report_detail
 TWO_PLATFORMS = ("linux/amd64", "linux/arm64")
 MULTI_PLATFORM_BASE = "scratch"  # the test bed's busybox:1.35 has linux/amd64 only
 PASSWORD_ENV = "PIPELINE_REGISTRY_PASSWORD"
+MIRROR_ENV = "PIPELINE_REGISTRY_MIRROR"  # the engine's mirrors: every run reads its bases there
 RUN_TIMEOUT = 1800.0  # age's tests take minutes with a cold cache, more with 8 at once
 KILL_DELAY = 2.0  # seconds from the victim's `build ...` line to its SIGKILL: into go build
 LEFTOVER_WAIT = 10.0  # how long the victim's process group may take to empty
@@ -194,12 +197,13 @@ def description(options: LoadOptions, runs: tuple[Planned, ...]) -> str:
 
 
 def environment(reach: Reach, sources: Path) -> dict[str, str]:
-    """Every run's environment: this one without PIPELINE_* variables and passwords, with
-    the engine's address, the dagger CLI, and git kept out of the copies under `sources`."""
+    """Every run's environment: this one without PIPELINE_* variables (but the engine's
+    mirrors) and passwords, with the engine's address, the dagger CLI, and git kept out of
+    the copies under `sources`."""
     kept = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("PIPELINE_") and k != "TESTBED_AUTH_PASSWORD"
+        if (not k.startswith("PIPELINE_") or k == MIRROR_ENV) and k != "TESTBED_AUTH_PASSWORD"
     }
     return kept | {
         "_EXPERIMENTAL_DAGGER_RUNNER_HOST": reach.runner_host,

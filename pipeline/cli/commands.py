@@ -188,6 +188,7 @@ def compare_command(
     verbose: VerboseOpt = False,
     config_file: ConfigOpt = None,
     image: ImageOpt = None,
+    registry_mirror: RegistryMirrorOpt = None,
 ) -> None:
     """Build every variant in one session and show them side by side, measured."""
     try:
@@ -200,6 +201,7 @@ def compare_command(
             run=run,
             quiet=quiet,
             no_output=True,
+            registry_mirror=registry_mirror,
         )
         flags = config.one_image(
             flags, config_file, ctx.get_parameter_source, image or (), command="compare"
