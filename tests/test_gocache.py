@@ -6,7 +6,8 @@ A fresh CI runner is the test bed's second engine, started on an empty state dir
 stand in for it: a run whose --cache-to (or, reading only, --cache-from) names a repository
 no run used before gets cache volumes of its own, empty, and its build exec is not one the
 engine has answered before (its mounts differ), so `go build` really runs on what was
-restored. A test that only writes its cache, and asserts nothing about what was saved, uses
+restored. Where a test asserts nothing of the program, it builds TINY, whose cold build is
+half go-src's. A test that only writes its cache, and asserts nothing about what was saved, uses
 kept() instead: the same REF on every run, whose volumes the next run of the suite finds warm
 (a cold build of go-src is about 11 s of the engine's CPU)."""
 
@@ -61,6 +62,9 @@ from tests.conftest import (
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 BASES = ("--go-image", "golang:1.26", "--runtime-image", "busybox:1.35")
+# For the tests that build on empty volumes and assert nothing of the program: its cold build
+# costs about half of go-src's (the runtime alone, not fmt and os).
+TINY = ROOT / "tests/fixtures/tiny"
 
 
 def unique() -> str:
@@ -336,10 +340,11 @@ def test_every_go_image_saves_and_a_fresh_runner_restores_to_one_digest(
     for kind, image in go_images(testbed).items():
         ref = f"{testbed.registry}/ci/any-go-{kind}-{unique()}:main"
         args = ("--go-image", image, "--lock", str(lock))
-        cold, first = _build(pipeline, tmp_path, f"{kind}-cold", *args, "--cache-to", ref)
+        cold, first = _build(pipeline, tmp_path, f"{kind}-cold", *args, "--cache-to", ref,
+                             source=TINY)  # fmt: skip
         warm, second = _build(
             pipeline, tmp_path, f"{kind}-warm", *args, "--cache-from", ref, "--cache-to", ref,
-            env=fresh_runner,
+            env=fresh_runner, source=TINY,
         )  # fmt: skip
         assert first["go_cache"]["saved_to"], kind
         assert second["go_cache"]["started_from"] == "registry", kind
@@ -414,7 +419,7 @@ def test_a_build_from_the_engines_cache_keeps_the_cache_at_the_tag(
     nothing to save. The cache at the tag stays as the first run saved it, not replaced by
     an almost empty one."""
     ref = f"{testbed.registry}/ci/again-{unique()}:main"
-    _, first = _build(pipeline, tmp_path, "first", "--cache-to", ref)
+    _, first = _build(pipeline, tmp_path, "first", "--cache-to", ref, source=TINY)
     assert first["cache"] == "cold"
     saved = first["go_cache"]["saved_to"]
     assert saved
@@ -430,7 +435,7 @@ def test_a_build_from_the_engines_cache_keeps_the_cache_at_the_tag(
             .stdout()
         ),
     )
-    ran, again = _build(pipeline, tmp_path, "again", "--cache-to", ref)
+    ran, again = _build(pipeline, tmp_path, "again", "--cache-to", ref, source=TINY)
     assert again["cache"] == "warm"
     assert again["go_cache"]["started_from"] == "engine"
     assert again["go_cache"]["kept"] is True
@@ -456,7 +461,7 @@ def test_without_a_usable_cache_the_build_goes_on_with_one_warning(
     junk = tmp_path / "go-build.tar.gz"
     junk.write_bytes(gzip.compress(b"not a tar archive, though gzipped" * 100))
     _seed(corrupt, [(junk, BUILD_LAYER)])
-    _, plain = _build(pipeline, tmp_path, "plain")
+    _, plain = _build(pipeline, tmp_path, "plain", source=TINY)
     cases = {
         "missing": (["--cache-from", missing], "does not exist"),
         "corrupt": (["--cache-from", corrupt], "does not unpack"),
@@ -465,7 +470,7 @@ def test_without_a_usable_cache_the_build_goes_on_with_one_warning(
     }
     for name, (args, cause) in cases.items():
         started = time.monotonic()
-        ran, result = _build(pipeline, tmp_path, name, *args)
+        ran, result = _build(pipeline, tmp_path, name, *args, source=TINY)
         (warning,) = _warnings(ran)
         assert cause in warning, (name, warning)
         assert args[1] in warning, (name, warning)
@@ -587,7 +592,7 @@ def test_an_unpack_quicker_than_the_probe_is_still_a_restore(
     seed = f"{testbed.registry}/{repository}:seed"
     _seed(seed, [(_empty_layer(tmp_path), BUILD_LAYER)])
     ran, report = _build(
-        pipeline, tmp_path, "quick", "--cache-from", seed, "--helper-image", helper
+        pipeline, tmp_path, "quick", "--cache-from", seed, "--helper-image", helper, source=TINY
     )
     assert report["go_cache"]["started_from"] == "registry", ran.stderr
     assert _warnings(ran) == []
