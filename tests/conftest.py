@@ -100,6 +100,13 @@ class Testbed:
         return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 
+def registry_digest(testbed: Testbed, ref: str) -> str:
+    """The digest of the manifest the plain registry serves for `ref` (tag or digest)."""
+    raw = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
+    assert raw.returncode == 0, raw.stderr
+    return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
+
+
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 

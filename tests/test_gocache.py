@@ -56,6 +56,7 @@ from tests.conftest import (
     Testbed,
     go_images,
     in_session,
+    registry_digest,
     start_fresh_runner,
     stop_fresh_runner,
 )
@@ -445,9 +446,7 @@ def test_a_build_from_the_engines_cache_keeps_the_cache_at_the_tag(
     size = human_size(first["go_cache"]["saved_size"])
     assert f"; kept the {size} at {saved} (the build came from the engine's cache" in shown, shown
     name, _, digest = saved.partition("@")
-    raw = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{name}")
-    assert raw.returncode == 0, raw.stderr
-    assert "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest() == digest
+    assert registry_digest(testbed, name) == digest
 
 
 @pytest.mark.engine

@@ -16,7 +16,6 @@ to tests/layouts.py, when pipeline/image/reproducible.py was split in three."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -45,6 +44,7 @@ from tests.conftest import (
     ended,
     go_images,
     in_session,
+    registry_digest,
     start_fresh_runner,
     stop_fresh_runner,
 )
@@ -103,12 +103,6 @@ def build(
     assert ran.returncode == 0, ran.stderr
     image: dict[str, object] = json.loads(report.read_text())["images"][0]
     return image
-
-
-def registry_digest(testbed: Testbed, ref: str) -> str:
-    raw = testbed.skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
-    assert raw.returncode == 0, raw.stderr
-    return "sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest()
 
 
 # What the sequence builds: multistage on busybox, on the static base, on scratch for two
