@@ -22,6 +22,7 @@ import tarfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -298,11 +299,17 @@ def pipeline(engine_env: dict[str, str]) -> PipelineRunner:
 class PipelineRunner:
     """Runs `python -m pipeline ...` as a user would, against the real engine."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.env = env
+        self.cwd = cwd  # where build/ is: the work directories of each run (BUILD_DIR)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pipeline", *args]
+
+    def _importable(self) -> dict[str, str]:
+        """`-m pipeline` finds the package in the working directory: elsewhere, through
+        PYTHONPATH."""
+        return {} if self.cwd == ROOT else {"PYTHONPATH": str(ROOT)}
 
     def __call__(
         self,
@@ -313,8 +320,8 @@ class PipelineRunner:
     ) -> Ran:
         done = subprocess.run(
             [*prefix, *self.command(*args)],
-            cwd=ROOT,
-            env={**self.env, "COLUMNS": "200", **(extra_env or {})},
+            cwd=self.cwd,
+            env={**self.env, "COLUMNS": "200", **self._importable(), **(extra_env or {})},
             capture_output=True,
             text=True,
             check=False,
@@ -397,6 +404,41 @@ def engine_back(testbed: Testbed) -> Iterator[None]:
         [str(ROOT / "tests" / "testbed" / "up")], capture_output=True, text=True, check=False
     )
     assert up.returncode == 0, up.stderr[-2000:]
+
+
+# --- work started ahead --------------------------------------------------------------
+# A test of the second phase marked `ahead(prepare)` has a part that needs nothing but the fresh
+# runner. `prepare(request)` (any test's request: it reads session fixtures) returns that part as
+# a function, which runs in a thread from the first test of the second phase that does not use
+# the fresh runner on (start_ahead), beside the tests that use the test bed's engine alone. The
+# test takes its result with ahead_of(request).
+_AHEAD: dict[str, Future[Any]] = {}
+_AHEAD_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead")
+
+
+def _start(item: pytest.Item, request: pytest.FixtureRequest) -> Future[Any]:
+    if item.nodeid not in _AHEAD:
+        prepare = item.get_closest_marker("ahead").args[0]  # type: ignore[union-attr]
+        _AHEAD[item.nodeid] = _AHEAD_POOL.submit(prepare(request))
+    return _AHEAD[item.nodeid]
+
+
+@pytest.fixture(autouse=True)
+def start_ahead(request: pytest.FixtureRequest) -> None:
+    """At a second-phase test that does not use the fresh runner (which every test that does
+    has finished by then: _second_phase), the work of each test marked `ahead` started."""
+    item = request.node
+    if _second_phase(item) not in (2, 3, 4):
+        return
+    for other in item.session.items:
+        if other.get_closest_marker("ahead") and other.nodeid not in _AHEAD:
+            with contextlib.suppress(pytest.skip.Exception):  # no engine: that test skips
+                _start(other, request)
+
+
+def ahead_of(request: pytest.FixtureRequest) -> Any:
+    """The result of the test's work started ahead (started now, if it was not)."""
+    return _start(request.node, request).result()
 
 
 @dataclass(frozen=True)
@@ -509,13 +551,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.user_properties.append(("engine", True))
         if disruptive(item) and not item.get_closest_marker("disruptive"):
             item.add_marker(pytest.mark.disruptive)  # so that `-m disruptive` selects it
-    # The disruptive tests last, in their order: the others share a warm engine. Of those,
-    # the ones that want the test bed's engine back after restarting it come last: a restarted
-    # engine no longer holds the Go image's layer as it pulled it, and gzips it again at its
-    # next export of a naive or builder image (22 s of its CPU). The others: the longest files
-    # first (LONGEST), so that pytest-xdist, which hands out files in this order, does not
-    # leave one worker a long file while the other has nothing left.
-    items[:] = sorted(items, key=lambda item: (disruptive(item), _restarts(item), _rank(item)))
+        if {"doomed_engine", "fresh_runner"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.runner)
+    # The tests that share a warm engine first: the longest files first (LONGEST), so that
+    # pytest-xdist, which hands out files in this order, does not leave one worker a long file
+    # while the other has nothing left. Then tests/run's second phase (_second_phase).
+    items[:] = sorted(items, key=lambda item: (_second_phase(item), _rank(item)))
+
+
+def _second_phase(item: pytest.Item) -> int:
+    """Where the test runs in tests/run's second phase, one test at a time (0: in the first):
+    1. those that use the fresh runner;
+    2. the others marked alone or disruptive, on the test bed's engine, while the work of the
+       tests marked `ahead` runs on the fresh runner beside them (start_ahead);
+    3. those marked `ahead`, which wait for their work started ahead;
+    4. those that want the test bed's engine back after restarting it: a restarted engine no
+       longer holds the Go image's layer as it pulled it, and gzips it again at its next
+       export of a naive or builder image (22 s of its CPU)."""
+    if not (disruptive(item) or item.get_closest_marker("alone")):
+        return 0
+    if item.get_closest_marker("runner"):
+        return 1
+    if item.get_closest_marker("ahead"):
+        return 3
+    return 4 if _restarts(item) else 2
 
 
 # The test files whose engine work takes longest, longest first (CPU seconds of a serial run

@@ -156,7 +156,9 @@ def _busy(runs: list[subprocess.Popen[str]], before: set[int]) -> None:
     "how",
     [
         # SIGKILLed, an engine wipes its cache at its next start: a fresh runner's is killed.
-        pytest.param(signal.SIGKILL, id="SIGKILL", marks=pytest.mark.disruptive),
+        pytest.param(
+            signal.SIGKILL, id="SIGKILL", marks=[pytest.mark.disruptive, pytest.mark.runner]
+        ),
         # Stopped gracefully, it keeps its cache: the test bed's own, started again after.
         pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.restarts),
     ],

@@ -25,13 +25,12 @@ import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagger import dag
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
@@ -41,9 +40,9 @@ from tests.conftest import (
     ROOT,
     PipelineRunner,
     Testbed,
+    ahead_of,
     ended,
     go_images,
-    in_session,
     registry_digest,
     start_fresh_runner,
     stop_fresh_runner,
@@ -79,11 +78,6 @@ def restart_engine(testbed: Testbed) -> None:
     assert up.returncode == 0, up.stderr
 
 
-def prune_engine(engine_env: dict[str, str]) -> None:
-    """Empty the engine's cache: the bases are pulled again, their blobs with them."""
-    in_session(engine_env, lambda: dag.engine().local_cache().prune())
-
-
 def build(
     pipeline: PipelineRunner, source: Path, out: Path, *args: str, env: dict[str, str] | None = None
 ) -> dict[str, object]:
@@ -105,6 +99,8 @@ def build(
     return image
 
 
+Rounds = dict[str, tuple[str, bytes]]  # what build_sequence made: name → (digest, tarball)
+
 # What the sequence builds: multistage on busybox, on the static base, on scratch for two
 # platforms, and the builder pattern (the Go image's base layers in its build image too).
 SEQUENCE = {
@@ -118,7 +114,7 @@ SEQUENCE = {
 
 def build_sequence(
     pipeline: PipelineRunner, source: Path, out: Path, env: dict[str, str] | None = None
-) -> dict[str, tuple[str, bytes]]:
+) -> Rounds:
     """Each image of SEQUENCE built into `out`, all at once (as CI jobs on one engine): its
     digest and its tarball's bytes."""
     out.mkdir()
@@ -138,34 +134,58 @@ def build_sequence(
         return dict(zip(SEQUENCE, pool.map(one, SEQUENCE), strict=True))
 
 
+def prune_runner(env: dict[str, str]) -> None:
+    """Empty a fresh runner's cache (its bases pulled again, their blobs with them), in a
+    `dagger` process of its own: in_session would set this process's environment for the SDK
+    while the tests beside it run."""
+    pruned = subprocess.run(
+        [env["_EXPERIMENTAL_DAGGER_CLI_BIN"], "--progress=plain", "core", "engine",
+         "local-cache", "prune"],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert pruned.returncode == 0, pruned.stderr[-2000:]
+
+
+def on_a_fresh_runner(request: pytest.FixtureRequest) -> Callable[[], tuple[Rounds, Rounds]]:
+    """test_one_digest's part on the fresh runner, run ahead (conftest: start_ahead): build;
+    prune; build again. Its runs work in a directory of their own (their build/), apart from
+    the tests beside them, which count what the repository's build/ holds."""
+    engine_env: dict[str, str] = request.getfixturevalue("engine_env")
+    work: Path = request.getfixturevalue("tmp_path_factory").mktemp("one-digest-runner")
+    source = work / "src"
+    shutil.copytree(ROOT / "go-src", source)
+
+    def rounds() -> tuple[Rounds, Rounds]:
+        try:
+            runner = start_fresh_runner()["runner host"]
+            env = {**engine_env, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": runner}
+            pipeline = PipelineRunner(env, cwd=work)
+            fresh = build_sequence(pipeline, source, work / "fresh")
+            prune_runner(env)
+            return fresh, build_sequence(pipeline, source, work / "pruned")
+        finally:
+            stop_fresh_runner()
+
+    return rounds
+
+
 @pytest.mark.engine
 @pytest.mark.disruptive  # restarts the engine, uses the fresh runner: run last (conftest)
+@pytest.mark.ahead.with_args(on_a_fresh_runner)  # a function: with_args, or it is decorated
 def test_one_digest_whatever_the_engine_remembers(
-    pipeline: PipelineRunner,
-    engine_env: dict[str, str],
-    testbed: Testbed,
-    source: Path,
-    tmp_path: Path,
-) -> None:
+    pipeline: PipelineRunner, source: Path, testbed: Testbed, tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
     """Build; stop the engine and start it with its state kept (it has the bases' snapshots,
     not their blobs, and exports them re-tarred); build; build on a fresh runner; prune that
     one (its bases pulled again); build there again: every image's digest and tarball, byte
     for byte, the same each time. (The fresh runner's engine is pruned, not the test bed's,
-    whose cache the next run of the suite finds warm.) The fresh runner's first round runs
-    while the test bed's engine builds, restarts and builds again; the prune (it sets the
-    process's environment for the SDK) and the last round after them."""
-    try:
-        env = {"_EXPERIMENTAL_DAGGER_RUNNER_HOST": start_fresh_runner()["runner host"]}
-        with ThreadPoolExecutor(1) as pool:
-            elsewhere = pool.submit(build_sequence, pipeline, source, tmp_path / "fresh", env)
-            first = build_sequence(pipeline, source, tmp_path / "first")
-            restart_engine(testbed)
-            kept = build_sequence(pipeline, source, tmp_path / "kept")
-            fresh = elsewhere.result()
-        prune_engine({**engine_env, **env})
-        pruned = build_sequence(pipeline, source, tmp_path / "pruned", env)
-    finally:
-        stop_fresh_runner()
+    whose cache the next run of the suite finds warm.) The fresh runner's rounds run ahead,
+    beside the second phase's tests on the test bed's engine (on_a_fresh_runner)."""
+    first = build_sequence(pipeline, source, tmp_path / "first")
+    restart_engine(testbed)
+    kept = build_sequence(pipeline, source, tmp_path / "kept")
+    fresh, pruned = ahead_of(request)
     for name in SEQUENCE:
         digests = [made[name][0] for made in (first, kept, pruned, fresh)]
         assert len(set(digests)) == 1, f"{name}: {digests}"

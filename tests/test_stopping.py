@@ -238,7 +238,12 @@ GONE = "error: the `dagger run` that held this run's session is gone"
     ("way", "under"),
     [
         # The engine SIGKILLed, a fresh runner's: disruptive (the fresh runner is one).
-        pytest.param(w, u, id=f"{w}, {u}", marks=[pytest.mark.disruptive] * (w == "engine gone"))
+        pytest.param(
+            w,
+            u,
+            id=f"{w}, {u}",
+            marks=[pytest.mark.disruptive, pytest.mark.runner] * (w == "engine gone"),
+        )
         for w, u in WAYS
     ],
 )

@@ -753,6 +753,7 @@ def test_the_dagger_cli_keeps_retrying_a_refused_certificate(
 
 
 @pytest.mark.alone
+@pytest.mark.runner
 @pytest.mark.engine
 def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
     testbed: Testbed, engine_env: dict[str, str]
@@ -788,6 +789,7 @@ def test_a_fresh_runner_starts_empty_and_pulls_from_the_test_beds_registry(
 
 
 @pytest.mark.disruptive  # the fresh runner is one
+@pytest.mark.runner
 @pytest.mark.engine
 def test_a_kept_runner_starts_on_what_its_engine_had_built(
     doomed_engine: DoomedEngine, tmp_path: Path
