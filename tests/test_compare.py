@@ -1,5 +1,6 @@
 """pipeline.cli.compare: budgets, and `compare` end to end against the real engine: the table,
-the JSON (checked against skopeo), the Markdown, the chart, budgets, and warm caches."""
+the JSON (checked against skopeo), the Markdown, the chart, budgets, warm caches, and each
+step's progress line naming its image."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pipeline.cli.checks import parse_budget, parse_size
 from pipeline.refs import SettingsError
 from pipeline.results import human_size
 from tests.conftest import ROOT, PipelineRunner, Testbed
+from tests.test_progress import STEP_LINE
 
 BASES = ("--runtime-image", "busybox:1.35", "--runtime-image", "scratch")
 MIRROR_ENV = "PIPELINE_REGISTRY_MIRROR"  # the test bed's: docker.io=its plain registry
@@ -61,7 +63,10 @@ def first(
         extra_env={"XDG_CACHE_HOME": str(out / "cache")},
     )
     assert ran.returncode == 0, ran.stderr
-    return {"out": out, "stdout": ran.stdout, "json": json.loads((out / "c.json").read_text())}
+    return {
+        "out": out, "stdout": ran.stdout, "stderr": ran.stderr,
+        "json": json.loads((out / "c.json").read_text()),
+    }  # fmt: skip
 
 
 @pytest.mark.engine
@@ -74,6 +79,26 @@ def test_an_empty_blob_store_reads_the_bases_through_the_mirror(
     kept = {p.name for p in (first["out"] / "cache/pipeline/blobs/sha256").iterdir()}
     for base in ("TESTBED_GOLANG_DIGEST", "TESTBED_BUSYBOX_DIGEST"):
         assert testbed[base].removeprefix("sha256:") in kept, base
+
+
+@pytest.mark.engine
+def test_compare_says_which_image_each_step_is_for(first: dict[str, Any]) -> None:
+    """Piped, each step's line names the image it is for (moved here from test_progress.py:
+    it reads the first compare's stderr, not a compare of its own)."""
+    lines = first["stderr"].splitlines()
+    # One test for all the images, before their builds: no image named.
+    assert lines[0] == "pipeline: test ..."
+    assert re.fullmatch(r"pipeline: test done \d+\.\d\ds", lines[1]), lines[1]
+    tags = [f"helloworld:{key}" for key in ("naive", "builder", "multistage", "multistage-scratch")]
+    for tag in tags:
+        own = [line.removeprefix("pipeline: ") for line in lines if f" {tag} " in f"{line} "]
+        names = [
+            line.split(f" {tag}")[0] for line in own if line.endswith(" ...")
+        ]  # in the order they started
+        want = ["build", "export", *(["export builder"] if tag.endswith(":builder") else []), "run"]
+        assert names == want, f"{tag}: got {names}, want {want}"
+        assert len(own) == 2 * len(want), own  # each started and ended
+    assert all(STEP_LINE.match(line) for line in lines), lines  # nothing else on stderr
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 (nothing under --quiet or `dagger run`); --quiet reaching Settings. Against the real engine: a
 piped run prints each step's start and end on stderr, in order, with the times and sizes its
 JSON has, and a failed step as stopped; --quiet prints nothing there; stdout is the same with
-and without the display (live on a terminal, or plain lines); compare names each step's
-image; under `dagger run` nothing is added to its output."""
+and without the display (live on a terminal, or plain lines); under `dagger run`
+nothing is added to its output. (That compare names each step's image is tested on
+tests/test_compare.py's first compare, whose stderr it reads.)"""
 
 from __future__ import annotations
 
@@ -424,36 +425,6 @@ def test_a_failed_step_is_said_to_have_stopped_before_the_error(
     assert any("undefined: undefinedName" in line for line in lines[2:]), lines
     assert lines[-1].startswith("error: `go build "), lines
     assert ran.stdout == ""
-
-
-@pytest.mark.engine
-def test_compare_says_which_image_each_step_is_for(
-    pipeline: PipelineRunner, tmp_path: Path
-) -> None:
-    ran = pipeline(
-        "compare",
-        "--runtime-image",
-        "busybox:1.35",
-        "--runtime-image",
-        "scratch",
-        "--json",
-        str(tmp_path / "compare.json"),
-    )
-    assert ran.returncode == 0, ran.stderr
-    lines = ran.stderr.splitlines()
-    # One test for all the images, before their builds: no image named.
-    assert lines[0] == "pipeline: test ..."
-    assert re.fullmatch(r"pipeline: test done \d+\.\d\ds", lines[1]), lines[1]
-    tags = [f"helloworld:{key}" for key in ("naive", "builder", "multistage", "multistage-scratch")]
-    for tag in tags:
-        own = [line.removeprefix("pipeline: ") for line in lines if f" {tag} " in f"{line} "]
-        names = [
-            line.split(f" {tag}")[0] for line in own if line.endswith(" ...")
-        ]  # in the order they started
-        want = ["build", "export", *(["export builder"] if tag.endswith(":builder") else []), "run"]
-        assert names == want, f"{tag}: got {names}, want {want}"
-        assert len(own) == 2 * len(want), own  # each started and ended
-    assert all(STEP_LINE.match(line) for line in lines), lines  # nothing else on stderr
 
 
 @pytest.mark.engine
