@@ -112,9 +112,7 @@ SEQUENCE = {
 }  # fmt: skip
 
 
-def build_sequence(
-    pipeline: PipelineRunner, source: Path, out: Path, env: dict[str, str] | None = None
-) -> Rounds:
+def build_sequence(pipeline: PipelineRunner, source: Path, out: Path) -> Rounds:
     """Each image of SEQUENCE built into `out`, all at once (as CI jobs on one engine): its
     digest and its tarball's bytes."""
     out.mkdir()
@@ -124,7 +122,7 @@ def build_sequence(
         tarball = out / f"{name}.tar"
         ran = pipeline(
             variant, "--no-test", "--no-run", "--source", str(source), "--output", str(tarball),
-            "--json", str(out / f"{name}.json"), *args, extra_env={**EPOCH, **(env or {})},
+            "--json", str(out / f"{name}.json"), *args, extra_env=EPOCH,
         )  # fmt: skip
         assert ran.returncode == 0, ran.stderr
         digest = json.loads((out / f"{name}.json").read_text())["images"][0]["digest"]
@@ -170,7 +168,7 @@ def on_a_fresh_runner(request: pytest.FixtureRequest) -> Callable[[], tuple[Roun
 
 
 @pytest.mark.engine
-@pytest.mark.disruptive  # restarts the engine, uses the fresh runner: run last (conftest)
+@pytest.mark.disruptive  # restarts the engine: second phase (conftest: _second_phase)
 @pytest.mark.ahead.with_args(on_a_fresh_runner)  # a function: with_args, or it is decorated
 def test_one_digest_whatever_the_engine_remembers(
     pipeline: PipelineRunner, source: Path, testbed: Testbed, tmp_path: Path,
