@@ -31,6 +31,12 @@ TB_MODULE_HOST=192.0.2.1
 TB_MODULES=/var/lib/$TB_NAME-modules
 TB_TOKEN_SERVER=127.0.0.1:5445
 TB_ENGINE_GC_RESERVED=25GB # what the test bed's engine never prunes below (its GC, in engine.json)
+# What `down` leaves of the engine's cache, its least recently used entries pruned first
+# (trim_engine_cache). A run of the suite uses about 12 GB of it and adds about 2 GB of its own
+# (a new REF's volumes, new exports). Left to grow, it held 30 GB in 25,000 entries after a
+# few dozen runs: the engine then took 10-18 s to start instead of 6, and whole runs took
+# 18m47s-19m08s; trimmed to 12 GB (13,000 entries), the next took 15m03s.
+TB_ENGINE_KEEP=12GB
 # How many network namespaces an engine keeps ready for its containers (the 0.21 default: 128).
 # It makes them all at start, one CNI ADD each, and releases them one by one at a graceful
 # stop: 128 took 15-18 s of every stop here (the cache itself closed in 0.3 s). The tests run
