@@ -34,8 +34,8 @@ TB_ENGINE_GC_RESERVED=25GB # what the test bed's engine never prunes below (its 
 # What `down` leaves of the engine's cache, its least recently used entries pruned first
 # (trim_engine_cache). A run of the suite uses about 12 GB of it and adds about 2 GB of its own
 # (a new REF's volumes, new exports). Left to grow, it held 30 GB in 25,000 entries after a
-# few dozen runs: the engine then took 10-18 s to start instead of 6, and whole runs took
-# 18m47s-19m08s; trimmed to 12 GB (13,000 entries), the next took 15m03s.
+# few dozen runs: the engine then took 10-18 s to start (6-13 s at 12 GB), and whole runs took
+# 18m47s-19m08s; on 12 GB (13,000 entries) they took 15m03s-16m43s. Each trim takes 14-17 s.
 TB_ENGINE_KEEP=12GB
 # How many network namespaces an engine keeps ready for its containers (the 0.21 default: 128).
 # It makes them all at start, one CNI ADD each, and releases them one by one at a graceful
