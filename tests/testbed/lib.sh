@@ -32,8 +32,8 @@ TB_MODULES=/var/lib/$TB_NAME-modules
 TB_TOKEN_SERVER=127.0.0.1:5445
 TB_ENGINE_GC_RESERVED=25GB # what the test bed's engine never prunes below (its GC, in engine.json)
 # What `down` leaves of the engine's cache, its least recently used entries pruned first
-# (trim_engine_cache). A run of the suite uses about 12 GB of it and adds about 2 GB of its own
-# (a new REF's volumes, new exports). Left to grow, it held 30 GB in 25,000 entries after a
+# (trim_engine_cache). A run adds about 2 GB that no later run uses (a new REF's volumes,
+# verify's fresh caches, new exports), and runs on 12 GB found what they build warm. Left to grow, it held 30 GB in 25,000 entries after a
 # few dozen runs: the engine then took 10-18 s to start (6-13 s at 12 GB), and whole runs took
 # 18m47s-19m08s; on 12 GB (13,000 entries) they took 15m03s-16m43s. Each trim takes 14-17 s.
 TB_ENGINE_KEEP=12GB
@@ -171,6 +171,15 @@ engine_tls_host() {
 
 engine_installed() {
 	command -v dagger-engine >/dev/null 2>&1 && command -v dagger >/dev/null 2>&1
+}
+
+# dagger_at HOST SECONDS ARGS...: the dagger CLI against the engine at HOST (unix://...), with
+# no telemetry, update check or nag, within SECONDS (the CLI would wait for a gone engine for ever).
+dagger_at() {
+	local host=$1 seconds=$2
+	shift 2
+	_EXPERIMENTAL_DAGGER_RUNNER_HOST=$host DO_NOT_TRACK=1 DAGGER_NO_UPDATE_CHECK=1 \
+		DAGGER_NO_NAG=1 timeout "$seconds" dagger "$@"
 }
 
 # Fingerprint of what the test bed promises not to touch on the host; `down` compares.
